@@ -1,0 +1,127 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Env {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+const EXAMPLE: &str = include_str!("../../../hooklake.example.toml");
+
+const MINIMAL: &str = r#"
+[sources.orders]
+auth = { type = "api_key", keys = ["${ORDERS_KEY}"] }
+"#;
+
+#[test]
+fn the_example_file_loads() {
+    let c = Config::from_toml(EXAMPLE, &Env::new()).unwrap();
+    assert_eq!(c.sources.len(), 2);
+    assert_eq!(c.sources["orders"].topic_for("orders"), "hooklake.orders");
+    assert_eq!(c.sources["nectar"].topic_for("nectar"), "hooklake.nectar");
+    assert_eq!(c.sources["nectar"].table_for("nectar").to_string(), "raw.nectar.events");
+    assert_eq!(c.ingest.max_body_bytes.get(), 1 << 20);
+    assert_eq!(c.sink.target_file_size.get(), 128 << 20);
+}
+
+#[test]
+fn defaults_follow_the_design() {
+    let c = Config::from_toml(MINIMAL, &env(&[("ORDERS_KEY", "k")])).unwrap();
+    assert_eq!(c.kafka.brokers, "localhost:9092");
+    assert_eq!(c.ingest.listen.to_string(), "0.0.0.0:8080");
+    assert_eq!(c.ingest.admin_listen.to_string(), "0.0.0.0:9090");
+    assert_eq!(c.ingest.response_deadline.get().as_secs(), 10);
+    assert_eq!(c.sink.admin_listen.to_string(), "0.0.0.0:9091");
+    assert_eq!(c.sink.schedule, "every 15m");
+    assert_eq!(c.sink.dedupe_window.get().as_secs(), 86_400);
+    assert_eq!(c.catalog.uri, "sqlite://lake/catalog.db");
+    assert_eq!(c.sources["orders"].table_for("orders").to_string(), "raw.webhooks.orders");
+    match &c.sources["orders"].auth {
+        AuthConfig::ApiKey { header, keys } => {
+            assert_eq!(header, "x-api-key");
+            assert_eq!(keys[0].expose(), "k");
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_that_name_the_key() {
+    let err = Config::from_toml(&format!("{MINIMAL}\n[ingest]\nmax_body = 5\n"), &env(&[("ORDERS_KEY", "k")]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.starts_with("ingest.max_body: unknown field `max_body`"), "{err}");
+    let err = Config::from_toml(
+        "[sources.a]\nauth = { type = \"api_key\", keys = [\"x\"], colour = \"red\" }",
+        &Env::new(),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("sources.a.auth") && err.contains("colour"), "{err}");
+}
+
+#[test]
+fn invalid_values_name_the_key() {
+    let e = env(&[("ORDERS_KEY", "k")]);
+    let err = Config::from_toml(&format!("{MINIMAL}\n[ingest]\nresponse_deadline = \"soon\"\n"), &e).unwrap_err();
+    assert!(err.to_string().starts_with("ingest.response_deadline: "), "{err}");
+    let err = Config::from_toml(&format!("{MINIMAL}\n[sink]\ntarget_file_size = \"12 parsecs\"\n"), &e).unwrap_err();
+    assert!(err.to_string().starts_with("sink.target_file_size: "), "{err}");
+    let err = Config::from_toml("[sources.\"bad name\"]\nauth = { type = \"none\" }", &e).unwrap_err();
+    assert!(err.to_string().starts_with("sources.bad name: "), "{err}");
+    let err = Config::from_toml("[sources.a]\nauth = { type = \"github\", secrets = [] }", &e).unwrap_err();
+    assert_eq!(err.to_string(), "sources.a.auth.secrets: at least one is needed");
+    let err = Config::from_toml("[sources.a]\nauth = { type = \"sometimes\" }", &e).unwrap_err();
+    assert!(err.to_string().starts_with("sources.a.auth.type: unknown variant `sometimes`"), "{err}");
+    let err = Config::from_toml("[sources.a]\n", &e).unwrap_err();
+    assert!(err.to_string().contains("missing field `auth`"), "{err}");
+    let err = Config::from_toml(
+        "[sources.a]\nauth = { type = \"api_key\", keys = [\"k\"] }\nforward_headers = [\"X-API-Key\"]",
+        &e,
+    )
+    .unwrap_err();
+    assert!(err.to_string().starts_with("sources.a.forward_headers: `x-api-key` carries credentials"), "{err}");
+}
+
+#[test]
+fn missing_secret_variables_name_key_and_variable() {
+    let err = Config::from_toml(MINIMAL, &Env::new()).unwrap_err();
+    assert_eq!(err.to_string(), "sources.orders.auth.keys[0]: environment variable ORDERS_KEY is not set");
+}
+
+#[test]
+fn environment_overrides_win_over_the_file() {
+    let e = env(&[
+        ("ORDERS_KEY", "k"),
+        ("HOOKLAKE__KAFKA__BROKERS", "kafka-1:9092,kafka-2:9092"),
+        ("HOOKLAKE__INGEST__MAX_BODY_BYTES", "2048"),
+        ("HOOKLAKE__SOURCES__ORDERS__TOPIC", "shop.orders"),
+    ]);
+    let c = Config::from_toml(MINIMAL, &e).unwrap();
+    assert_eq!(c.kafka.brokers, "kafka-1:9092,kafka-2:9092");
+    assert_eq!(c.ingest.max_body_bytes.get(), 2048);
+    assert_eq!(c.sources["orders"].topic_for("orders"), "shop.orders");
+}
+
+#[test]
+fn debug_output_never_holds_secrets() {
+    let text = r#"
+[kafka.properties]
+"sasl.password" = "kafka-pw-123"
+[catalog]
+uri = "postgres://hook:pg-pw-456@db/lake"
+[catalog.properties]
+"s3.secret-access-key" = "s3-secret-789"
+[schema_registry]
+url = "http://sr:8081"
+password = "sr-pw-000"
+[sources.orders]
+auth = { type = "api_key", keys = ["key-abc", "key-def"] }
+[sources.nectar]
+auth = { type = "standard_webhooks", secrets = ["whsec_c2VjcmV0LXh5eg=="] }
+"#;
+    let c = Config::from_toml(text, &Env::new()).unwrap();
+    let debug = format!("{c:?} {c:#?}");
+    for secret in ["kafka-pw-123", "pg-pw-456", "s3-secret-789", "sr-pw-000", "key-abc", "key-def", "c2VjcmV0LXh5eg"] {
+        assert!(!debug.contains(secret), "{secret} leaked into Debug output");
+    }
+    assert!(debug.contains("postgres://hook:***@db/lake"));
+}
