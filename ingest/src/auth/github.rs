@@ -1,0 +1,37 @@
+//! `github`: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+
+use hooklake_schemas::config::Secret;
+use http::HeaderMap;
+
+use super::{
+    AuthError, header,
+    secret::{HmacSha256, KeyBytes, any_key_matches},
+};
+
+const SIGNATURE_HEADER: &str = "x-hub-signature-256";
+
+#[derive(Debug)]
+pub(super) struct Github {
+    secrets: Vec<KeyBytes>,
+}
+
+impl Github {
+    pub(super) fn new(secrets: &[Secret]) -> Self {
+        Self { secrets: secrets.iter().map(|s| KeyBytes(s.expose().as_bytes().to_vec())).collect() }
+    }
+
+    pub(super) fn check_headers(&self, headers: &HeaderMap) -> Result<Vec<u8>, AuthError> {
+        let value = header(headers, SIGNATURE_HEADER)?;
+        let hex_sig = value.strip_prefix("sha256=").ok_or(AuthError::Invalid("signature does not start with sha256="))?;
+        hex::decode(hex_sig).map_err(|_| AuthError::Invalid("signature is not hex"))
+    }
+
+    pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
+        let signature = self.check_headers(headers)?;
+        if any_key_matches::<HmacSha256>(&self.secrets, &[body], &signature) {
+            Ok(())
+        } else {
+            Err(AuthError::Invalid("signature does not match"))
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Key material held by verifiers, and the constant-time HMAC check they share.
+
+use std::fmt;
+
+use hmac::{Mac, SimpleHmac};
+use sha2::Sha256;
+
+/// Key bytes that never show in `Debug`.
+#[derive(Clone)]
+pub(super) struct KeyBytes(pub(super) Vec<u8>);
+
+impl fmt::Debug for KeyBytes {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// Whether HMAC(`key`, concatenation of `parts`) equals `expected`, in constant time
+/// (`verify_slice` compares with `subtle`). An empty or truncated `expected` never matches.
+pub(super) fn hmac_matches<M>(key: &[u8], parts: &[&[u8]], expected: &[u8]) -> bool
+where
+    M: Mac + hmac::digest::KeyInit,
+{
+    let Ok(mut mac) = <M as hmac::digest::KeyInit>::new_from_slice(key) else {
+        return false;
+    };
+    for p in parts {
+        mac.update(p);
+    }
+    mac.verify_slice(expected).is_ok()
+}
+
+/// HMAC-SHA256, the algorithm of Standard Webhooks, GitHub and Stripe.
+pub(super) type HmacSha256 = SimpleHmac<Sha256>;
+
+/// Whether any of `keys` signs `parts` as `expected`. Every key is tried, so the time taken
+/// does not tell which one matched.
+pub(super) fn any_key_matches<M>(keys: &[KeyBytes], parts: &[&[u8]], expected: &[u8]) -> bool
+where
+    M: Mac + hmac::digest::KeyInit,
+{
+    keys.iter().fold(false, |found, key| hmac_matches::<M>(&key.0, parts, expected) | found)
+}

@@ -1,0 +1,209 @@
+//! Unit tests of the verifiers with signatures computed here; the integration suite signs
+//! with the svix, standardwebhooks and stripe Python libraries instead.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::Bytes;
+use ed25519_dalek::{Signer, SigningKey};
+use hmac::Mac;
+use hooklake_schemas::config::{AuthConfig, HmacAlgorithm, HumanDuration, Secret, SignatureEncoding};
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::{AuthError, Verifier, secret::HmacSha256};
+
+const NOW: u64 = 1_795_500_000;
+const BODY: &[u8] = br#"{"type":"invoice.paid","id":"evt_1"}"#;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(NOW)
+}
+
+fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    pairs
+        .iter()
+        .map(|(k, v)| (HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap()))
+        .collect()
+}
+
+fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
+    let mut m = HmacSha256::new_from_slice(key).unwrap();
+    m.update(msg);
+    STANDARD.encode(m.finalize().into_bytes())
+}
+
+fn hmac_hex(key: &[u8], msg: &[u8]) -> String {
+    let mut m = HmacSha256::new_from_slice(key).unwrap();
+    m.update(msg);
+    hex::encode(m.finalize().into_bytes())
+}
+
+fn verify(v: &Verifier, h: &HeaderMap, body: &[u8]) -> Result<&'static str, AuthError> {
+    v.check_headers(h, now())?;
+    v.verify(h, Bytes::copy_from_slice(body), now()).map(|ok| ok.scheme())
+}
+
+fn secrets(list: &[&str]) -> Vec<Secret> {
+    list.iter().map(|s| Secret::new(*s)).collect()
+}
+
+const KEY_A: &[u8] = b"secret-key-a-0123456789";
+const KEY_B: &[u8] = b"secret-key-b-9876543210";
+
+fn whsec(key: &[u8]) -> String {
+    format!("whsec_{}", STANDARD.encode(key))
+}
+
+fn standard(secret_list: Vec<Secret>) -> Verifier {
+    let auth = AuthConfig::StandardWebhooks { secrets: secret_list, tolerance: HumanDuration::from_secs(300) };
+    Verifier::from_config("sources.t.auth", &auth).unwrap()
+}
+
+fn sw_headers(prefix: &str, id: &str, ts: u64, sig: &str) -> HeaderMap {
+    headers(&[
+        (&format!("{prefix}-id"), id),
+        (&format!("{prefix}-timestamp"), &ts.to_string()),
+        (&format!("{prefix}-signature"), sig),
+    ])
+}
+
+fn sw_sig(key: &[u8], id: &str, ts: u64, body: &[u8]) -> String {
+    format!("v1,{}", hmac_b64(key, &[format!("{id}.{ts}.").as_bytes(), body].concat()))
+}
+
+#[test]
+fn standard_webhooks_accepts_valid_signatures_under_both_header_sets() {
+    let v = standard(secrets(&[&whsec(KEY_A)]));
+    for prefix in ["webhook", "svix"] {
+        let h = sw_headers(prefix, "msg_1", NOW, &sw_sig(KEY_A, "msg_1", NOW, BODY));
+        assert_eq!(verify(&v, &h, BODY), Ok("standard_webhooks"), "{prefix}");
+    }
+}
+
+#[test]
+fn standard_webhooks_rejects_what_it_must() {
+    let v = standard(secrets(&[&whsec(KEY_A)]));
+    let good = sw_sig(KEY_A, "msg_1", NOW, BODY);
+    let invalid = |h: &HeaderMap, body: &[u8]| matches!(verify(&v, h, body), Err(AuthError::Invalid(_)));
+    assert!(invalid(&sw_headers("webhook", "msg_1", NOW, &sw_sig(KEY_B, "msg_1", NOW, BODY)), BODY), "wrong secret");
+    assert!(invalid(&sw_headers("webhook", "msg_1", NOW, "v1,"), BODY), "empty signature");
+    assert!(invalid(&sw_headers("webhook", "msg_1", NOW, &good[..good.len() - 8]), BODY), "truncated");
+    let mut changed = BODY.to_vec();
+    changed[3] ^= 1;
+    assert!(invalid(&sw_headers("webhook", "msg_1", NOW, &good), &changed), "body changed");
+    assert!(invalid(&sw_headers("webhook", "msg_2", NOW, &good), BODY), "other id");
+    for ts in [NOW - 301, NOW + 301] {
+        let h = sw_headers("webhook", "msg_1", ts, &sw_sig(KEY_A, "msg_1", ts, BODY));
+        assert_eq!(verify(&v, &h, BODY), Err(AuthError::Invalid("signature timestamp is outside the tolerance")));
+    }
+    for ts in [NOW - 300, NOW + 300] {
+        let h = sw_headers("webhook", "msg_1", ts, &sw_sig(KEY_A, "msg_1", ts, BODY));
+        assert!(verify(&v, &h, BODY).is_ok(), "at the tolerance edge");
+    }
+    for missing in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        let mut h = sw_headers("webhook", "msg_1", NOW, &good);
+        h.remove(missing);
+        assert!(matches!(verify(&v, &h, BODY), Err(AuthError::Missing(_))), "{missing}");
+    }
+}
+
+#[test]
+fn standard_webhooks_takes_any_entry_of_a_signature_list_and_rotated_secrets() {
+    let v = standard(secrets(&[&whsec(KEY_A), &STANDARD.encode(KEY_B)]));
+    let list = format!("v1,bm9wZQ== {} v2,zzz", sw_sig(KEY_B, "msg_1", NOW, BODY));
+    assert!(verify(&v, &sw_headers("webhook", "msg_1", NOW, &list), BODY).is_ok());
+    assert!(verify(&v, &sw_headers("webhook", "msg_1", NOW, &sw_sig(KEY_A, "msg_1", NOW, BODY)), BODY).is_ok());
+    let only_a = standard(secrets(&[&whsec(KEY_A)]));
+    assert!(verify(&only_a, &sw_headers("webhook", "msg_1", NOW, &list), BODY).is_err(), "B no longer configured");
+}
+
+#[test]
+fn standard_webhooks_verifies_v1a_ed25519() {
+    let signing = SigningKey::from_bytes(&[7u8; 32]);
+    let public = format!("whpk_{}", STANDARD.encode(signing.verifying_key().to_bytes()));
+    let v = standard(secrets(&[&public]));
+    let msg = [b"msg_9.".as_slice(), NOW.to_string().as_bytes(), b".", BODY].concat();
+    let sig = format!("v1a,{}", STANDARD.encode(signing.sign(&msg).to_bytes()));
+    assert!(verify(&v, &sw_headers("webhook", "msg_9", NOW, &sig), BODY).is_ok());
+    assert!(verify(&v, &sw_headers("webhook", "msg_9", NOW, &sig), b"{}").is_err());
+    let other = SigningKey::from_bytes(&[8u8; 32]);
+    let forged = format!("v1a,{}", STANDARD.encode(other.sign(&msg).to_bytes()));
+    assert!(verify(&v, &sw_headers("webhook", "msg_9", NOW, &forged), BODY).is_err());
+}
+
+#[test]
+fn bad_secrets_are_config_errors_naming_the_key_not_the_value() {
+    let auth = AuthConfig::StandardWebhooks {
+        secrets: secrets(&[&whsec(KEY_A), "whsec_not*base64!"]),
+        tolerance: HumanDuration::from_secs(300),
+    };
+    let err = Verifier::from_config("sources.n.auth", &auth).unwrap_err().to_string();
+    assert!(err.starts_with("sources.n.auth.secrets[1]: "), "{err}");
+    assert!(!err.contains("not*base64"), "{err}");
+    let auth = AuthConfig::StandardWebhooks { secrets: secrets(&["whsk_AAAA"]), tolerance: HumanDuration::from_secs(1) };
+    assert!(Verifier::from_config("k", &auth).unwrap_err().to_string().contains("public key"));
+    let auth = AuthConfig::StandardWebhooks { secrets: secrets(&["whpk_AAAA"]), tolerance: HumanDuration::from_secs(1) };
+    assert!(Verifier::from_config("k", &auth).is_err());
+}
+
+#[test]
+fn api_keys_rotate_and_compare_whole_values() {
+    let auth = AuthConfig::ApiKey { header: "X-API-Key".into(), keys: secrets(&["key-one", "key-two"]) };
+    let v = Verifier::from_config("k", &auth).unwrap();
+    assert_eq!(verify(&v, &headers(&[("x-api-key", "key-two")]), BODY), Ok("api_key"));
+    assert_eq!(verify(&v, &headers(&[("x-api-key", "key-one")]), BODY), Ok("api_key"));
+    for wrong in ["key-on", "key-one ", "KEY-ONE", ""] {
+        assert_eq!(verify(&v, &headers(&[("x-api-key", wrong)]), BODY), Err(AuthError::Invalid("wrong API key")));
+    }
+    assert!(matches!(verify(&v, &headers(&[("authorization", "key-one")]), BODY), Err(AuthError::Missing(_))));
+}
+
+#[test]
+fn github_signatures() {
+    let v = Verifier::from_config("k", &AuthConfig::Github { secrets: secrets(&["gh-old", "gh-new"]) }).unwrap();
+    let sig = format!("sha256={}", hmac_hex(b"gh-new", BODY));
+    assert_eq!(verify(&v, &headers(&[("x-hub-signature-256", &sig)]), BODY), Ok("github"));
+    assert!(verify(&v, &headers(&[("x-hub-signature-256", &sig)]), b"{}").is_err());
+    assert!(verify(&v, &headers(&[("x-hub-signature-256", &sig[..20])]), BODY).is_err());
+    assert!(verify(&v, &headers(&[("x-hub-signature-256", "sha256=")]), BODY).is_err());
+    let sha1 = format!("sha1={}", hmac_hex(b"gh-new", BODY));
+    assert!(matches!(verify(&v, &headers(&[("x-hub-signature", &sha1)]), BODY), Err(AuthError::Missing(_))));
+}
+
+#[test]
+fn stripe_signatures() {
+    let secret = "whsec_stripe_test_secret";
+    let auth = AuthConfig::Stripe { secrets: secrets(&[secret]), tolerance: HumanDuration::from_secs(300) };
+    let v = Verifier::from_config("k", &auth).unwrap();
+    let sign = |ts: u64, body: &[u8]| hmac_hex(secret.as_bytes(), &[format!("{ts}.").as_bytes(), body].concat());
+    let h = format!("t={NOW},v1={},v0=ignored", sign(NOW, BODY));
+    assert_eq!(verify(&v, &headers(&[("stripe-signature", &h)]), BODY), Ok("stripe"));
+    let two = format!("t={NOW},v1=00ff,v1={}", sign(NOW, BODY));
+    assert!(verify(&v, &headers(&[("stripe-signature", &two)]), BODY).is_ok(), "any v1 entry");
+    let old = format!("t={},v1={}", NOW - 301, sign(NOW - 301, BODY));
+    assert!(verify(&v, &headers(&[("stripe-signature", &old)]), BODY).is_err());
+    assert!(verify(&v, &headers(&[("stripe-signature", &format!("t={NOW}"))]), BODY).is_err());
+    assert!(verify(&v, &headers(&[("stripe-signature", &h)]), b"{ }").is_err());
+}
+
+#[test]
+fn generic_hmac_with_prefix_and_encodings() {
+    let auth = AuthConfig::Hmac {
+        header: "X-Signature".into(),
+        algorithm: HmacAlgorithm::Sha256,
+        encoding: SignatureEncoding::Base64,
+        prefix: Some("sha256=".into()),
+        secrets: secrets(&["generic-secret"]),
+    };
+    let v = Verifier::from_config("k", &auth).unwrap();
+    let sig = format!("sha256={}", hmac_b64(b"generic-secret", BODY));
+    assert_eq!(verify(&v, &headers(&[("x-signature", &sig)]), BODY), Ok("hmac"));
+    assert!(verify(&v, &headers(&[("x-signature", &sig[7..])]), BODY).is_err(), "prefix required");
+    assert!(matches!(verify(&v, &headers(&[]), BODY), Err(AuthError::Missing(_))));
+}
+
+#[test]
+fn none_accepts_everything() {
+    let v = Verifier::from_config("k", &AuthConfig::None).unwrap();
+    assert_eq!(verify(&v, &HeaderMap::new(), BODY), Ok("none"));
+}

@@ -1,0 +1,92 @@
+//! Every way a webhook request can fail, and the one place that turns a failure into
+//! an HTTP answer (`{"error": code, "detail": text}`), grouped by status as in DESIGN.md.
+
+use std::time::Duration;
+
+use axum::{
+    Json,
+    response::{IntoResponse, Response},
+};
+use http::{HeaderValue, StatusCode, header};
+
+use crate::auth::AuthError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("no source named `{0}`")]
+    UnknownSource(String),
+    #[error("{0}")]
+    MissingCredentials(AuthError),
+    #[error("{0}")]
+    InvalidCredentials(AuthError),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("the body is larger than {limit} bytes")]
+    BodyTooLarge {
+        limit: usize,
+        /// The rest of the body was not read: the connection cannot be reused.
+        close_connection: bool,
+    },
+    #[error("{0}")]
+    MalformedJson(String),
+    /// Kafka (or the schema registry) cannot take the record in time: retry later.
+    #[error("{reason}")]
+    Unavailable { reason: String, retry_after: Duration },
+    /// The broker refuses the record as too large even though the body was within the limit.
+    #[error("{0}")]
+    RecordTooLarge(String),
+}
+
+impl From<AuthError> for IngestError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing(_) => Self::MissingCredentials(e),
+            AuthError::Invalid(_) => Self::InvalidCredentials(e),
+        }
+    }
+}
+
+impl IngestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) => StatusCode::BAD_REQUEST,
+            Self::MissingCredentials(_) => StatusCode::UNAUTHORIZED,
+            Self::InvalidCredentials(_) => StatusCode::FORBIDDEN,
+            Self::UnknownSource(_) => StatusCode::NOT_FOUND,
+            Self::BodyTooLarge { .. } | Self::RecordTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `error` code of the body and the `reason` label of the rejection metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::MissingCredentials(_) => "missing_credentials",
+            Self::InvalidCredentials(_) => "invalid_credentials",
+            Self::UnknownSource(_) => "unknown_source",
+            Self::BodyTooLarge { .. } | Self::RecordTooLarge(_) => "body_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+impl IntoResponse for IngestError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": self.code(), "detail": self.to_string() });
+        let mut response = (self.status(), Json(body)).into_response();
+        let headers = response.headers_mut();
+        match &self {
+            Self::Unavailable { retry_after, .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            Self::BodyTooLarge { close_connection: true, .. } => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
+        response
+    }
+}

@@ -1,0 +1,63 @@
+//! Putting records on Kafka behind a small trait: [`KafkaPublisher`] is the real one;
+//! `MemoryPublisher` (feature `test-util`) lets HTTP tests inject broker outcomes.
+
+mod kafka;
+#[cfg(any(test, feature = "test-util"))]
+mod memory;
+mod topics;
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+pub use kafka::{KafkaPublisher, producer_config};
+#[cfg(any(test, feature = "test-util"))]
+pub use memory::MemoryPublisher;
+pub use topics::ensure_topics;
+
+/// One record to produce.
+#[derive(Debug, Clone)]
+pub struct OutgoingRecord {
+    pub topic: Arc<str>,
+    /// The envelope's `message_id`: all deliveries of one webhook land in one partition.
+    pub key: String,
+    pub value: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// Where the broker stored an acknowledged record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivered {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Every produce outcome that is not an acknowledgement, classified for the answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The broker may take it later: queue full, broker down, timeout, leader moving (503).
+    #[error("Kafka is unavailable: {0}")]
+    Unavailable(String),
+    /// The broker will never take this record: it is too large (413).
+    #[error("the record is too large for Kafka: {0}")]
+    TooLarge(String),
+    /// The producer is broken and the process must restart (503; `/livez` fails).
+    #[error("the Kafka producer failed: {0}")]
+    Fatal(String),
+}
+
+pub trait Publisher: Send + Sync + 'static {
+    /// Produces `record` and resolves once the broker acknowledged it (acks=all), or with
+    /// an error no later than `timeout`.
+    fn publish(&self, record: OutgoingRecord, timeout: Duration) -> impl Future<Output = Result<Delivered, PublishError>> + Send;
+
+    /// Records waiting for an acknowledgement.
+    fn queue_len(&self) -> usize;
+
+    /// Whether the broker can be reached and every source topic exists.
+    fn check_ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// False once the producer hit a fatal error.
+    fn is_alive(&self) -> bool;
+
+    /// Waits until queued records are acknowledged or `timeout` passes (on shutdown).
+    fn flush(&self, timeout: Duration) -> impl Future<Output = ()> + Send;
+}

@@ -1,0 +1,111 @@
+//! The real `hooklake ingest` process: logging at trace level never shows a secret, and
+//! SIGTERM finishes the request in flight before the process exits 0.
+
+use std::{
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use hooklake_tests::{
+    broker::TestBroker,
+    eventually, free_port,
+    http::{self, RawConn},
+    kafka, python, tools, unix_now,
+};
+use serde_json::json;
+
+use crate::common::{Secrets, config, topic_prefix};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
+    let broker = TestBroker::get();
+    let s = Secrets::fresh();
+    let prefix = topic_prefix();
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hooklake.toml");
+    // Secrets come from the environment through ${...}, as in production.
+    let text = config(&broker.bootstrap(), &prefix, &s, "")
+        .replace(&s.api_key, "${IT_API_KEY}")
+        .replace(&format!("\"{}\"", s.stripe), "\"${IT_STRIPE}\"")
+        .replace("[ingest]", &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\""));
+    std::fs::write(&config_path, text).unwrap();
+    let log_path = dir.path().join("ingest.log");
+    let mut child = Command::new(tools::hooklake_bin())
+        .args(["ingest", "--config"])
+        .arg(&config_path)
+        .env("RUST_LOG", "trace")
+        .env("IT_API_KEY", &s.api_key)
+        .env("IT_STRIPE", &s.stripe)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
+    eventually(Duration::from_secs(30), "ingest ready", || async {
+        let r = http::client().get(&admin_url).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    // Traffic through every scheme: accepted and rejected.
+    let now = unix_now();
+    let body = r#"{"type":"x"}"#;
+    let signed = python::sign(&json!([
+        {"lib": "svix", "secret": s.whsec_old, "msg_id": "p1", "timestamp": now, "payload": body},
+        {"lib": "stripe", "secret": s.stripe, "msg_id": "", "timestamp": now, "payload": body},
+        {"lib": "github", "secret": s.github, "msg_id": "p3", "timestamp": now, "payload": body},
+    ]))
+    .await;
+    let url = |src: &str| format!("http://127.0.0.1:{port}/webhook/{src}");
+    let post = |src: &str, headers: Vec<(String, String)>, body: &str| {
+        let mut req = http::client().post(url(src)).header("content-type", "application/json").body(body.to_owned());
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        req.send()
+    };
+    let pairs = |i: usize| signed[i].iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect::<Vec<_>>();
+    for (src, headers, expect) in [
+        ("std", pairs(0), 200),
+        ("stripe", pairs(1), 200),
+        ("gh", pairs(2), 200),
+        ("keys", vec![("x-api-key".into(), s.api_key.clone())], 200),
+        ("keys", vec![("x-api-key".into(), format!("{}x", s.api_key))], 403),
+        ("std", pairs(0), 200),
+        ("gh", pairs(2), 200),
+        ("stripe", vec![("stripe-signature".into(), "t=1,v1=00".into())], 403),
+        ("hmac", vec![("x-signature".into(), "sha256=00".into())], 403),
+    ] {
+        assert_eq!(post(src, headers, body).await.unwrap().status(), expect, "{src}");
+    }
+
+    // A request in flight when SIGTERM arrives is still answered, and lands on Kafka.
+    let mut conn = RawConn::connect(&format!("127.0.0.1:{port}")).await;
+    let drain_body = r#"{"type":"in-flight"}"#;
+    conn.write(
+        format!(
+            "POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            drain_body.len()
+        )
+        .as_bytes(),
+    )
+    .await;
+    conn.write(&drain_body.as_bytes()[..5]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let term = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(term.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    conn.write(&drain_body.as_bytes()[5..]).await;
+    let resp = conn.read_response().await.expect("the in-flight request is answered");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "ingest exited with {status}");
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), 1);
+
+    let logs = std::fs::read_to_string(&log_path).unwrap();
+    assert!(logs.contains("ingest is serving") && logs.contains("webhook rejected"), "trace logs were written");
+    for secret in s.all_forms() {
+        assert!(!logs.contains(&secret), "a secret ({}…) appears in the trace logs", &secret[..6]);
+    }
+}

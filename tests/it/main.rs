@@ -1,0 +1,10 @@
+//! hooklake's integration suite: one binary, real services against a real broker (tansu on
+//! SQLite), output checked by readers we did not write. Run through `scripts/test.sh`,
+//! which installs the tools, or plain `cargo test -p hooklake-tests` once they exist.
+
+mod common;
+mod confluent;
+mod ingest_broker_faults;
+mod ingest_process;
+mod ingest_records;
+mod ingest_rejections;

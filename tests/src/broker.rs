@@ -1,0 +1,107 @@
+//! tansu, a Kafka-API broker, on SQLite storage in a temporary directory. The SQLite
+//! file is durable, so a broker can be stopped (even killed) and restarted on the same
+//! port with its data.
+
+use std::{
+    net::TcpStream,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use crate::{free_port, tools};
+
+#[derive(Debug)]
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    /// Starts a broker of its own on a free port with a fresh SQLite file.
+    pub fn start() -> Self {
+        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
+        b.restart();
+        b
+    }
+
+    /// `host:port` for Kafka clients.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("tansu.log")
+    }
+
+    /// Kills the broker (SIGKILL: no clean shutdown) and waits until the port is closed.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+            assert!(Instant::now() < deadline, "broker port {} still open after kill", self.port);
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts (again) on the same port and storage, and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.kill();
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let tansu = tools::tansu();
+        let child = Command::new(&tansu)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            // tansu resolves sqlite:// paths against its working directory.
+            .args(["--storage-engine", "sqlite://tansu.db"])
+            .current_dir(self.dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {} (scripts/test.sh installs it): {e}", tansu.display()));
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "tansu did not listen on {}: see {}", self.port, self.log_path().display());
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The suite's shared broker when the test script started one (`HOOKLAKE_TEST_BROKERS`),
+/// else a broker of this test's own. Tests that stop their broker always take their own.
+#[derive(Debug)]
+pub enum TestBroker {
+    Shared(String),
+    Own(Broker),
+}
+
+impl TestBroker {
+    pub fn get() -> Self {
+        match std::env::var("HOOKLAKE_TEST_BROKERS") {
+            Ok(b) if !b.is_empty() => Self::Shared(b),
+            _ => Self::Own(Broker::start()),
+        }
+    }
+
+    pub fn bootstrap(&self) -> String {
+        match self {
+            Self::Shared(b) => b.clone(),
+            Self::Own(b) => b.bootstrap(),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! Small Kafka look-ups for assertions (record counts), with rdkafka.
+
+use std::time::Duration;
+
+use rdkafka::{
+    ClientConfig,
+    consumer::{BaseConsumer, Consumer},
+};
+
+/// The number of records in `topic` (sum of high watermarks; hooklake topics are never compacted).
+pub fn record_count(brokers: &str, topic: &str) -> i64 {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "hooklake-tests-watermarks")
+        .create()
+        .expect("consumer");
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+    let t = &md.topics()[0];
+    assert!(t.error().is_none(), "topic {topic}: {:?}", t.error());
+    t.partitions()
+        .iter()
+        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
+        .sum()
+}

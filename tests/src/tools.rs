@@ -1,0 +1,42 @@
+//! Where the external tools are. The test script (`scripts/test.sh`) installs them and
+//! exports these variables; the defaults are where it installs them.
+
+use std::path::PathBuf;
+
+fn cache_dir() -> PathBuf {
+    std::env::var_os("HOOKLAKE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache/hooklake"))
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ is in the repo").to_path_buf()
+}
+
+/// The Python of the venv holding svix, standardwebhooks, stripe, confluent-kafka, fastavro, pyiceberg.
+pub fn python() -> PathBuf {
+    std::env::var_os("HOOKLAKE_PYTHON").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("venv/bin/python"))
+}
+
+/// The tansu broker binary.
+pub fn tansu() -> PathBuf {
+    std::env::var_os("HOOKLAKE_TANSU").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("tools/bin/tansu"))
+}
+
+/// The `hooklake` binary of the same build as this test (`target/<profile>/hooklake`).
+pub fn hooklake_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HOOKLAKE_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/it-<hash> → target/<profile>/hooklake
+    let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("hooklake");
+    assert!(bin.exists(), "{} is missing: run `cargo build --bin hooklake` first (scripts/test.sh does)", bin.display());
+    bin
+}
+
+/// A script in tests/py.
+pub fn py_script(name: &str) -> PathBuf {
+    repo_root().join("tests/py").join(name)
+}
