@@ -25,6 +25,15 @@ enum Command {
         #[arg(long, short, env = "HOOKLAKE_CONFIG")]
         config: PathBuf,
     },
+    /// Load Kafka topics into Iceberg tables: a service with schedule and lag triggers and an
+    /// admin port, or with --once a single run to the current end of the topics.
+    Sink {
+        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
+        config: PathBuf,
+        /// One run up to the high watermarks taken at its start, then exit (0 on success).
+        #[arg(long)]
+        once: bool,
+    },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
     CheckConfig {
         #[arg(long, short, env = "HOOKLAKE_CONFIG")]
@@ -48,6 +57,8 @@ fn main() -> std::process::ExitCode {
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ingest { config } => ingest(load(&config)?).await,
+        Command::Sink { config, once: true } => sink_once(load(&config)?).await,
+        Command::Sink { config, once: false } => sink(load(&config)?).await,
         Command::CheckConfig { config } => check_config(&config),
     }
 }
@@ -55,6 +66,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
 fn load(path: &std::path::Path) -> anyhow::Result<Arc<Config>> {
     let config = Config::load(path, &Config::process_env()).with_context(|| format!("{}", path.display()))?;
     hooklake_ingest::validate(&config).with_context(|| format!("{}", path.display()))?;
+    hooklake_sink::validate(&config).with_context(|| format!("{}", path.display()))?;
     Ok(Arc::new(config))
 }
 
@@ -64,6 +76,31 @@ async fn ingest(config: Arc<Config>) -> anyhow::Result<()> {
         admin: bind(config.ingest.admin_listen, "ingest.admin_listen").await?,
     };
     hooklake_ingest::run(config, listeners, telemetry::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn sink(config: Arc<Config>) -> anyhow::Result<()> {
+    let admin = bind(config.sink.admin_listen, "sink.admin_listen").await?;
+    hooklake_sink::serve(&config, admin, telemetry::shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn sink_once(config: Arc<Config>) -> anyhow::Result<()> {
+    let report = hooklake_sink::once(&config, &hooklake_sink::Quiet).await.context("the sink run failed")?;
+    println!(
+        "run {}: {} records → {} rows in {} files ({} bytes), {} duplicates dropped, {} to the DLQ, in {:.1}s",
+        report.run_id,
+        report.records,
+        report.rows,
+        report.files,
+        report.bytes,
+        report.duplicates,
+        report.dead_letters,
+        report.duration_seconds
+    );
+    for t in &report.tables {
+        println!("  {}: {} rows, {} files, {} bytes, {} duplicates", t.table, t.rows, t.files, t.bytes, t.duplicates);
+    }
     Ok(())
 }
 

@@ -50,10 +50,8 @@ fn drain_budget(limit: usize) -> usize {
 
 /// Reads the whole body if it is at most `limit` bytes.
 pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared
         && len > limit as u64
     {
@@ -133,7 +131,10 @@ mod tests {
         assert_eq!(decode(ContentEncoding::Gzip, bomb, 1 << 20), Err(BodyError::TooLarge { drained: true }));
         let ok = gzip(br#"{"a":1}"#);
         assert_eq!(&decode(ContentEncoding::Gzip, ok, 1 << 20).unwrap()[..], br#"{"a":1}"#);
-        assert!(matches!(decode(ContentEncoding::Gzip, Bytes::from_static(b"not gzip"), 100), Err(BodyError::Corrupt(_))));
+        assert!(matches!(
+            decode(ContentEncoding::Gzip, Bytes::from_static(b"not gzip"), 100),
+            Err(BodyError::Corrupt(_))
+        ));
     }
 
     #[tokio::test]

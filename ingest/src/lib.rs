@@ -59,7 +59,11 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
 }
 
 /// Runs ingest with the rdkafka publisher until `shutdown` resolves, then drains.
-pub async fn run(config: Arc<Config>, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn run(
+    config: Arc<Config>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let publisher = Arc::new(KafkaPublisher::new(config.clone())?);
     if let Err(e) = publisher.ensure_topics().await {
         // Not fatal: the broker may come up later; /readyz keeps trying.

@@ -16,7 +16,9 @@ use axum::{
 use hooklake_schemas::{
     ConfluentCodec, WebhookEnvelope,
     config::{Config, ConfigError},
-    kafka::{CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT, HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE},
+    kafka::{
+        CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT, HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE,
+    },
 };
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
@@ -184,14 +186,18 @@ fn build_envelope(
     })
 }
 
-async fn encode<P>(state: &AppState<P>, source: &Source, envelope: &WebhookEnvelope) -> Result<OutgoingRecord, IngestError> {
+async fn encode<P>(
+    state: &AppState<P>,
+    source: &Source,
+    envelope: &WebhookEnvelope,
+) -> Result<OutgoingRecord, IngestError> {
     let (value, content_type) = match &state.framing {
         Framing::SingleObject => (envelope.to_single_object(), CONTENT_TYPE_SINGLE_OBJECT),
         Framing::Confluent(codec) => {
-            let value = codec.encode(envelope, &source.topic).await.map_err(|e| IngestError::Unavailable {
-                reason: e.to_string(),
-                retry_after: state.retry_after,
-            })?;
+            let value = codec
+                .encode(envelope, &source.topic)
+                .await
+                .map_err(|e| IngestError::Unavailable { reason: e.to_string(), retry_after: state.retry_after })?;
             (value, CONTENT_TYPE_CONFLUENT)
         }
     };
@@ -207,7 +213,11 @@ async fn encode<P>(state: &AppState<P>, source: &Source, envelope: &WebhookEnvel
     })
 }
 
-async fn produce<P: Publisher>(state: &AppState<P>, record: OutgoingRecord, deadline: Instant) -> Result<(), IngestError> {
+async fn produce<P: Publisher>(
+    state: &AppState<P>,
+    record: OutgoingRecord,
+    deadline: Instant,
+) -> Result<(), IngestError> {
     let started = Instant::now();
     let result = state.publisher.publish(record, deadline.saturating_duration_since(started)).await;
     state.metrics.produce_duration.observe(started.elapsed().as_secs_f64());

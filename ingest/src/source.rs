@@ -29,7 +29,8 @@ impl Source {
             HeaderName::try_from(h.to_ascii_lowercase())
                 .map_err(|_| ConfigError::invalid(key(k), format!("`{h}` is not a valid header name")))
         };
-        let mut id_headers: Vec<HeaderName> = vec![HeaderName::from_static("webhook-id"), HeaderName::from_static("svix-id")];
+        let mut id_headers: Vec<HeaderName> =
+            vec![HeaderName::from_static("webhook-id"), HeaderName::from_static("svix-id")];
         match (&config.id_header, &config.auth) {
             (Some(h), _) => id_headers.push(header("id_header", h)?),
             (None, AuthConfig::Github { .. }) => id_headers.push(HeaderName::from_static("x-github-delivery")),

@@ -99,7 +99,8 @@ impl Reader<'_> {
 
     fn string(&mut self, field: &str) -> Result<String, SchemaError> {
         let len = self.long(field)?;
-        let len = usize::try_from(len).map_err(|_| SchemaError::Framing(format!("`{field}`: negative length {len}")))?;
+        let len =
+            usize::try_from(len).map_err(|_| SchemaError::Framing(format!("`{field}`: negative length {len}")))?;
         let end = self.pos.checked_add(len).filter(|&end| end <= self.bytes.len()).ok_or_else(|| self.eof(field))?;
         let s = std::str::from_utf8(&self.bytes[self.pos..end])
             .map_err(|e| SchemaError::Shape(format!("`{field}` is not UTF-8: {e}")))?;
@@ -157,7 +158,8 @@ fn pcf(schema: &Json, namespace: Option<&str>) -> Result<String, SchemaError> {
             let quoted = |s: &str| Json::String(s.to_owned()).to_string();
             match ty.as_str() {
                 "record" | "error" | "enum" | "fixed" => {
-                    let name = obj.get("name").and_then(Json::as_str).ok_or_else(|| bad("a named type without `name`"))?;
+                    let name =
+                        obj.get("name").and_then(Json::as_str).ok_or_else(|| bad("a named type without `name`"))?;
                     let ns = obj.get("namespace").and_then(Json::as_str).or(namespace);
                     let full = full_name(name, ns);
                     let inner_ns = full.rsplit_once('.').map(|(ns, _)| ns.to_owned());
@@ -167,12 +169,20 @@ fn pcf(schema: &Json, namespace: Option<&str>) -> Result<String, SchemaError> {
                     } else if ty == "fixed" {
                         out += &format!(",\"size\":{}", obj.get("size").cloned().unwrap_or_default());
                     } else {
-                        let fields = obj.get("fields").and_then(Json::as_array).ok_or_else(|| bad("a record without `fields`"))?;
+                        let fields = obj
+                            .get("fields")
+                            .and_then(Json::as_array)
+                            .ok_or_else(|| bad("a record without `fields`"))?;
                         let mut parts = Vec::with_capacity(fields.len());
                         for f in fields {
-                            let fname = f.get("name").and_then(Json::as_str).ok_or_else(|| bad("a field without `name`"))?;
+                            let fname =
+                                f.get("name").and_then(Json::as_str).ok_or_else(|| bad("a field without `name`"))?;
                             let fty = f.get("type").ok_or_else(|| bad("a field without `type`"))?;
-                            parts.push(format!("{{\"name\":{},\"type\":{}}}", quoted(fname), pcf(fty, inner_ns.as_deref())?));
+                            parts.push(format!(
+                                "{{\"name\":{},\"type\":{}}}",
+                                quoted(fname),
+                                pcf(fty, inner_ns.as_deref())?
+                            ));
                         }
                         out += &format!(",\"fields\":[{}]", parts.join(","));
                     }
@@ -233,10 +243,12 @@ mod tests {
 
     #[test]
     fn canonical_form_follows_the_specification_examples() {
-        let s: Json = serde_json::from_str(r#"{"type":"record","name":"R","namespace":"a.b","doc":"x","fields":[
+        let s: Json = serde_json::from_str(
+            r#"{"type":"record","name":"R","namespace":"a.b","doc":"x","fields":[
             {"name":"f","type":{"type":"long","logicalType":"timestamp-micros"},"default":1},
             {"name":"g","type":{"type":"enum","name":"E","symbols":["A","B"]}},
-            {"name":"h","type":["null",{"type":"array","items":"E"}]}]}"#)
+            {"name":"h","type":["null",{"type":"array","items":"E"}]}]}"#,
+        )
         .unwrap();
         assert_eq!(
             parsing_canonical_form(&s).unwrap(),

@@ -89,7 +89,8 @@ impl ConfluentCodec {
         if let Some(known) = self.known_ids.lock().expect("not poisoned").get(&id) {
             return Ok(*known);
         }
-        let registered = get_schema_by_id(id, &self.settings).await.map_err(|e| SchemaError::Registry(e.to_string()))?;
+        let registered =
+            get_schema_by_id(id, &self.settings).await.map_err(|e| SchemaError::Registry(e.to_string()))?;
         let json: serde_json::Value = serde_json::from_str(&registered.schema)
             .map_err(|e| SchemaError::Registry(format!("schema {id} is not JSON: {e}")))?;
         let is_v1 = parsing_canonical_form(&json)? == envelope_canonical_form();

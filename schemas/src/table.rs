@@ -60,7 +60,17 @@ mod tests {
         use columns::*;
         assert_eq!(
             names,
-            [MESSAGE_ID, PAYLOAD, WEBHOOK_RECEIVED_AT, SOURCE, EVENT_TYPE, HEADERS, KAFKA_PARTITION, KAFKA_OFFSET, LOADED_AT]
+            [
+                MESSAGE_ID,
+                PAYLOAD,
+                WEBHOOK_RECEIVED_AT,
+                SOURCE,
+                EVENT_TYPE,
+                HEADERS,
+                KAFKA_PARTITION,
+                KAFKA_OFFSET,
+                LOADED_AT
+            ]
         );
     }
 }

@@ -67,7 +67,8 @@ async fn schema_registry_framing_is_read_by_confluent_kafka_and_by_hooklake() {
         assert_eq!(resp.status(), 200);
     }
     let topic = format!("{prefix}.open");
-    let subjects: Vec<String> = http::client().get(format!("{}/subjects", registry.url)).send().await.unwrap().json().await.unwrap();
+    let subjects: Vec<String> =
+        http::client().get(format!("{}/subjects", registry.url)).send().await.unwrap().json().await.unwrap();
     assert_eq!(subjects, vec![format!("{topic}-value")], "TopicNameStrategy subject");
 
     let records = python::consume(&broker.bootstrap(), &topic, 3, Some(&registry.url)).await;
@@ -87,8 +88,11 @@ async fn schema_registry_framing_is_read_by_confluent_kafka_and_by_hooklake() {
         timeout: "5s".parse().unwrap(),
     })
     .unwrap();
-    let consumer: BaseConsumer =
-        ClientConfig::new().set("bootstrap.servers", broker.bootstrap()).set("group.id", "it-confluent").create().unwrap();
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("group.id", "it-confluent")
+        .create()
+        .unwrap();
     let mut tpl = TopicPartitionList::new();
     for p in 0..2 {
         tpl.add_partition_offset(&topic, p, rdkafka::Offset::Beginning).unwrap();

@@ -65,7 +65,8 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
         }
         req.send()
     };
-    let pairs = |i: usize| signed[i].iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect::<Vec<_>>();
+    let pairs =
+        |i: usize| signed[i].iter().map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned())).collect::<Vec<_>>();
     for (src, headers, expect) in [
         ("std", pairs(0), 200),
         ("stripe", pairs(1), 200),

@@ -55,12 +55,61 @@ async fn library_signed_webhooks_land_on_kafka_byte_for_byte() {
     let mut hmac_sig = hmac::SimpleHmac::<sha2::Sha256>::new_from_slice(secrets.hmac.as_bytes()).unwrap();
     hmac_sig.update(PAYLOADS[5].as_bytes());
     let sent = vec![
-        Sent { source: "std", headers: as_map(&signed[0]), body: PAYLOADS[0].into(), payload: PAYLOADS[0], event_type: Some("meter.read"), scheme: "standard_webhooks", message_id: Some(svix_id) },
-        Sent { source: "std", headers: as_map(&signed[1]), body: gzip(PAYLOADS[1]), payload: PAYLOADS[1], event_type: Some("account.updated"), scheme: "standard_webhooks", message_id: Some(std_id) },
-        Sent { source: "stripe", headers: as_map(&signed[2]), body: PAYLOADS[2].into(), payload: PAYLOADS[2], event_type: Some("payment_intent.succeeded"), scheme: "stripe", message_id: None },
-        Sent { source: "gh", headers: gh_headers, body: PAYLOADS[3].into(), payload: PAYLOADS[3], event_type: None, scheme: "github", message_id: Some(gh_delivery) },
-        Sent { source: "keys", headers: [("x-api-key".to_string(), secrets.api_key.clone())].into(), body: PAYLOADS[4].into(), payload: PAYLOADS[4], event_type: Some("order.created"), scheme: "api_key", message_id: None },
-        Sent { source: "hmac", headers: [("x-signature".to_string(), format!("sha256={}", hex::encode(hmac_sig.finalize().into_bytes())))].into(), body: PAYLOADS[5].into(), payload: PAYLOADS[5], event_type: None, scheme: "hmac", message_id: None },
+        Sent {
+            source: "std",
+            headers: as_map(&signed[0]),
+            body: PAYLOADS[0].into(),
+            payload: PAYLOADS[0],
+            event_type: Some("meter.read"),
+            scheme: "standard_webhooks",
+            message_id: Some(svix_id),
+        },
+        Sent {
+            source: "std",
+            headers: as_map(&signed[1]),
+            body: gzip(PAYLOADS[1]),
+            payload: PAYLOADS[1],
+            event_type: Some("account.updated"),
+            scheme: "standard_webhooks",
+            message_id: Some(std_id),
+        },
+        Sent {
+            source: "stripe",
+            headers: as_map(&signed[2]),
+            body: PAYLOADS[2].into(),
+            payload: PAYLOADS[2],
+            event_type: Some("payment_intent.succeeded"),
+            scheme: "stripe",
+            message_id: None,
+        },
+        Sent {
+            source: "gh",
+            headers: gh_headers,
+            body: PAYLOADS[3].into(),
+            payload: PAYLOADS[3],
+            event_type: None,
+            scheme: "github",
+            message_id: Some(gh_delivery),
+        },
+        Sent {
+            source: "keys",
+            headers: [("x-api-key".to_string(), secrets.api_key.clone())].into(),
+            body: PAYLOADS[4].into(),
+            payload: PAYLOADS[4],
+            event_type: Some("order.created"),
+            scheme: "api_key",
+            message_id: None,
+        },
+        Sent {
+            source: "hmac",
+            headers: [("x-signature".to_string(), format!("sha256={}", hex::encode(hmac_sig.finalize().into_bytes())))]
+                .into(),
+            body: PAYLOADS[5].into(),
+            payload: PAYLOADS[5],
+            event_type: None,
+            scheme: "hmac",
+            message_id: None,
+        },
     ];
 
     let before = micros_now();
@@ -92,7 +141,8 @@ async fn library_signed_webhooks_land_on_kafka_byte_for_byte() {
         let topic = format!("{prefix}.{}", s.source);
         let expected_count = sent.iter().filter(|o| o.source == s.source).count();
         let records = python::consume(&broker.bootstrap(), &topic, expected_count, None).await;
-        let r = records.iter().find(|r| r["key"] == json!(id)).unwrap_or_else(|| panic!("no record keyed {id} in {topic}"));
+        let r =
+            records.iter().find(|r| r["key"] == json!(id)).unwrap_or_else(|| panic!("no record keyed {id} in {topic}"));
         let e = &r["envelope"];
         assert_eq!(r["framing"], "single-object");
         assert_eq!(e["message_id"], json!(id));
@@ -105,7 +155,14 @@ async fn library_signed_webhooks_land_on_kafka_byte_for_byte() {
         let headers = e["headers"].as_object().unwrap();
         assert_eq!(headers["user-agent"], "hooklake-it/1.0");
         assert_eq!(headers["content-type"], "application/json; charset=utf-8");
-        for secret_header in ["x-api-key", "x-signature", "svix-signature", "webhook-signature", "stripe-signature", "x-hub-signature-256"] {
+        for secret_header in [
+            "x-api-key",
+            "x-signature",
+            "svix-signature",
+            "webhook-signature",
+            "stripe-signature",
+            "x-hub-signature-256",
+        ] {
             assert!(!headers.contains_key(secret_header), "{secret_header} must never be forwarded");
         }
         if s.source == "gh" {

@@ -13,6 +13,12 @@ use serde_json::json;
 
 use crate::common::{MAX_BODY, Secrets, config, topic_prefix};
 
+type Headers = Vec<(&'static str, String)>;
+/// (what, headers, body, expected status, expected error code)
+type Case = (&'static str, Headers, Vec<u8>, u16, &'static str);
+/// (what, source, headers, body, expected status, expected error code)
+type SourceCase = (&'static str, &'static str, Headers, Vec<u8>, u16, &'static str);
+
 const BODY: &str = r#"{"type":"meter.read","kWh":3}"#;
 
 /// The answer to one request, as status and `error` code.
@@ -52,32 +58,62 @@ async fn standard_webhooks_rejections_and_rotation() {
     // ahead when checked. (The exact ±300 / ±301 edges are pinned by the unit tests.)
     let future = python::sign(&json!([sign(&s.whsec_new, "m-future", unix_now() + 302)])).await;
     let signed = [signed, future].concat();
-    let h = |i: usize| -> Vec<(&'static str, String)> {
+    let h = |i: usize| -> Headers {
         ["webhook-id", "webhook-timestamp", "webhook-signature"]
             .into_iter()
             .map(|k| (k, signed[i][k].as_str().unwrap().to_owned()))
             .collect()
     };
-    let with = |i: usize, key: &str, value: &str| -> Vec<(&'static str, String)> {
+    let with = |i: usize, key: &str, value: &str| -> Headers {
         h(i).into_iter().map(|(k, v)| if k == key { (k, value.to_owned()) } else { (k, v) }).collect()
     };
     let good_sig = h(0)[2].1.clone();
     let mut changed = BODY.as_bytes().to_vec();
     changed[10] ^= 0x01;
 
-    let cases: Vec<(&str, Vec<(&'static str, String)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("new secret", h(0), BODY.into(), 200, "ok"),
         ("old secret while still configured", h(1), BODY.into(), 200, "ok"),
         ("wrong secret", h(2), BODY.into(), 403, "invalid_credentials"),
         ("empty signature", with(0, "webhook-signature", "v1,"), BODY.into(), 403, "invalid_credentials"),
-        ("truncated signature", with(0, "webhook-signature", &good_sig[..good_sig.len() - 6]), BODY.into(), 403, "invalid_credentials"),
+        (
+            "truncated signature",
+            with(0, "webhook-signature", &good_sig[..good_sig.len() - 6]),
+            BODY.into(),
+            403,
+            "invalid_credentials",
+        ),
         ("body changed by one byte", h(0), changed, 403, "invalid_credentials"),
         ("timestamp tolerance+1 s in the past", h(3), BODY.into(), 403, "invalid_credentials"),
         ("timestamp tolerance+1 s in the future", h(4), BODY.into(), 403, "invalid_credentials"),
-        ("no webhook-id", h(0).into_iter().filter(|(k, _)| *k != "webhook-id").collect(), BODY.into(), 401, "missing_credentials"),
-        ("no webhook-timestamp", h(0).into_iter().filter(|(k, _)| *k != "webhook-timestamp").collect(), BODY.into(), 401, "missing_credentials"),
-        ("no webhook-signature", h(0).into_iter().filter(|(k, _)| *k != "webhook-signature").collect(), BODY.into(), 401, "missing_credentials"),
-        ("wrong content type", [h(0), vec![("content-type", "text/plain".into())]].concat(), BODY.into(), 415, "unsupported_media_type"),
+        (
+            "no webhook-id",
+            h(0).into_iter().filter(|(k, _)| *k != "webhook-id").collect(),
+            BODY.into(),
+            401,
+            "missing_credentials",
+        ),
+        (
+            "no webhook-timestamp",
+            h(0).into_iter().filter(|(k, _)| *k != "webhook-timestamp").collect(),
+            BODY.into(),
+            401,
+            "missing_credentials",
+        ),
+        (
+            "no webhook-signature",
+            h(0).into_iter().filter(|(k, _)| *k != "webhook-signature").collect(),
+            BODY.into(),
+            401,
+            "missing_credentials",
+        ),
+        (
+            "wrong content type",
+            [h(0), vec![("content-type", "text/plain".into())]].concat(),
+            BODY.into(),
+            415,
+            "unsupported_media_type",
+        ),
     ];
     for (what, headers, body, status, code) in &cases {
         assert_eq!(post(&ingest, "std", headers, body.clone()).await, (*status, code.to_string()), "{what}");
@@ -92,7 +128,11 @@ async fn standard_webhooks_rejections_and_rotation() {
     // A secret removed from the configuration no longer verifies.
     let rotated = config(&broker.bootstrap(), &prefix, &s, "").replace(&format!("\"{}\", ", s.whsec_old), "");
     let ingest2 = TestIngest::start(&rotated).await;
-    assert_eq!(post(&ingest2, "std", &h(1), BODY.into()).await, (403, "invalid_credentials".into()), "old secret after rotation");
+    assert_eq!(
+        post(&ingest2, "std", &h(1), BODY.into()).await,
+        (403, "invalid_credentials".into()),
+        "old secret after rotation"
+    );
     assert_eq!(post(&ingest2, "std", &h(0), BODY.into()).await.0, 200);
     logs::assert_absent(&s.all_forms().iter().map(String::as_str).collect::<Vec<_>>());
     ingest2.stop().await;
@@ -111,27 +151,64 @@ async fn api_keys_sources_types_json_and_sizes() {
     assert_eq!(over_cap.len(), MAX_BODY + 1);
     let at_cap = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_BODY - 10));
 
-    let cases: Vec<(&str, &str, Vec<(&'static str, String)>, Vec<u8>, u16, &str)> = vec![
+    let cases: Vec<SourceCase> = vec![
         ("valid key", "keys", good.clone(), BODY.into(), 200, "ok"),
         ("second configured key", "keys", key(&format!("second-key-{prefix}")), BODY.into(), 200, "ok"),
         ("body exactly at the cap", "keys", good.clone(), at_cap.into(), 200, "ok"),
         ("wrong key", "keys", key("not-the-key"), BODY.into(), 403, "invalid_credentials"),
         ("missing key", "keys", vec![], BODY.into(), 401, "missing_credentials"),
         ("unknown source", "nope", good.clone(), BODY.into(), 404, "unknown_source"),
-        ("no content type", "keys", [good.clone(), vec![("content-type", "".into())]].concat(), BODY.into(), 415, "unsupported_media_type"),
-        ("form content type", "keys", [good.clone(), vec![("content-type", "application/x-www-form-urlencoded".into())]].concat(), BODY.into(), 415, "unsupported_media_type"),
-        ("unsupported encoding", "keys", [good.clone(), vec![("content-encoding", "br".into())]].concat(), BODY.into(), 415, "unsupported_media_type"),
+        (
+            "no content type",
+            "keys",
+            [good.clone(), vec![("content-type", "".into())]].concat(),
+            BODY.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "form content type",
+            "keys",
+            [good.clone(), vec![("content-type", "application/x-www-form-urlencoded".into())]].concat(),
+            BODY.into(),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "unsupported encoding",
+            "keys",
+            [good.clone(), vec![("content-encoding", "br".into())]].concat(),
+            BODY.into(),
+            415,
+            "unsupported_media_type",
+        ),
         ("malformed JSON", "keys", good.clone(), b"{\"type\": ".to_vec(), 400, "malformed_json"),
         ("not UTF-8", "keys", good.clone(), b"{\"a\":\"\xff\xfe\"}".to_vec(), 400, "malformed_json"),
         ("two JSON values", "keys", good.clone(), b"{} {}".to_vec(), 400, "malformed_json"),
-        ("nested deeper than serde_json's limit", "keys", good.clone(), format!("{}{}", "[".repeat(300), "]".repeat(300)).into(), 400, "malformed_json"),
+        (
+            "nested deeper than serde_json's limit",
+            "keys",
+            good.clone(),
+            format!("{}{}", "[".repeat(300), "]".repeat(300)).into(),
+            400,
+            "malformed_json",
+        ),
         ("body of cap+1 bytes", "keys", good.clone(), over_cap.clone().into(), 413, "body_too_large"),
-        ("gzip bomb", "keys", [good.clone(), vec![("content-encoding", "gzip".into())]].concat(), gzip_bomb(), 413, "body_too_large"),
+        (
+            "gzip bomb",
+            "keys",
+            [good.clone(), vec![("content-encoding", "gzip".into())]].concat(),
+            gzip_bomb(),
+            413,
+            "body_too_large",
+        ),
     ];
     for (what, source, headers, body, status, code) in &cases {
         assert_eq!(post(&ingest, source, headers, body.clone()).await, (*status, code.to_string()), "{what}");
     }
-    for code in ["invalid_credentials", "missing_credentials", "unsupported_media_type", "malformed_json", "body_too_large"] {
+    for code in
+        ["invalid_credentials", "missing_credentials", "unsupported_media_type", "malformed_json", "body_too_large"]
+    {
         let expected = cases.iter().filter(|c| c.1 == "keys" && c.5 == code).count() as f64;
         assert_eq!(ingest.rejected("keys", code).await, expected, "{code}");
     }

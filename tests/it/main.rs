@@ -8,3 +8,6 @@ mod ingest_broker_faults;
 mod ingest_process;
 mod ingest_records;
 mod ingest_rejections;
+mod sink_common;
+mod sink_pipeline;
+mod sink_service;

@@ -16,14 +16,34 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    storage: Storage,
+}
+
+/// tansu's storage engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// Durable SQLite file: correct watermarks; what every test uses.
+    Sqlite,
+    /// In memory: faster to produce to, but its ListOffsets answers are wrong, so only
+    /// for produce benchmarks.
+    Memory,
 }
 
 impl Broker {
     /// Starts a broker of its own on a free port with a fresh SQLite file.
     pub fn start() -> Self {
-        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
+        Self::start_with(Storage::Sqlite)
+    }
+
+    pub fn start_with(storage: Storage) -> Self {
+        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None, storage };
         b.restart();
         b
+    }
+
+    /// The broker's process id (for resource measurements).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// `host:port` for Kafka clients.
@@ -57,7 +77,13 @@ impl Broker {
         let child = Command::new(&tansu)
             .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
             // tansu resolves sqlite:// paths against its working directory.
-            .args(["--storage-engine", "sqlite://tansu.db"])
+            .args([
+                "--storage-engine",
+                match self.storage {
+                    Storage::Sqlite => "sqlite://tansu.db",
+                    Storage::Memory => "memory://tansu/",
+                },
+            ])
             .current_dir(self.dir.path())
             .env("RUST_LOG", "warn")
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -67,7 +93,12 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "tansu did not listen on {}: see {}", self.port, self.log_path().display());
+            assert!(
+                Instant::now() < deadline,
+                "tansu did not listen on {}: see {}",
+                self.port,
+                self.log_path().display()
+            );
             std::thread::sleep(Duration::from_millis(25));
         }
     }

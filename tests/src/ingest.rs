@@ -41,7 +41,14 @@ impl TestIngest {
     }
 
     pub async fn metrics(&self) -> String {
-        crate::http::client().get(format!("{}/metrics", self.admin)).send().await.expect("scrape").text().await.expect("text")
+        crate::http::client()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
     }
 
     /// The value of `hooklake_ingest_rejected_total{source, reason}`.

@@ -6,9 +6,11 @@ pub mod broker;
 pub mod http;
 pub mod ingest;
 pub mod kafka;
+pub mod lake;
 pub mod logs;
 pub mod metrics;
 pub mod python;
+pub mod sink;
 pub mod tools;
 
 use std::time::Duration;

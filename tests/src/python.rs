@@ -27,7 +27,11 @@ pub async fn run(script: &str, args: &[&str], stdin: &str, timeout: Duration) ->
         .unwrap_or_else(|_| panic!("{script} took longer than {timeout:?}"))
         .expect("python output");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{script} {args:?} failed: {}", stderr.lines().filter(|l| !l.starts_with('%')).collect::<Vec<_>>().join("\n"));
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed: {}",
+        stderr.lines().filter(|l| !l.starts_with('%')).collect::<Vec<_>>().join("\n")
+    );
     String::from_utf8(out.stdout).expect("utf-8 output")
 }
 

@@ -32,7 +32,11 @@ pub fn hooklake_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     // target/<profile>/deps/it-<hash> → target/<profile>/hooklake
     let bin = exe.parent().and_then(|d| d.parent()).expect("target dir").join("hooklake");
-    assert!(bin.exists(), "{} is missing: run `cargo build --bin hooklake` first (scripts/test.sh does)", bin.display());
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build --bin hooklake` first (scripts/test.sh does)",
+        bin.display()
+    );
     bin
 }
 

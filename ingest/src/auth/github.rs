@@ -22,7 +22,8 @@ impl Github {
 
     pub(super) fn check_headers(&self, headers: &HeaderMap) -> Result<Vec<u8>, AuthError> {
         let value = header(headers, SIGNATURE_HEADER)?;
-        let hex_sig = value.strip_prefix("sha256=").ok_or(AuthError::Invalid("signature does not start with sha256="))?;
+        let hex_sig =
+            value.strip_prefix("sha256=").ok_or(AuthError::Invalid("signature does not start with sha256="))?;
         hex::decode(hex_sig).map_err(|_| AuthError::Invalid("signature is not hex"))
     }
 

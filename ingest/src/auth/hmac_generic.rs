@@ -46,7 +46,9 @@ impl GenericHmac {
         };
         match self.encoding {
             SignatureEncoding::Hex => hex::decode(sig).map_err(|_| AuthError::Invalid("signature is not hex")),
-            SignatureEncoding::Base64 => STANDARD.decode(sig).map_err(|_| AuthError::Invalid("signature is not base64")),
+            SignatureEncoding::Base64 => {
+                STANDARD.decode(sig).map_err(|_| AuthError::Invalid("signature is not base64"))
+            }
         }
     }
 

@@ -10,10 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use base64::{
     Engine,
-    engine::{
-        DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig,
-        general_purpose::STANDARD,
-    },
+    engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig, general_purpose::STANDARD},
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 use hooklake_schemas::config::{ConfigError, Secret};

@@ -20,10 +20,7 @@ fn now() -> SystemTime {
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    pairs
-        .iter()
-        .map(|(k, v)| (HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap()))
-        .collect()
+    pairs.iter().map(|(k, v)| (HeaderName::try_from(*k).unwrap(), HeaderValue::from_str(v).unwrap())).collect()
 }
 
 fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
@@ -140,9 +137,11 @@ fn bad_secrets_are_config_errors_naming_the_key_not_the_value() {
     let err = Verifier::from_config("sources.n.auth", &auth).unwrap_err().to_string();
     assert!(err.starts_with("sources.n.auth.secrets[1]: "), "{err}");
     assert!(!err.contains("not*base64"), "{err}");
-    let auth = AuthConfig::StandardWebhooks { secrets: secrets(&["whsk_AAAA"]), tolerance: HumanDuration::from_secs(1) };
+    let auth =
+        AuthConfig::StandardWebhooks { secrets: secrets(&["whsk_AAAA"]), tolerance: HumanDuration::from_secs(1) };
     assert!(Verifier::from_config("k", &auth).unwrap_err().to_string().contains("public key"));
-    let auth = AuthConfig::StandardWebhooks { secrets: secrets(&["whpk_AAAA"]), tolerance: HumanDuration::from_secs(1) };
+    let auth =
+        AuthConfig::StandardWebhooks { secrets: secrets(&["whpk_AAAA"]), tolerance: HumanDuration::from_secs(1) };
     assert!(Verifier::from_config("k", &auth).is_err());
 }
 

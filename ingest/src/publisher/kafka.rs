@@ -120,12 +120,19 @@ impl KafkaPublisher {
         })
     }
 
-    /// Creates missing source topics when `kafka.create_topics` is on.
+    /// Creates missing source topics, and the `<topic>.dlq` the sink dead-letters into,
+    /// when `kafka.create_topics` is on.
     pub async fn ensure_topics(&self) -> Result<(), String> {
         if !self.config.kafka.create_topics {
             return Ok(());
         }
-        ensure_topics(&self.config.kafka, &self.topics).await
+        let all: Vec<String> = self
+            .topics
+            .iter()
+            .cloned()
+            .chain(self.topics.iter().map(|t| hooklake_schemas::kafka::dlq_topic(t)))
+            .collect();
+        ensure_topics(&self.config.kafka, &all).await
     }
 
     fn current(&self) -> Arc<Generation> {
@@ -189,12 +196,9 @@ impl KafkaPublisher {
 
 impl Publisher for KafkaPublisher {
     async fn publish(&self, record: OutgoingRecord, timeout: Duration) -> Result<Delivered, PublishError> {
-        let headers = record
-            .headers
-            .iter()
-            .fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
-                h.insert(Header { key: k, value: Some(v.as_bytes()) })
-            });
+        let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
+            h.insert(Header { key: k, value: Some(v.as_bytes()) })
+        });
         let future_record = FutureRecord::to(&record.topic).key(&record.key).payload(&record.value).headers(headers);
         let generation = self.current();
         let delivery = generation.producer.send_result(future_record).map_err(|(e, _)| self.classify(e))?;

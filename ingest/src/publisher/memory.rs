@@ -1,10 +1,7 @@
 //! An in-memory [`Publisher`] for tests of the HTTP layer: it stores records, or answers
 //! with an injected error.
 
-use std::{
-    sync::Mutex,
-    time::Duration,
-};
+use std::{sync::Mutex, time::Duration};
 
 use super::{Delivered, OutgoingRecord, PublishError, Publisher};
 

@@ -47,7 +47,11 @@ pub enum PublishError {
 pub trait Publisher: Send + Sync + 'static {
     /// Produces `record` and resolves once the broker acknowledged it (acks=all), or with
     /// an error no later than `timeout`.
-    fn publish(&self, record: OutgoingRecord, timeout: Duration) -> impl Future<Output = Result<Delivered, PublishError>> + Send;
+    fn publish(
+        &self,
+        record: OutgoingRecord,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Delivered, PublishError>> + Send;
 
     /// Records waiting for an acknowledgement.
     fn queue_len(&self) -> usize;

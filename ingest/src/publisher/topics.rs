@@ -13,12 +13,16 @@ use rdkafka::{
 /// Creates each of `topics` that does not exist yet; existing ones are left alone.
 pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[String]) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::from_iter(kafka.client_properties().map(|(k, v)| (k.to_owned(), v.to_owned()))).create().map_err(|e| e.to_string())?;
+        ClientConfig::from_iter(kafka.client_properties().map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .create()
+            .map_err(|e| e.to_string())?;
     let new: Vec<NewTopic> = topics
         .iter()
         .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor)))
         .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5))).request_timeout(Some(Duration::from_secs(5)));
+    let options = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(5)));
     let results = admin.create_topics(&new, &options).await.map_err(|e| format!("cannot create topics: {e}"))?;
     for result in results {
         match result {

@@ -46,9 +46,7 @@ fn set_path(root: &mut Table, path: &[String], value: Value) -> Result<(), Strin
     let mut table = root;
     for key in parents {
         let entry = table.entry(key.clone()).or_insert_with(|| Value::Table(Table::new()));
-        table = entry
-            .as_table_mut()
-            .ok_or_else(|| format!("`{key}` is not a table, it cannot hold `{last}`"))?;
+        table = entry.as_table_mut().ok_or_else(|| format!("`{key}` is not a table, it cannot hold `{last}`"))?;
     }
     table.insert(last.clone(), value);
     Ok(())
@@ -85,10 +83,9 @@ fn expand(s: &str, key: &str, env: &Env) -> Result<String, ConfigError> {
         match name_len {
             Some(end) => {
                 let name = &after[..end];
-                let v = env.get(name).ok_or_else(|| ConfigError::MissingEnv {
-                    key: key.to_owned(),
-                    var: name.to_owned(),
-                })?;
+                let v = env
+                    .get(name)
+                    .ok_or_else(|| ConfigError::MissingEnv { key: key.to_owned(), var: name.to_owned() })?;
                 out.push_str(v);
                 rest = &after[end + 1..];
             }

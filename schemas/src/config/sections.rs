@@ -465,7 +465,11 @@ fn validate_source(name: &str, source: &SourceConfig) -> Result<(), ConfigError>
         return Err(ConfigError::invalid(key("topic"), "a Kafka topic is 1-240 letters, digits, `.`, `_` or `-`"));
     }
     let table = source.table_for(name);
-    let idents = [("table.layer", Some(&table.layer)), ("table.folder", table.folder.as_ref()), ("table.name", Some(&table.name))];
+    let idents = [
+        ("table.layer", Some(&table.layer)),
+        ("table.folder", table.folder.as_ref()),
+        ("table.name", Some(&table.name)),
+    ];
     for (k, ident) in idents {
         if let Some(ident) = ident
             && !is_name(ident, 128, |c| c == '_')
@@ -485,7 +489,10 @@ fn validate_source(name: &str, source: &SourceConfig) -> Result<(), ConfigError>
     if let Some(p) = &source.event_type_pointer
         && !p.starts_with('/')
     {
-        return Err(ConfigError::invalid(key("event_type_pointer"), "a JSON pointer starts with `/`, e.g. `/data/type`"));
+        return Err(ConfigError::invalid(
+            key("event_type_pointer"),
+            "a JSON pointer starts with `/`, e.g. `/data/type`",
+        ));
     }
     validate_auth(&key("auth"), &source.auth)
 }

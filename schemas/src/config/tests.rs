@@ -49,12 +49,10 @@ fn unknown_keys_are_errors_that_name_the_key() {
         .unwrap_err()
         .to_string();
     assert!(err.starts_with("ingest.max_body: unknown field `max_body`"), "{err}");
-    let err = Config::from_toml(
-        "[sources.a]\nauth = { type = \"api_key\", keys = [\"x\"], colour = \"red\" }",
-        &Env::new(),
-    )
-    .unwrap_err()
-    .to_string();
+    let err =
+        Config::from_toml("[sources.a]\nauth = { type = \"api_key\", keys = [\"x\"], colour = \"red\" }", &Env::new())
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("sources.a.auth") && err.contains("colour"), "{err}");
 }
 

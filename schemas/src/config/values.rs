@@ -55,9 +55,7 @@ impl FromStr for ByteSize {
         let t = s.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size like 1048576, \"512KiB\" or \"128MiB\""))?;
+        let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size like 1048576, \"512KiB\" or \"128MiB\""))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" => 1_000,

@@ -1,0 +1,60 @@
+# Shared set-up steps of scripts/dev.sh and scripts/test.sh: each one checks first and
+# installs only what is missing, so a second run takes seconds.
+# shellcheck shell=bash
+
+HOOKLAKE_CACHE="${HOOKLAKE_CACHE:-$HOME/.cache/hooklake}"
+TANSU_VERSION="0.6.0"
+export HOOKLAKE_CACHE
+export HOOKLAKE_TANSU="$HOOKLAKE_CACHE/tools/bin/tansu"
+export HOOKLAKE_VENV="$HOOKLAKE_CACHE/venv"
+export HOOKLAKE_PYTHON="$HOOKLAKE_VENV/bin/python"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+# Debian packages needed to build librdkafka (rdkafka's cmake-build) and the rest.
+APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev protobuf-compiler python3-venv curl)
+
+ensure_apt() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}" "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing Debian packages: ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+tansu_installed() {
+  [ -x "$HOOKLAKE_TANSU" ] && "$HOOKLAKE_TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"
+}
+
+# cargo install of the broker takes ~17 minutes on 2 cores: callers may start it in the
+# background (ensure_tansu &) while they build hooklake.
+ensure_tansu() {
+  tansu_installed && return 0
+  say "installing tansu $TANSU_VERSION (Kafka-API broker, SQLite storage) into $HOOKLAKE_CACHE/tools"
+  cargo install --locked tansu --version "$TANSU_VERSION" --features libsql --root "$HOOKLAKE_CACHE/tools" >"$HOOKLAKE_CACHE/tansu-install.log" 2>&1 \
+    || { tail -30 "$HOOKLAKE_CACHE/tansu-install.log" >&2; return 1; }
+}
+
+ensure_venv() {
+  local req="$REPO/tests/py/requirements.txt" stamp="$HOOKLAKE_VENV/.requirements.sha256"
+  local want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  if [ -x "$HOOKLAKE_PYTHON" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "preparing the Python venv of the independent readers ($HOOKLAKE_VENV)"
+  [ -x "$HOOKLAKE_PYTHON" ] || python3 -m venv "$HOOKLAKE_VENV"
+  "$HOOKLAKE_PYTHON" -m pip install -q --upgrade pip >/dev/null
+  "$HOOKLAKE_PYTHON" -m pip install -q -r "$req"
+  echo "$want" >"$stamp"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine or an old one: installs what is missing
+# (Debian packages, the tansu broker, the Python venv), builds once, starts a tansu
+# broker for the suite, runs every test, and checks the deployment manifests.
+#
+#   scripts/test.sh             everything
+#   scripts/test.sh <filter>    only integration tests whose name contains <filter>
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$REPO"
+started=$(date +%s)
+
+ensure_apt
+if ! tansu_installed; then
+  # Build the broker and hooklake at the same time: the machine has two cores and
+  # both builds have long single-threaded stretches.
+  ensure_tansu & tansu_pid=$!
+fi
+ensure_venv
+
+# One feature set for every cargo command, so nothing is built twice: the sink's crash
+# tests need its failpoints (they compile to nothing without the feature).
+FEATURES=(--features hooklake/failpoints)
+say "building hooklake and its tests"
+cargo build --locked --workspace --bins --tests "${FEATURES[@]}"
+if [ "${CI:-}" = "true" ]; then
+  say "checking format and lints (CI)"
+  cargo fmt --all -- --check
+  cargo clippy --locked --workspace --all-targets "${FEATURES[@]}" -- -D warnings
+fi
+[ -n "${tansu_pid:-}" ] && { say "waiting for the tansu install"; wait "$tansu_pid"; }
+
+# One broker for the suite; tests that stop their broker start their own.
+broker_dir="$(mktemp -d)"
+port="$(free_port)"
+(cd "$broker_dir" && RUST_LOG=warn exec "$HOOKLAKE_TANSU" broker \
+  --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+  --storage-engine "sqlite://tansu.db" >"$broker_dir/tansu.log" 2>&1) &
+broker_pid=$!
+trap 'kill $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null; rm -rf "$broker_dir"' EXIT
+for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+export HOOKLAKE_TEST_BROKERS="127.0.0.1:$port"
+export HOOKLAKE_BIN="$REPO/target/debug/hooklake"
+say "suite broker: tansu on $HOOKLAKE_TEST_BROKERS"
+
+say "running the tests"
+if [ $# -gt 0 ]; then
+  cargo test --locked --workspace --test it "${FEATURES[@]}" -- --test-threads 4 "$@"
+else
+  cargo test --locked --workspace "${FEATURES[@]}" -- --test-threads 4
+  say "checking deploy/"
+  scripts/check-deploy.sh
+fi
+say "all green in $(( $(date +%s) - started ))s"

@@ -1,0 +1,23 @@
+//! The Kafka side of the sink: the group consumer, the dead-letter producer and the lag probe.
+
+mod consumer;
+mod dlq;
+mod lag;
+
+use hooklake_schemas::config::Config;
+use rdkafka::ClientConfig;
+
+pub use self::{
+    consumer::{Assignment, GroupConsumer, Incoming},
+    dlq::DeadLetters,
+    lag::{LagProbe, PartitionLag},
+};
+
+/// A client configuration with `[kafka]` and its pass-through properties.
+pub fn client_config(config: &Config) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in config.kafka.client_properties() {
+        c.set(k, v);
+    }
+    c
+}

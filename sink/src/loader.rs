@@ -1,0 +1,171 @@
+//! The sink engine, independent of Kafka: records in (decode → route → dedupe → Arrow →
+//! Parquet), one prepared commit per table out. A run feeds it from the consumer; the
+//! benchmark feeds it from memory.
+
+use std::collections::{BTreeMap, HashMap};
+
+use hooklake_schemas::config::TableRef;
+
+use crate::{
+    SinkError,
+    decode::Decoder,
+    lake::{Fingerprints, Lake, LakeTable, Row, TableCommit, TableWriter, TopicPartition, WriteStats, fingerprint},
+    settings::Settings,
+};
+
+/// What happened to one record.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Loaded,
+    /// Same message_id as a row of this run or of the table within the dedupe window.
+    Duplicate,
+    /// Cannot be decoded: the caller sends it to the DLQ with this reason.
+    Dead(String),
+}
+
+/// Everything loaded into one table, ready to commit.
+#[derive(Debug)]
+pub struct Prepared {
+    pub table_label: String,
+    pub planned: LakeTable,
+    pub commit: TableCommit,
+    pub stats: WriteStats,
+    pub duplicates: u64,
+}
+
+struct TableLoad {
+    table: TableRef,
+    planned: Option<LakeTable>,
+    writer: Option<TableWriter>,
+    /// Message ids of the table within the dedupe window and of this run; `None` until
+    /// the first row needs them.
+    seen: Option<Fingerprints>,
+    offsets: BTreeMap<TopicPartition, i64>,
+    duplicates: u64,
+}
+
+pub struct Loader<'a> {
+    lake: &'a Lake,
+    settings: &'a Settings,
+    decoder: &'a Decoder,
+    run_id: String,
+    loaded_at_micros: i64,
+    tables: HashMap<String, TableLoad>,
+}
+
+impl std::fmt::Debug for Loader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loader").field("run_id", &self.run_id).finish_non_exhaustive()
+    }
+}
+
+impl<'a> Loader<'a> {
+    /// `planned` holds each table as the run planned from it (`None`: not created yet).
+    pub fn new(
+        lake: &'a Lake,
+        settings: &'a Settings,
+        decoder: &'a Decoder,
+        run_id: &str,
+        planned: HashMap<String, Option<LakeTable>>,
+    ) -> Self {
+        let tables = settings
+            .routes
+            .iter()
+            .map(|r| {
+                let load = TableLoad {
+                    table: r.table.clone(),
+                    planned: planned.get(&r.table_label).cloned().flatten(),
+                    writer: None,
+                    seen: None,
+                    offsets: BTreeMap::new(),
+                    duplicates: 0,
+                };
+                (r.table_label.clone(), load)
+            })
+            .collect();
+        let loaded_at_micros = chrono::Utc::now().timestamp_micros();
+        Self { lake, settings, decoder, run_id: run_id.to_owned(), loaded_at_micros, tables }
+    }
+
+    /// Takes the record at `offset` of `tp`; its partition's next offset becomes `offset + 1`.
+    pub async fn push(&mut self, tp: &TopicPartition, offset: i64, value: Option<&[u8]>) -> Result<Outcome, SinkError> {
+        let route =
+            self.settings.route(&tp.0).ok_or_else(|| SinkError::Kafka(format!("no source reads topic {}", tp.0)))?;
+        let load = self.tables.get_mut(&route.table_label).expect("every route has a table");
+        load.offsets.insert(tp.clone(), offset + 1);
+        let envelope = match self.decoder.decode(value).await {
+            Ok(e) => e,
+            Err(reason) => return Ok(Outcome::Dead(reason)),
+        };
+        if load.planned.is_none() {
+            load.planned = Some(ensure_unchanged(self.lake, &load.table).await?);
+        }
+        let planned = load.planned.as_ref().expect("ensured above");
+        if load.seen.is_none() {
+            let since = chrono::Utc::now().timestamp_micros() - self.settings.dedupe_window.as_micros() as i64;
+            load.seen = Some(self.lake.recent_message_ids(planned, since).await?);
+        }
+        if !load.seen.as_mut().expect("loaded above").insert(fingerprint(&envelope.message_id)) {
+            load.duplicates += 1;
+            return Ok(Outcome::Duplicate);
+        }
+        if load.writer.is_none() {
+            load.writer = Some(TableWriter::new(
+                &planned.table,
+                &self.run_id,
+                self.settings.target_file_size,
+                self.loaded_at_micros,
+            )?);
+        }
+        let writer = load.writer.as_mut().expect("created above");
+        writer.push(Row { envelope: &envelope, partition: tp.1, offset }).await?;
+        Ok(Outcome::Loaded)
+    }
+
+    /// Records that a partition's next offset is `next` without a record (offset gaps).
+    pub fn advance(&mut self, tp: &TopicPartition, next: i64) {
+        if let Some(route) = self.settings.route(&tp.0)
+            && let Some(load) = self.tables.get_mut(&route.table_label)
+        {
+            let entry = load.offsets.entry(tp.clone()).or_insert(next);
+            *entry = (*entry).max(next);
+        }
+    }
+
+    /// Closes every table's files. Tables whose offsets moved get a commit even without
+    /// rows (all duplicates or dead letters), so those records are not read again.
+    pub async fn finish(self) -> Result<Vec<Prepared>, SinkError> {
+        let mut out = Vec::new();
+        for (label, load) in self.tables {
+            if load.offsets.is_empty() {
+                continue;
+            }
+            let planned = match load.planned {
+                Some(p) => p,
+                None => ensure_unchanged(self.lake, &load.table).await?,
+            };
+            let (files, stats) = match load.writer {
+                Some(w) => w.close().await?,
+                None => (Vec::new(), WriteStats::default()),
+            };
+            out.push(Prepared {
+                table_label: label,
+                planned,
+                commit: TableCommit { files, offsets: load.offsets, run_id: self.run_id.clone() },
+                stats,
+                duplicates: load.duplicates,
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Creates a table the plan found missing. If it exists by now with commits (another sink
+/// created and loaded it meanwhile), the plan is stale: re-plan rather than load twice.
+async fn ensure_unchanged(lake: &Lake, table: &TableRef) -> Result<LakeTable, SinkError> {
+    let t = lake.ensure(table).await?;
+    if t.table.metadata().current_snapshot().is_some() {
+        return Err(SinkError::Conflict(table.to_string()));
+    }
+    Ok(t)
+}

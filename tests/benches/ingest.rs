@@ -1,0 +1,421 @@
+//! Ingest benchmark: prints figures, asserts nothing about time.
+//!
+//! One load generator posts unique, Standard-Webhooks-signed 1 KiB JSON webhooks at
+//! rising concurrency (closed loop) to three targets sharing one tansu broker:
+//!   * `hooklake ingest` (release binary, a separate process; 200 only after the ack),
+//!   * a plain axum server answering 200 at once (a separate process: the HTTP ceiling),
+//!   * a bare rdkafka producer with ingest's exact producer settings, sending the same
+//!     envelopes and awaiting each ack (the Kafka ceiling).
+//!
+//! Then an open-loop run at half of ingest's best rate gives the latency under moderate
+//! load (measured from the scheduled send time, so queueing is not hidden), and ingest's
+//! resident memory is sampled throughout.
+//!
+//!   cargo bench -p hooklake-tests --bench ingest [-- --quick] [-- --storage memory]
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use base64::{Engine, engine::general_purpose::STANDARD};
+use hmac::Mac;
+use hooklake_schemas::{
+    WebhookEnvelope,
+    config::{Config, Env},
+};
+use hooklake_tests::{
+    broker::{Broker, Storage},
+    free_port, tools,
+};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use tokio::sync::Semaphore;
+
+const SECRET: &[u8] = b"hooklake-benchmark-signing-secret";
+const PAYLOAD_BYTES: usize = 1024;
+const TOPIC: &str = "bench.nectar";
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--serve-plain") {
+        let port: u16 = args[i + 1].parse().expect("port");
+        return serve_plain(port);
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    // tansu's memory storage needs a tansu built with its `dynostore` feature; the suite
+    // installs it with `libsql` only, so SQLite is the default.
+    let storage = match args.iter().position(|a| a == "--storage").map(|i| args[i + 1].as_str()) {
+        Some("memory") => Storage::Memory,
+        _ => Storage::Sqlite,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(run(quick, storage));
+}
+
+/// The HTTP ceiling: read the body, answer 200 with a small JSON body, nothing else.
+fn serve_plain(port: u16) {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        let app = axum::Router::new().route(
+            "/webhook/{source}",
+            axum::routing::post(|_body: bytes::Bytes| async { axum::Json(serde_json::json!({"message_id": "x"})) }),
+        );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+/// One request of the load: a unique id and a 1 KiB JSON body, signed.
+struct Webhook {
+    id: String,
+    timestamp: String,
+    signature: String,
+    body: String,
+}
+
+fn webhook(run: &str, seq: u64) -> Webhook {
+    let id = format!("bench-{run}-{seq}");
+    let head = format!(r#"{{"type":"meter.read","id":"{id}","seq":{seq},"kWh":1.25,"pad":""#);
+    let body = format!("{head}{}\"}}", "x".repeat(PAYLOAD_BYTES - head.len() - 2));
+    debug_assert_eq!(body.len(), PAYLOAD_BYTES);
+    let timestamp = hooklake_tests::unix_now().to_string();
+    let mut mac = hmac::SimpleHmac::<sha2::Sha256>::new_from_slice(SECRET).expect("key");
+    mac.update(format!("{id}.{timestamp}.").as_bytes());
+    mac.update(body.as_bytes());
+    let signature = format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()));
+    Webhook { id, timestamp, signature, body }
+}
+
+#[derive(Clone, Copy)]
+enum Target {
+    Ingest,
+    PlainAxum,
+    BareProducer,
+}
+
+impl Target {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ingest => "hooklake ingest",
+            Self::PlainAxum => "plain axum",
+            Self::BareProducer => "bare producer",
+        }
+    }
+}
+
+/// What a target needs to take one webhook.
+struct Load {
+    http: reqwest::Client,
+    ingest_url: String,
+    plain_url: String,
+    producer: FutureProducer,
+    run: String,
+    seq: AtomicU64,
+}
+
+impl Load {
+    async fn send(&self, target: Target) -> bool {
+        let w = webhook(&self.run, self.seq.fetch_add(1, Ordering::Relaxed));
+        match target {
+            Target::Ingest | Target::PlainAxum => {
+                let url = if matches!(target, Target::Ingest) { &self.ingest_url } else { &self.plain_url };
+                let resp = self
+                    .http
+                    .post(url)
+                    .header("content-type", "application/json")
+                    .header("webhook-id", &w.id)
+                    .header("webhook-timestamp", &w.timestamp)
+                    .header("webhook-signature", &w.signature)
+                    .body(w.body)
+                    .send()
+                    .await;
+                match resp {
+                    Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
+            Target::BareProducer => {
+                let envelope = WebhookEnvelope {
+                    message_id: w.id.clone(),
+                    source: "nectar".into(),
+                    received_at_micros: 0,
+                    payload: w.body,
+                    event_type: Some("meter.read".into()),
+                    headers: [("content-type".to_string(), "application/json".to_string())].into(),
+                    verified_by: Some("standard_webhooks".into()),
+                };
+                let value = envelope.to_single_object();
+                let record = FutureRecord::to(TOPIC).key(&w.id).payload(&value);
+                match self.producer.send_result(record) {
+                    Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
+                    Err(_) => false,
+                }
+            }
+        }
+    }
+}
+
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+fn figures(mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) -> Figures {
+    latencies.sort_unstable();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Figures {
+        rps: latencies.len() as f64 / elapsed.as_secs_f64(),
+        p50_ms: pct(0.50).as_secs_f64() * 1000.0,
+        p99_ms: pct(0.99).as_secs_f64() * 1000.0,
+        errors,
+    }
+}
+
+/// `concurrency` workers, each sending the next request when its last one is answered.
+async fn closed_loop(load: &Arc<Load>, target: Target, concurrency: usize, duration: Duration) -> Figures {
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (load, stop) = (load.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut lat, mut errors) = (Vec::new(), 0u64);
+                while !stop.load(Ordering::Relaxed) {
+                    let t = Instant::now();
+                    if load.send(target).await {
+                        lat.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for w in workers {
+        let (lat, e) = w.await.expect("worker");
+        all.extend(lat);
+        errors += e;
+    }
+    figures(all, errors, elapsed)
+}
+
+/// Requests at a fixed rate whatever the answers; latency counts from the scheduled time.
+async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Duration) -> Figures {
+    let interval = Duration::from_secs_f64(1.0 / rate);
+    let in_flight = Arc::new(Semaphore::new(2048));
+    let started = tokio::time::Instant::now();
+    let total = (rate * duration.as_secs_f64()) as u64;
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = started + interval.mul_f64(i as f64);
+        tokio::time::sleep_until(scheduled).await;
+        let (load, permit) = (load.clone(), in_flight.clone().acquire_owned().await.expect("semaphore"));
+        tasks.push(tokio::spawn(async move {
+            let ok = load.send(target).await;
+            drop(permit);
+            ok.then(|| scheduled.elapsed())
+        }));
+    }
+    let (mut lat, mut errors) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.expect("task") {
+            Some(l) => lat.push(l),
+            None => errors += 1,
+        }
+    }
+    let mut f = figures(lat, errors, started.elapsed());
+    f.rps = total as f64 / duration.as_secs_f64();
+    f
+}
+
+/// CPU time (user + system) used so far by `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0 // utime, stime in clock ticks (USER_HZ = 100)
+}
+
+/// Resident memory of `pid` in MiB: (current, high-water mark).
+fn rss_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn config_toml(brokers: &str, port: u16, admin: u16) -> String {
+    let linger = std::env::var("BENCH_LINGER_MS").unwrap_or_else(|_| "5".into());
+    format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+[ingest]
+listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{admin}"
+[kafka.properties]
+"linger.ms" = "{linger}"
+[sources.nectar]
+topic = "{TOPIC}"
+auth = {{ type = "standard_webhooks", secrets = ["whsec_{secret}"] }}
+"#,
+        secret = STANDARD.encode(SECRET),
+    )
+}
+
+async fn wait_http(url: &str) {
+    let client = reqwest::Client::builder().no_proxy().build().expect("client");
+    for _ in 0..300 {
+        if client.get(url).send().await.is_ok_and(|r| r.status() != 503) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+async fn run(quick: bool, storage: Storage) {
+    let duration = Duration::from_secs(if quick { 2 } else { 8 });
+    let levels: &[usize] = if quick { &[16, 128] } else { &[1, 16, 64, 128, 256] };
+    let broker = Broker::start_with(storage);
+    let (port, admin, plain_port) = (free_port(), free_port(), free_port());
+    let toml = config_toml(&broker.bootstrap(), port, admin);
+    let config = Config::from_toml(&toml, &Env::new()).expect("config");
+    hooklake_ingest::publisher::ensure_topics(&config.kafka, &[TOPIC.to_owned()]).await.expect("topic");
+
+    let dir = tempfile::tempdir().expect("dir");
+    std::fs::write(dir.path().join("bench.toml"), &toml).expect("config file");
+    let mut ingest = std::process::Command::new(tools::hooklake_bin())
+        .args(["ingest", "--config"])
+        .arg(dir.path().join("bench.toml"))
+        .env("RUST_LOG", "warn")
+        .spawn()
+        .expect("hooklake ingest");
+    let mut plain = std::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["--serve-plain", &plain_port.to_string()])
+        .spawn()
+        .expect("plain server");
+    wait_http(&format!("http://127.0.0.1:{admin}/readyz")).await;
+    wait_http(&format!("http://127.0.0.1:{plain_port}/")).await;
+
+    let producer: FutureProducer =
+        hooklake_ingest::publisher::producer_config(&config).expect("producer config").create().expect("producer");
+    let load = Arc::new(Load {
+        http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(256).build().expect("client"),
+        ingest_url: format!("http://127.0.0.1:{port}/webhook/nectar"),
+        plain_url: format!("http://127.0.0.1:{plain_port}/webhook/nectar"),
+        producer,
+        run: uuid::Uuid::now_v7().simple().to_string()[20..].to_owned(),
+        seq: AtomicU64::new(0),
+    });
+
+    let ingest_pid = ingest.id();
+    let peak_rss = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak_rss.clone();
+        tokio::spawn(async move {
+            loop {
+                let (now, _) = rss_mib(ingest_pid);
+                peak.fetch_max((now * 1024.0) as u64, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let (idle_rss, _) = rss_mib(ingest_pid);
+
+    // Warm up connections, topic metadata and the producer.
+    for target in [Target::PlainAxum, Target::Ingest, Target::BareProducer] {
+        closed_loop(&load, target, 8, Duration::from_millis(500)).await;
+    }
+
+    println!();
+    println!("hooklake ingest benchmark: {PAYLOAD_BYTES} B signed JSON webhooks, tansu 0.6.0 ({storage:?} storage)");
+    println!("{} s per level, closed loop (each worker sends when answered)", duration.as_secs());
+    println!();
+    println!("CPU µs/req: CPU time each process spent per answered request (2 cores shared by all)");
+    println!(
+        "{:<16} {:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10}",
+        "target", "conc", "req/s", "p50 ms", "p99 ms", "errors", "cpu gen", "cpu server", "cpu broker", "cpu total"
+    );
+    let broker_pid = broker.pid().expect("broker runs");
+    let self_pid = std::process::id();
+    let mut best = [0.0f64; 3];
+    for &c in levels {
+        for (i, target) in [Target::PlainAxum, Target::BareProducer, Target::Ingest].into_iter().enumerate() {
+            let server_pid = match target {
+                Target::PlainAxum => Some(plain.id()),
+                Target::Ingest => Some(ingest_pid),
+                Target::BareProducer => None,
+            };
+            let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_seconds);
+            let before = [cpu(Some(self_pid)), cpu(server_pid), cpu(Some(broker_pid))];
+            let f = closed_loop(&load, target, c, duration).await;
+            let after = [cpu(Some(self_pid)), cpu(server_pid), cpu(Some(broker_pid))];
+            let answered = f.rps * duration.as_secs_f64();
+            let per_req = |k: usize| (after[k] - before[k]) * 1e6 / answered.max(1.0);
+            best[i] = best[i].max(f.rps);
+            println!(
+                "{:<16} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
+                target.name(),
+                c,
+                f.rps,
+                f.p50_ms,
+                f.p99_ms,
+                f.errors,
+                per_req(0),
+                per_req(1),
+                per_req(2),
+                per_req(0) + per_req(1) + per_req(2)
+            );
+        }
+    }
+    let [plain_best, producer_best, ingest_best] = best;
+    let ceiling = plain_best.min(producer_best);
+    let half = ingest_best / 2.0;
+    let open = open_loop(&load, Target::Ingest, half, duration).await;
+    sampler.abort();
+    let (_, hwm) = rss_mib(ingest_pid);
+    let peak = peak_rss.load(Ordering::Relaxed) as f64 / 1024.0;
+
+    println!();
+    println!(
+        "best sustained: ingest {ingest_best:.0} req/s, plain axum {plain_best:.0}, bare producer {producer_best:.0}"
+    );
+    println!("ingest ÷ min(plain axum, bare producer) = {:.2}   (target ≥ 0.70)", ingest_best / ceiling);
+    println!(
+        "half load, open loop at {:.0} req/s: p50 {:.2} ms, p99 {:.2} ms, errors {}   (target p99 ≤ 25 ms)",
+        half, open.p50_ms, open.p99_ms, open.errors
+    );
+    println!(
+        "ingest memory: idle {idle_rss:.1} MiB, peak under load {peak:.1} MiB, VmHWM {hwm:.1} MiB   (target < 64 MiB)"
+    );
+    if let Some(pid) = broker.pid() {
+        println!("(broker pid {pid}: {:.0} MiB RSS at the end)", rss_mib(pid).0);
+    }
+
+    let _ = ingest.kill();
+    let _ = ingest.wait();
+    let _ = plain.kill();
+    let _ = plain.wait();
+}

@@ -1,0 +1,189 @@
+//! `hooklake sink` as a service: manual runs over its admin API, the schedule and lag
+//! triggers, the lag gauges between runs, dead letters — and every metric the Grafana
+//! dashboard and the alert rules use is exported by the running services.
+
+use std::time::Duration;
+
+use hooklake_tests::{eventually, kafka, lake::TestLake, metrics, python, sink::SinkService, tools};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord},
+};
+
+use crate::sink_common::{Pipeline, sorted};
+
+/// `hooklake_sink_lag_messages` of `topic`, summed over its partitions (absent counts 0).
+fn lag_messages(text: &str, topic: &str) -> f64 {
+    (0..2)
+        .filter_map(|p| {
+            metrics::value(text, "hooklake_sink_lag_messages", &[("topic", topic), ("partition", &p.to_string())])
+        })
+        .sum()
+}
+
+fn runs(text: &str, trigger: &str, outcome: &str) -> f64 {
+    metrics::value(text, "hooklake_sink_runs_total", &[("trigger", trigger), ("outcome", outcome)]).unwrap_or(0.0)
+}
+
+fn rows_written(text: &str, table: &str) -> f64 {
+    metrics::value(text, "hooklake_sink_rows_written_total", &[("table", table)]).unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manual_run_dead_letters_an_undecodable_record_and_goes_on() {
+    let p = Pipeline::start(TestLake::sqlite()).await;
+    let ids = p.post_keys("ok", 2).await;
+    // A record no hooklake ingest wrote: neither encoding decodes it.
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", p.broker.bootstrap())
+        .set("message.timeout.ms", "10000")
+        .create()
+        .expect("producer");
+    producer
+        .send(FutureRecord::to(&p.keys_topic()).key("junk").payload("this is not avro"), Duration::from_secs(10))
+        .await
+        .expect("garbage record acknowledged");
+    let ids = [ids, p.post_keys("ok2", 1).await].concat();
+
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let queued = sink.request_run().await;
+    let run_id = queued["run_id"].as_str().expect("run_id").to_owned();
+    let done = sink.wait_run(&run_id, Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["trigger"], "manual");
+    assert_eq!(done["dead_letters"], 1, "{done}");
+    assert_eq!(done["rows"], 3, "{done}");
+
+    let text = sink.metrics().await;
+    assert_eq!(metrics::value(&text, "hooklake_sink_dlq_records_total", &[("topic", &p.keys_topic())]), Some(1.0));
+    assert_eq!(runs(&text, "manual", "success"), 1.0);
+    assert_eq!(rows_written(&text, &p.keys_table()), 3.0);
+    assert_eq!(kafka::record_count(&p.broker.bootstrap(), &format!("{}.dlq", p.keys_topic())), 1);
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids));
+
+    // An unknown run id is a 404 with a JSON reason.
+    let r = hooklake_tests::http::client().get(format!("{}/runs/nope", sink.admin)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(sink.stop().await, "the sink stops cleanly on SIGTERM");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn lag_gauges_rise_while_the_sink_is_idle_and_fall_after_a_run() {
+    let p = Pipeline::start(TestLake::sqlite()).await;
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let topic = p.keys_topic();
+    p.post_keys("lag", 7).await;
+    eventually(Duration::from_secs(30), "lag_messages = 7", || async {
+        (lag_messages(&sink.metrics().await, &topic) == 7.0).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(30), "lag_seconds ≥ 2", || async {
+        let v = metrics::value(&sink.metrics().await, "hooklake_sink_lag_seconds", &[("topic", &topic)])?;
+        (v >= 2.0).then_some(())
+    })
+    .await;
+    let text = sink.metrics().await;
+    assert_eq!(
+        runs(&text, "manual", "success") + runs(&text, "schedule", "success") + runs(&text, "lag", "success"),
+        0.0
+    );
+
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let text = sink.metrics().await;
+    assert_eq!(lag_messages(&text, &topic), 0.0, "lag after the run:\n{text}");
+    assert_eq!(metrics::value(&text, "hooklake_sink_lag_seconds", &[("topic", &topic)]), Some(0.0));
+    assert!(
+        metrics::value(&text, "hooklake_sink_last_success_timestamp_seconds", &[("table", &p.keys_table())]).unwrap()
+            > 0.0
+    );
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_schedule_starts_runs() {
+    let p = Pipeline::start_with(TestLake::sqlite(), "every 2s", "{}").await;
+    let ids = p.post_keys("sched", 3).await;
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let table = p.keys_table();
+    eventually(Duration::from_secs(60), "a scheduled run loading 3 rows", || async {
+        let text = sink.metrics().await;
+        (runs(&text, "schedule", "success") >= 1.0 && rows_written(&text, &table) == 3.0).then_some(())
+    })
+    .await;
+    assert_eq!(runs(&sink.metrics().await, "manual", "success"), 0.0);
+    assert_eq!(p.lake.read(&table).await.message_ids(), sorted(ids));
+    sink.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_lag_trigger_starts_a_run_over_its_threshold() {
+    let p = Pipeline::start_with(TestLake::sqlite(), "off", "{ messages = 5 }").await;
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let topic = p.keys_topic();
+    let mut ids = p.post_keys("under", 4).await;
+    // Below the threshold: the gauges see the records, no run starts.
+    eventually(Duration::from_secs(30), "lag_messages = 4", || async {
+        (lag_messages(&sink.metrics().await, &topic) == 4.0).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(runs(&sink.metrics().await, "lag", "success"), 0.0, "no run below the threshold");
+
+    ids.extend(p.post_keys("over", 2).await);
+    eventually(Duration::from_secs(60), "a lag-triggered run loading 6 rows", || async {
+        let text = sink.metrics().await;
+        (runs(&text, "lag", "success") >= 1.0 && rows_written(&text, &p.keys_table()) == 6.0).then_some(())
+    })
+    .await;
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids));
+    sink.stop().await;
+}
+
+/// The dashboard and the alert rules only use what the services export: every metric and
+/// label that deploy/metrics_used.py finds in them is on a live `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
+    let p = Pipeline::start(TestLake::sqlite()).await;
+    p.post_keys("m", 3).await;
+    p.post_key("m-00000", "{\"dup\":true}").await;
+    // A rejection, so the reason label is exported with a value.
+    let r = hooklake_tests::http::client()
+        .post(p.ingest.url("keys"))
+        .header("content-type", "application/json")
+        .header("x-api-key", "wrong")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 403);
+
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    let mut exported = metrics::families(&p.ingest.metrics().await);
+    exported.extend(metrics::families(&sink.metrics().await));
+    let script = tools::repo_root().join("deploy/metrics_used.py");
+    let used = python::run(script.to_str().unwrap(), &[], "", Duration::from_secs(60)).await;
+    let used: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&used).expect("metrics_used.py JSON");
+    assert!(used.len() >= 10, "metrics_used.py found too little: {used:?}");
+    let mut missing = Vec::new();
+    for (name, labels) in &used {
+        match exported.get(name) {
+            None => missing.push(format!("{name} (not exported)")),
+            Some(have) => {
+                for label in labels.as_array().unwrap().iter().map(|l| l.as_str().unwrap()) {
+                    let is_histogram_le = label == "le";
+                    if !is_histogram_le && !have.contains(label) {
+                        missing.push(format!("{name}{{{label}}}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(missing.is_empty(), "used by deploy/ but not exported: {missing:?}\nexported: {exported:?}");
+    sink.stop().await;
+}

@@ -1,0 +1,152 @@
+//! `hooklake sink` as a process: `--once` runs (optionally stopped at a failpoint and
+//! killed) and the service.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+use crate::tools;
+
+/// Writes `toml` as the configuration file of a test and returns its path.
+pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
+    let path = dir.join(format!("hooklake-{}.toml", uuid::Uuid::now_v7().simple()));
+    std::fs::write(&path, toml).expect("write config");
+    path
+}
+
+/// The outcome of a `hooklake sink --once`.
+#[derive(Debug)]
+pub struct OnceOutput {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `hooklake sink --once` to completion (within `timeout`).
+pub async fn once(config: &Path, env: &[(&str, &str)], timeout: Duration) -> OnceOutput {
+    let mut cmd = Command::new(tools::hooklake_bin());
+    cmd.args(["sink", "--once", "--config"]).arg(config).env("RUST_LOG", "info,librdkafka=warn").kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("hooklake sink --once took longer than {timeout:?}"))
+        .expect("hooklake runs");
+    OnceOutput {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Starts `hooklake sink --once` with `HOOKLAKE_FAILPOINT=<failpoint>`, waits until it
+/// reports reaching it, and kills it with SIGKILL there.
+pub async fn once_killed_at(config: &Path, failpoint: &str, env: &[(&str, &str)]) {
+    let mut cmd = Command::new(tools::hooklake_bin());
+    cmd.args(["sink", "--once", "--config"])
+        .arg(config)
+        .env("RUST_LOG", "info,librdkafka=warn")
+        .env("HOOKLAKE_FAILPOINT", failpoint)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child: Child = cmd.spawn().expect("hooklake runs");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let marker = format!("failpoint {failpoint} reached");
+    let mut seen = Vec::new();
+    let reached = tokio::time::timeout(Duration::from_secs(180), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(&marker) {
+                return true;
+            }
+            seen.push(line);
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(reached, "the sink never reached {failpoint} (built without --features failpoints?):\n{}", seen.join("\n"));
+    child.start_kill().expect("SIGKILL");
+    let _ = child.wait().await;
+}
+
+/// `hooklake sink --config F` as a service, with its admin port.
+#[derive(Debug)]
+pub struct SinkService {
+    /// `http://127.0.0.1:<port>` of `sink.admin_listen`.
+    pub admin: String,
+    child: Child,
+}
+
+impl SinkService {
+    /// Starts the service; `admin_port` must be the port of `sink.admin_listen` in `config`.
+    /// Returns once `/livez` answers.
+    pub async fn start(config: &Path, admin_port: u16) -> Self {
+        let child = Command::new(tools::hooklake_bin())
+            .args(["sink", "--config"])
+            .arg(config)
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("hooklake runs");
+        let admin = format!("http://127.0.0.1:{admin_port}");
+        let livez = format!("{admin}/livez");
+        crate::eventually(Duration::from_secs(60), "the sink's /livez", || async {
+            let r = crate::http::client().get(&livez).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        Self { admin, child }
+    }
+
+    pub async fn metrics(&self) -> String {
+        crate::http::client()
+            .get(format!("{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("scrape")
+            .text()
+            .await
+            .expect("text")
+    }
+
+    /// `POST /runs`: the queued run's status.
+    pub async fn request_run(&self) -> serde_json::Value {
+        let r = crate::http::client().post(format!("{}/runs", self.admin)).send().await.expect("POST /runs");
+        assert_eq!(r.status().as_u16(), 202, "POST /runs");
+        r.json().await.expect("run status JSON")
+    }
+
+    /// `GET /runs/{id}` until the run has finished; its final status.
+    pub async fn wait_run(&self, id: &str, timeout: Duration) -> serde_json::Value {
+        let url = format!("{}/runs/{id}", self.admin);
+        crate::eventually(timeout, &format!("run {id} to finish"), || async {
+            let status: serde_json::Value = crate::http::client().get(&url).send().await.ok()?.json().await.ok()?;
+            matches!(status["state"].as_str(), Some("succeeded" | "failed")).then_some(status)
+        })
+        .await
+    }
+
+    /// SIGTERM, then waits for the exit; true when it exited with 0.
+    pub async fn stop(mut self) -> bool {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        match tokio::time::timeout(Duration::from_secs(60), self.child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+}
