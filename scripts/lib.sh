@@ -55,6 +55,18 @@ ensure_venv() {
   echo "$want" >"$stamp"
 }
 
+# The PostgreSQL-catalog tests use the local server (127.0.0.1:5432, user postgres, trust
+# auth), which these machines run; start it when it is installed but stopped.
+ensure_postgres() {
+  pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null && return 0
+  if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+    say "starting the local PostgreSQL server"
+    pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -1)" main start || true
+  fi
+  pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null \
+    || say "warning: no PostgreSQL on 127.0.0.1:5432: the PostgreSQL-catalog test will fail"
+}
+
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }

@@ -17,6 +17,7 @@ if ! tansu_installed; then
   ensure_tansu & tansu_pid=$!
 fi
 ensure_venv
+ensure_postgres
 
 # One feature set for every cargo command, so nothing is built twice: the sink's crash
 # tests need its failpoints (they compile to nothing without the feature).

@@ -1,6 +1,6 @@
 //! Record values → envelopes, in either encoding ingest writes.
 
-use hooklake_schemas::{ConfluentCodec, Framing, WebhookEnvelope, config::Config};
+use hooklake_schemas::{ConfluentCodec, Framing, SchemaError, WebhookEnvelope, config::Config};
 
 use crate::SinkError;
 
@@ -18,20 +18,24 @@ impl Decoder {
         Ok(Self { registry })
     }
 
-    /// The envelope in `value`, or why it cannot be loaded (it then goes to the DLQ).
-    pub async fn decode(&self, value: Option<&[u8]>) -> Result<WebhookEnvelope, String> {
-        let value = value.ok_or("the record has no value")?;
+    /// The envelope in `value`; `Ok(Err(reason))` when the record cannot be loaded (it
+    /// then goes to the DLQ). A schema registry that cannot be asked is `Err`: the run
+    /// fails and is retried, rather than dead-lettering every record during an outage.
+    pub async fn decode(&self, value: Option<&[u8]>) -> Result<Result<WebhookEnvelope, String>, SinkError> {
+        let Some(value) = value else { return Ok(Err("the record has no value".into())) };
         let envelope = match Framing::detect(value) {
-            Some(Framing::SingleObject) => WebhookEnvelope::from_single_object(value).map_err(|e| e.to_string())?,
+            Some(Framing::SingleObject) => WebhookEnvelope::from_single_object(value).map_err(|e| e.to_string()),
             Some(Framing::Confluent) => match &self.registry {
-                Some(codec) => codec.decode(value).await.map_err(|e| e.to_string())?,
-                None => return Err("a Confluent-framed record, but no [schema_registry] is configured".into()),
+                Some(codec) => match codec.decode(value).await {
+                    Err(SchemaError::Registry(e)) => return Err(SinkError::Kafka(format!("schema registry: {e}"))),
+                    other => other.map_err(|e| e.to_string()),
+                },
+                None => Err("a Confluent-framed record, but no [schema_registry] is configured".into()),
             },
-            None => return Err("not a hooklake envelope (neither single-object nor Confluent framing)".into()),
+            None => Err("not a hooklake envelope (neither single-object nor Confluent framing)".into()),
         };
-        if envelope.message_id.is_empty() {
-            return Err("the envelope has an empty message_id".into());
-        }
-        Ok(envelope)
+        Ok(envelope.and_then(|e| {
+            if e.message_id.is_empty() { Err("the envelope has an empty message_id".to_owned()) } else { Ok(e) }
+        }))
     }
 }

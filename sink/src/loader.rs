@@ -93,7 +93,7 @@ impl<'a> Loader<'a> {
             self.settings.route(&tp.0).ok_or_else(|| SinkError::Kafka(format!("no source reads topic {}", tp.0)))?;
         let load = self.tables.get_mut(&route.table_label).expect("every route has a table");
         load.offsets.insert(tp.clone(), offset + 1);
-        let envelope = match self.decoder.decode(value).await {
+        let envelope = match self.decoder.decode(value).await? {
             Ok(e) => e,
             Err(reason) => return Ok(Outcome::Dead(reason)),
         };

@@ -130,8 +130,19 @@ impl Sink {
         &self,
         f: impl FnOnce(&LagProbe) -> Result<T, SinkError> + Send + 'static,
     ) -> Result<T, SinkError> {
-        let probe =
-            self.probe.lock().expect("not poisoned").take().ok_or_else(|| SinkError::Kafka("lag probe busy".into()))?;
+        // The periodic refresh and the one after a run may meet: wait for the other
+        // (a measurement takes well under the probe's own 5 s timeouts per step).
+        let mut waited = Duration::ZERO;
+        let probe = loop {
+            if let Some(p) = self.probe.lock().expect("not poisoned").take() {
+                break p;
+            }
+            if waited >= Duration::from_secs(30) {
+                return Err(SinkError::Kafka("lag probe busy for 30 s".into()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += Duration::from_millis(50);
+        };
         let (probe, result) = tokio::task::spawn_blocking(move || {
             let r = f(&probe);
             (probe, r)

@@ -31,7 +31,12 @@ use hooklake_schemas::{
     WebhookEnvelope,
     config::{Config, Env},
 };
-use hooklake_sink::{decode::Decoder, lake::Lake, loader::Loader, settings::Settings};
+use hooklake_sink::{
+    decode::Decoder,
+    lake::{self, Lake},
+    loader::Loader,
+    settings::Settings,
+};
 use hooklake_tests::broker::Broker;
 use parquet::{
     arrow::ArrowWriter,
@@ -339,7 +344,7 @@ async fn sink_engine(dir: &Path, rows: u64) -> (u64, u64, u64) {
 }
 
 /// arrow-rs alone: the same rows (same generator, same columns) into one Parquet file,
-/// zstd, row groups of 65,536 rows or 64 MiB (the sink's settings), 8,192-row batches.
+/// with the sink's writer settings (zstd level, row group limits), 8,192-row batches.
 fn raw_parquet(dir: &Path, rows: u64) -> (u64, u64, u64) {
     let utc = Some(Arc::from("+00:00"));
     let map_field = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
@@ -355,9 +360,9 @@ fn raw_parquet(dir: &Path, rows: u64) -> (u64, u64, u64) {
         Field::new("loaded_at", DataType::Timestamp(TimeUnit::Microsecond, utc.clone()), false),
     ]));
     let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .set_max_row_group_row_count(Some(65_536))
-        .set_max_row_group_bytes(Some(64 << 20))
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(lake::ZSTD_LEVEL).expect("level")))
+        .set_max_row_group_row_count(Some(lake::ROW_GROUP_ROWS))
+        .set_max_row_group_bytes(Some(lake::ROW_GROUP_BYTES))
         .build();
     let path = dir.join("raw.parquet");
     let file = std::fs::File::create(&path).expect("create");

@@ -34,7 +34,7 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 pub use self::{
     dedupe::{Fingerprints, fingerprint},
     pinned::PinnedCatalog,
-    writer::{Row, TableWriter, WriteStats},
+    writer::{ROW_GROUP_BYTES, ROW_GROUP_ROWS, Row, TableWriter, WriteStats, ZSTD_LEVEL},
 };
 use crate::{SinkError, settings::Settings};
 

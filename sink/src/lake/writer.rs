@@ -42,6 +42,8 @@ pub const BATCH_BYTES: usize = 8 << 20;
 pub const ROW_GROUP_ROWS: usize = 65_536;
 /// Bytes per Parquet row group, whichever limit comes first.
 pub const ROW_GROUP_BYTES: usize = 64 << 20;
+/// zstd level of the data files (zstd's own default; Iceberg's too).
+pub const ZSTD_LEVEL: i32 = 3;
 
 const MICROS_PER_DAY: i64 = 86_400_000_000;
 
@@ -96,7 +98,7 @@ impl TableWriter {
             Arc::new(schema_to_arrow_schema(&iceberg_schema).map_err(SinkError::catalog("arrow schema"))?);
         let map_fields = map_entry_fields(&arrow_schema)?;
         let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("valid level")))
+            .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level")))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .build();
