@@ -23,7 +23,8 @@ use crate::{
 pub struct Sink {
     pub ctx: RunContext,
     pub runs: Runs,
-    probe: std::sync::Mutex<Option<LagProbe>>,
+    /// One measurement at a time: the periodic refresh and the one after a run share it.
+    probe: Arc<tokio::sync::Mutex<LagProbe>>,
 }
 
 /// How a sink instance gets its partitions.
@@ -60,7 +61,7 @@ impl Sink {
             metrics,
             settings,
         };
-        Ok(Arc::new(Self { ctx, runs: Runs::default(), probe: std::sync::Mutex::new(Some(probe)) }))
+        Ok(Arc::new(Self { ctx, runs: Runs::default(), probe: Arc::new(tokio::sync::Mutex::new(probe)) }))
     }
 
     /// Executes one run now (for `--once` and the worker), recording metrics.
@@ -130,27 +131,8 @@ impl Sink {
         &self,
         f: impl FnOnce(&LagProbe) -> Result<T, SinkError> + Send + 'static,
     ) -> Result<T, SinkError> {
-        // The periodic refresh and the one after a run may meet: wait for the other
-        // (a measurement takes well under the probe's own 5 s timeouts per step).
-        let mut waited = Duration::ZERO;
-        let probe = loop {
-            if let Some(p) = self.probe.lock().expect("not poisoned").take() {
-                break p;
-            }
-            if waited >= Duration::from_secs(30) {
-                return Err(SinkError::Kafka("lag probe busy for 30 s".into()));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            waited += Duration::from_millis(50);
-        };
-        let (probe, result) = tokio::task::spawn_blocking(move || {
-            let r = f(&probe);
-            (probe, r)
-        })
-        .await
-        .map_err(|e| SinkError::Kafka(e.to_string()))?;
-        *self.probe.lock().expect("not poisoned") = Some(probe);
-        result
+        let probe = self.probe.clone().lock_owned().await;
+        tokio::task::spawn_blocking(move || f(&probe)).await.map_err(|e| SinkError::Kafka(e.to_string()))?
     }
 }
 

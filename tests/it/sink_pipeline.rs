@@ -5,6 +5,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
+use hooklake_sink::failpoint;
 use hooklake_tests::{lake::TestLake, python, sink, unix_now};
 use serde_json::{Value, json};
 
@@ -155,12 +156,12 @@ async fn postgres_catalog_end_to_end() {
     end_to_end(TestLake::postgres()).await;
 }
 
-/// Killed with SIGKILL at `failpoint` during its first run, the sink's next run loads
+/// Killed with SIGKILL at `point` during its first run, the sink's next run loads
 /// every record exactly once.
-async fn crash_at(failpoint: &str, rows_after_crash: Option<usize>) {
+async fn crash_at(point: &str, rows_after_crash: Option<usize>) {
     let p = Pipeline::start(TestLake::sqlite()).await;
     let first = p.post_keys("before", 10).await;
-    sink::once_killed_at(&p.config, failpoint, &[]).await;
+    sink::once_killed_at(&p.config, point, &[]).await;
     if let Some(n) = rows_after_crash {
         assert_eq!(p.lake.read(&p.keys_table()).await.rows().len(), n, "the table after the crash");
     }
@@ -174,24 +175,17 @@ async fn crash_at(failpoint: &str, rows_after_crash: Option<usize>) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_before_files_loses_and_duplicates_nothing() {
-    crash_at(hooklake_sink_failpoints::BEFORE_FILES, None).await;
+    crash_at(failpoint::BEFORE_FILES, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_files_before_the_table_commit_loses_and_duplicates_nothing() {
-    crash_at(hooklake_sink_failpoints::AFTER_FILES, None).await;
+    crash_at(failpoint::AFTER_FILES, None).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn crash_after_the_table_commit_before_the_group_commit_loses_and_duplicates_nothing() {
-    crash_at(hooklake_sink_failpoints::AFTER_TABLE_COMMIT, Some(10)).await;
-}
-
-/// The failpoint names, as the sink defines them.
-mod hooklake_sink_failpoints {
-    pub const BEFORE_FILES: &str = "before-files";
-    pub const AFTER_FILES: &str = "after-files";
-    pub const AFTER_TABLE_COMMIT: &str = "after-table-commit";
+    crash_at(failpoint::AFTER_TABLE_COMMIT, Some(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

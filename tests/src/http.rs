@@ -11,6 +11,11 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().expect("client")
 }
 
+/// The body of `GET url` (a `/metrics` scrape, say); fails the test when it cannot be read.
+pub async fn get_text(url: &str) -> String {
+    client().get(url).send().await.expect("GET").text().await.expect("text body")
+}
+
 /// One HTTP/1.1 connection, driven by hand.
 #[derive(Debug)]
 pub struct RawConn {

@@ -41,14 +41,7 @@ impl TestIngest {
     }
 
     pub async fn metrics(&self) -> String {
-        crate::http::client()
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text")
+        crate::http::get_text(&format!("{}/metrics", self.admin)).await
     }
 
     /// The value of `hooklake_ingest_rejected_total{source, reason}`.

@@ -21,6 +21,14 @@ pub fn write_config(dir: &Path, toml: &str) -> PathBuf {
     path
 }
 
+/// `hooklake sink <args> --config <config>` with `env`, killed when dropped.
+fn sink_command(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(tools::hooklake_bin());
+    cmd.arg("sink").args(args).arg("--config").arg(config).env("RUST_LOG", "info,librdkafka=warn").kill_on_drop(true);
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
 /// The outcome of a `hooklake sink --once`.
 #[derive(Debug)]
 pub struct OnceOutput {
@@ -31,12 +39,7 @@ pub struct OnceOutput {
 
 /// Runs `hooklake sink --once` to completion (within `timeout`).
 pub async fn once(config: &Path, env: &[(&str, &str)], timeout: Duration) -> OnceOutput {
-    let mut cmd = Command::new(tools::hooklake_bin());
-    cmd.args(["sink", "--once", "--config"]).arg(config).env("RUST_LOG", "info,librdkafka=warn").kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = tokio::time::timeout(timeout, cmd.output())
+    let out = tokio::time::timeout(timeout, sink_command(config, &["--once"], env).output())
         .await
         .unwrap_or_else(|_| panic!("hooklake sink --once took longer than {timeout:?}"))
         .expect("hooklake runs");
@@ -50,18 +53,12 @@ pub async fn once(config: &Path, env: &[(&str, &str)], timeout: Duration) -> Onc
 /// Starts `hooklake sink --once` with `HOOKLAKE_FAILPOINT=<failpoint>`, waits until it
 /// reports reaching it, and kills it with SIGKILL there.
 pub async fn once_killed_at(config: &Path, failpoint: &str, env: &[(&str, &str)]) {
-    let mut cmd = Command::new(tools::hooklake_bin());
-    cmd.args(["sink", "--once", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info,librdkafka=warn")
+    let mut child: Child = sink_command(config, &["--once"], env)
         .env("HOOKLAKE_FAILPOINT", failpoint)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child: Child = cmd.spawn().expect("hooklake runs");
+        .spawn()
+        .expect("hooklake runs");
     let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
     let marker = format!("failpoint {failpoint} reached");
     let mut seen = Vec::new();
@@ -93,14 +90,7 @@ impl SinkService {
     /// Starts the service; `admin_port` must be the port of `sink.admin_listen` in `config`.
     /// Returns once `/livez` answers.
     pub async fn start(config: &Path, admin_port: u16) -> Self {
-        let child = Command::new(tools::hooklake_bin())
-            .args(["sink", "--config"])
-            .arg(config)
-            .env("RUST_LOG", "info,librdkafka=warn")
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("hooklake runs");
+        let child = sink_command(config, &[], &[]).stdout(Stdio::null()).spawn().expect("hooklake runs");
         let admin = format!("http://127.0.0.1:{admin_port}");
         let livez = format!("{admin}/livez");
         crate::eventually(Duration::from_secs(60), "the sink's /livez", || async {
@@ -112,14 +102,7 @@ impl SinkService {
     }
 
     pub async fn metrics(&self) -> String {
-        crate::http::client()
-            .get(format!("{}/metrics", self.admin))
-            .send()
-            .await
-            .expect("scrape")
-            .text()
-            .await
-            .expect("text")
+        crate::http::get_text(&format!("{}/metrics", self.admin)).await
     }
 
     /// `POST /runs`: the queued run's status.

@@ -67,6 +67,8 @@ pub struct GroupConsumer {
     assignment: watch::Receiver<Assignment>,
     records: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
     reader: tokio::task::JoinHandle<()>,
+    /// A group member's assignment comes later, with a rebalance; `assign_all`'s is final.
+    in_group: bool,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -88,7 +90,7 @@ impl GroupConsumer {
         let (consumer, assignment) = Self::create(config, group_id)?;
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
-        Ok(Self::start_reader(consumer, assignment))
+        Ok(Self::start_reader(consumer, assignment, true))
     }
 
     /// Takes every partition of `topics` without joining the group: the `--once` way. A
@@ -128,7 +130,7 @@ impl GroupConsumer {
         consumer.context().assignment.send_replace(Assignment { generation: 1, partitions });
         tracing::info!(partitions = tpl.count(), "took every partition of the source topics");
         let consumer = Arc::into_inner(consumer).expect("the metadata task has finished");
-        Ok(Self::start_reader(consumer, assignment))
+        Ok(Self::start_reader(consumer, assignment, false))
     }
 
     fn create(
@@ -153,19 +155,27 @@ impl GroupConsumer {
         Ok((consumer, assignment))
     }
 
-    fn start_reader(consumer: StreamConsumer<GroupContext>, assignment: watch::Receiver<Assignment>) -> Self {
+    fn start_reader(
+        consumer: StreamConsumer<GroupContext>,
+        assignment: watch::Receiver<Assignment>,
+        in_group: bool,
+    ) -> Self {
         let consumer = Arc::new(consumer);
         let (records_tx, records_rx) = mpsc::channel(FORWARD_BUFFER);
         let reader = tokio::spawn(forward(consumer.clone(), records_tx));
-        Self { consumer, assignment, records: tokio::sync::Mutex::new(records_rx), reader }
+        Self { consumer, assignment, records: tokio::sync::Mutex::new(records_rx), reader, in_group }
     }
 
     pub fn assignment(&self) -> Assignment {
         self.assignment.borrow().clone()
     }
 
-    /// Waits up to `timeout` for a non-empty assignment (joining a group takes a moment).
+    /// Waits up to `timeout` for a non-empty assignment (joining a group takes a moment;
+    /// outside a group the assignment is already final).
     pub async fn wait_for_assignment(&self, timeout: Duration) -> Assignment {
+        if !self.in_group {
+            return self.assignment();
+        }
         let mut rx = self.assignment.clone();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|a| !a.partitions.is_empty())).await;
         self.assignment()

@@ -17,8 +17,8 @@ use std::{
 use hooklake_schemas::{
     config::{CatalogType, Config, TableRef},
     table::{
-        OFFSET_PROPERTY_PREFIX, PARTITION_FIELD, SUMMARY_OFFSETS, SUMMARY_RUN_ID, TABLE_SCHEMA_V1_JSON, columns,
-        offset_property, parse_offset_property,
+        PARTITION_FIELD, SUMMARY_OFFSETS, SUMMARY_RUN_ID, TABLE_SCHEMA_V1_JSON, columns, offset_property,
+        parse_offset_property,
     },
 };
 use iceberg::{
@@ -77,7 +77,6 @@ impl LakeTable {
             .metadata()
             .properties()
             .iter()
-            .filter(|(k, _)| k.starts_with(OFFSET_PROPERTY_PREFIX))
             .filter_map(|(k, v)| {
                 let (topic, partition) = parse_offset_property(k)?;
                 Some(((topic.to_owned(), partition), v.parse().ok()?))
