@@ -13,7 +13,7 @@ REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 # Debian packages needed to build librdkafka (rdkafka's cmake-build) and the rest.
-APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev protobuf-compiler python3-venv curl)
+APT_PACKAGES=(cmake g++ make pkg-config libssl-dev libcurl4-openssl-dev zlib1g-dev protobuf-compiler python3-venv curl libsqlite3-dev libclang-dev)
 
 ensure_apt() {
   local missing=()

@@ -1,6 +1,10 @@
 //! The `hooklake` binary: parses arguments, loads the configuration, sets up logging,
 //! binds listeners and calls the crates' `run` functions. Nothing else lives here.
 
+mod dev;
+mod progress;
+mod query;
+mod send;
 mod telemetry;
 
 use std::{path::PathBuf, sync::Arc};
@@ -34,6 +38,37 @@ enum Command {
         #[arg(long)]
         once: bool,
     },
+    /// The whole pipeline in one process: an embedded broker (data in .hooklake/), ingest on
+    /// ingest.listen, and the sink every 30 s into the catalog and warehouse of the
+    /// configuration (lake/ in the example). Ctrl-C loads what is left and stops.
+    Dev {
+        /// Default: ./hooklake.example.toml, else the copy built into hooklake.
+        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
+        config: Option<PathBuf>,
+        /// When the sink loads (every <duration> | hourly | daily | a cron expression | off).
+        #[arg(long, default_value = "every 30s")]
+        schedule: String,
+    },
+    /// Post webhooks to a source, signed the way its sender would sign them; prints the
+    /// answers by status and exits non-zero when any was not a 2xx.
+    Send {
+        /// Default: ./hooklake.example.toml, else the copy built into hooklake.
+        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
+        config: Option<PathBuf>,
+        #[command(flatten)]
+        args: send::SendArgs,
+    },
+    /// Run SQL over the Iceberg tables (named layer.folder.table), with JSON functions such as
+    /// json_get_str(payload, 'type').
+    Query {
+        /// Default: ./hooklake.example.toml, else the copy built into hooklake.
+        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
+        config: Option<PathBuf>,
+        /// One or more statements separated by `;`; the last one's result is printed.
+        sql: String,
+        #[arg(long, value_enum, default_value_t)]
+        format: query::Format,
+    },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
     CheckConfig {
         #[arg(long, short, env = "HOOKLAKE_CONFIG")]
@@ -43,7 +78,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    telemetry::init();
+    telemetry::init(match cli.command {
+        // The broker's and the libraries' chatter would bury the banner.
+        Command::Dev { .. } => "warn,hooklake=info,hooklake_ingest=info,hooklake_sink=info",
+        // Their output is the answer; only problems are logged.
+        Command::Send { .. } | Command::Query { .. } => "warn",
+        _ => "info,librdkafka=warn",
+    });
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
     match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -60,7 +101,45 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Sink { config, once: true } => sink_once(load(&config)?).await,
         Command::Sink { config, once: false } => sink(load(&config)?).await,
         Command::CheckConfig { config } => check_config(&config),
+        Command::Dev { config, schedule } => {
+            let (mut config, label) = load_or_example(config.as_deref())?;
+            Arc::make_mut(&mut config).sink.schedule = schedule;
+            hooklake_sink::validate(&config).context("--schedule")?;
+            dev::dev(config, &label).await
+        }
+        Command::Send { config, args } => {
+            let (config, _) = load_or_example(config.as_deref())?;
+            let outcome = send::send(&config, &args).await?;
+            if outcome.failed > 0 {
+                anyhow::bail!("{} of {} requests were not accepted", outcome.failed, args.count);
+            }
+            Ok(())
+        }
+        Command::Query { config, sql, format } => {
+            let (config, _) = load_or_example(config.as_deref())?;
+            print!("{}", query::query(&config, &sql, format).await?);
+            Ok(())
+        }
     }
+}
+
+/// The example configuration, for `dev`, `send` and `query` without --config.
+const EXAMPLE_CONFIG: &str = include_str!("../hooklake.example.toml");
+const EXAMPLE_FILE: &str = "hooklake.example.toml";
+
+/// `path`, else ./hooklake.example.toml, else the example built into the binary; with a
+/// label saying which.
+fn load_or_example(path: Option<&std::path::Path>) -> anyhow::Result<(Arc<Config>, String)> {
+    if let Some(path) = path {
+        return Ok((load(path)?, path.display().to_string()));
+    }
+    if std::path::Path::new(EXAMPLE_FILE).exists() {
+        return Ok((load(std::path::Path::new(EXAMPLE_FILE))?, EXAMPLE_FILE.to_owned()));
+    }
+    let config = Config::from_toml(EXAMPLE_CONFIG, &Config::process_env()).context("the built-in example")?;
+    hooklake_ingest::validate(&config)?;
+    hooklake_sink::validate(&config)?;
+    Ok((Arc::new(config), format!("the built-in {EXAMPLE_FILE}")))
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Arc<Config>> {
@@ -86,7 +165,15 @@ async fn sink(config: Arc<Config>) -> anyhow::Result<()> {
 }
 
 async fn sink_once(config: Arc<Config>) -> anyhow::Result<()> {
-    let report = hooklake_sink::once(&config, &hooklake_sink::Quiet).await.context("the sink run failed")?;
+    let bar = progress::Bar::on_terminal();
+    let result = hooklake_sink::once(&config, &bar).await;
+    bar.finish();
+    print_report(&result.context("the sink run failed")?);
+    Ok(())
+}
+
+/// The summary of a run: rows, files and duration, then per table.
+fn print_report(report: &hooklake_sink::RunReport) {
     println!(
         "run {}: {} records → {} rows in {} files ({} bytes), {} duplicates dropped, {} to the DLQ, in {:.1}s",
         report.run_id,
@@ -101,7 +188,6 @@ async fn sink_once(config: Arc<Config>) -> anyhow::Result<()> {
     for t in &report.tables {
         println!("  {}: {} rows, {} files, {} bytes, {} duplicates", t.table, t.rows, t.files, t.bytes, t.duplicates);
     }
-    Ok(())
 }
 
 async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {

@@ -3,8 +3,9 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,librdkafka=warn"));
+/// `default_filter` applies unless `RUST_LOG` is set.
+pub fn init(default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     if std::env::var("HOOKLAKE_LOG_FORMAT").is_ok_and(|f| f == "json") {
         builder.json().init();

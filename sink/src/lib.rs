@@ -21,7 +21,7 @@ pub mod settings;
 pub use error::SinkError;
 use hooklake_schemas::config::{Config, ConfigError};
 pub use run::{Progress, Quiet, RunReport};
-pub use service::{Membership, Sink, serve};
+pub use service::{Membership, Sink, serve, serve_as};
 
 /// Checks everything the sink would refuse at start-up, without connecting anywhere.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {

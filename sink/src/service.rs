@@ -143,7 +143,19 @@ pub async fn serve(
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SinkError> {
-    let sink = Sink::start(config, Membership::Group).await?;
+    serve_as(config, Membership::Group, admin_listener, shutdown).await
+}
+
+/// [`serve`] with a chosen membership: `hooklake dev`, the only sink of its broker, takes
+/// every partition ([`Membership::All`]) so that after a crash its restart does not wait
+/// for the dead member's group session to time out.
+pub async fn serve_as(
+    config: &Config,
+    membership: Membership,
+    admin_listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), SinkError> {
+    let sink = Sink::start(config, membership).await?;
     let (stop_tx, stop) = watch::channel(false);
     let admin = tokio::spawn(admin::serve(sink.clone(), admin_listener, stop.clone()));
     let worker = tokio::spawn(worker(sink.clone(), stop.clone()));

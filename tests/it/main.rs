@@ -8,6 +8,7 @@ mod ingest_broker_faults;
 mod ingest_process;
 mod ingest_records;
 mod ingest_rejections;
+mod quickstart;
 mod sink_common;
 mod sink_pipeline;
 mod sink_service;

@@ -3,6 +3,7 @@
 //! here is compiled into hooklake itself.
 
 pub mod broker;
+pub mod dev;
 pub mod http;
 pub mod ingest;
 pub mod kafka;

@@ -5,7 +5,7 @@ use http::HeaderMap;
 
 use super::{
     AuthError, header,
-    secret::{HmacSha256, KeyBytes, any_key_matches},
+    secret::{HmacSha256, KeyBytes, any_key_matches, hmac_of},
 };
 
 const SIGNATURE_HEADER: &str = "x-hub-signature-256";
@@ -34,5 +34,12 @@ impl Github {
         } else {
             Err(AuthError::Invalid("signature does not match"))
         }
+    }
+
+    /// `X-Hub-Signature-256: sha256=<hex>` with the first secret, and a delivery id.
+    pub(super) fn sign(&self, delivery: &str, body: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
+        let key = self.secrets.first().ok_or("no secret is configured")?;
+        let sig = hmac_of::<HmacSha256>(&key.0, &[body]);
+        Ok(vec![(SIGNATURE_HEADER, format!("sha256={}", hex::encode(sig))), ("x-github-delivery", delivery.to_owned())])
     }
 }

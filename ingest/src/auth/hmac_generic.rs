@@ -10,7 +10,7 @@ use sha2::{Sha256, Sha512};
 
 use super::{
     AuthError,
-    secret::{KeyBytes, any_key_matches},
+    secret::{KeyBytes, any_key_matches, hmac_of},
 };
 
 #[derive(Debug)]
@@ -61,5 +61,20 @@ impl GenericHmac {
             HmacAlgorithm::Sha512 => any_key_matches::<SimpleHmac<Sha512>>(&self.secrets, &parts, &sig),
         };
         if ok { Ok(()) } else { Err(AuthError::Invalid("signature does not match")) }
+    }
+
+    /// The configured header with `<prefix><encoded HMAC of the body>`, first secret.
+    pub(super) fn sign(&self, body: &[u8]) -> Result<Vec<(HeaderName, String)>, String> {
+        let key = &self.secrets.first().ok_or("no secret is configured")?.0;
+        let sig = match self.algorithm {
+            HmacAlgorithm::Sha1 => hmac_of::<SimpleHmac<Sha1>>(key, &[body]),
+            HmacAlgorithm::Sha256 => hmac_of::<SimpleHmac<Sha256>>(key, &[body]),
+            HmacAlgorithm::Sha512 => hmac_of::<SimpleHmac<Sha512>>(key, &[body]),
+        };
+        let encoded = match self.encoding {
+            SignatureEncoding::Hex => hex::encode(sig),
+            SignatureEncoding::Base64 => STANDARD.encode(sig),
+        };
+        Ok(vec![(self.header.clone(), format!("{}{encoded}", self.prefix.as_deref().unwrap_or_default()))])
     }
 }

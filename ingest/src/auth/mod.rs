@@ -12,7 +12,7 @@ mod stripe;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use hooklake_schemas::config::{AuthConfig, ConfigError};
+use hooklake_schemas::config::{AuthConfig, ConfigError, Secret};
 use http::HeaderMap;
 
 /// A body that passed its source's verifier.
@@ -115,6 +115,57 @@ impl Verifier {
         }
         Ok(Verified { body, scheme: self.scheme_name() })
     }
+}
+
+/// Signs requests the way a source's [`Verifier`] expects, with the first configured secret
+/// (`hooklake send`, the `hooklake dev` banner, tests). `whpk_` public keys cannot sign.
+#[derive(Debug)]
+pub struct Signer {
+    verifier: Verifier,
+    /// Verifiers keep only digests of API keys; the signer needs the key itself.
+    api_key: Option<(http::HeaderName, Secret)>,
+}
+
+impl Signer {
+    pub fn from_config(key: &str, auth: &AuthConfig) -> Result<Self, ConfigError> {
+        let api_key = match auth {
+            AuthConfig::ApiKey { header, keys } => {
+                let name = http::HeaderName::try_from(header.to_ascii_lowercase())
+                    .map_err(|_| ConfigError::invalid(format!("{key}.header"), "not a valid HTTP header name"))?;
+                let first = keys.first().ok_or_else(|| ConfigError::invalid(format!("{key}.keys"), "no key"))?;
+                Some((name, first.clone()))
+            }
+            _ => None,
+        };
+        Ok(Self { verifier: Verifier::from_config(key, auth)?, api_key })
+    }
+
+    /// The authentication headers of one request carrying `body`, signed at `now`.
+    /// `message_id` goes into the id header of schemes that carry one.
+    pub fn sign(&self, message_id: &str, body: &[u8], now: SystemTime) -> Result<HeaderMap, String> {
+        let unix = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let pairs: Vec<(http::HeaderName, String)> = match &self.verifier.scheme {
+            Scheme::ApiKey(_) => {
+                let (name, key) = self.api_key.as_ref().ok_or("no API key")?;
+                vec![(name.clone(), key.expose().to_owned())]
+            }
+            Scheme::StandardWebhooks(s) => named(s.sign(message_id, unix, body)?),
+            Scheme::Github(s) => named(s.sign(message_id, body)?),
+            Scheme::Stripe(s) => named(s.sign(unix, body)?),
+            Scheme::Hmac(s) => s.sign(body)?,
+            Scheme::None => Vec::new(),
+        };
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            let value = http::HeaderValue::try_from(value).map_err(|_| format!("{name}: not a valid header value"))?;
+            headers.insert(name, value);
+        }
+        Ok(headers)
+    }
+}
+
+fn named(pairs: Vec<(&'static str, String)>) -> Vec<(http::HeaderName, String)> {
+    pairs.into_iter().map(|(n, v)| (http::HeaderName::from_static(n), v)).collect()
 }
 
 /// The value of header `name` as text; absent → [`AuthError::Missing`].

@@ -41,3 +41,15 @@ where
 {
     keys.iter().fold(false, |found, key| hmac_matches::<M>(&key.0, parts, expected) | found)
 }
+
+/// HMAC(`key`, concatenation of `parts`): the signing side of [`hmac_matches`].
+pub(super) fn hmac_of<M>(key: &[u8], parts: &[&[u8]]) -> Vec<u8>
+where
+    M: Mac + hmac::digest::KeyInit,
+{
+    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    for p in parts {
+        mac.update(p);
+    }
+    mac.finalize().into_bytes().to_vec()
+}

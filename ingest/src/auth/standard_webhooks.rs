@@ -18,7 +18,7 @@ use http::HeaderMap;
 
 use super::{
     AuthError, check_timestamp, header_any,
-    secret::{HmacSha256, KeyBytes, any_key_matches},
+    secret::{HmacSha256, KeyBytes, any_key_matches, hmac_of},
 };
 
 /// Standard base64 that accepts padded and unpadded input, as the Svix libraries do.
@@ -103,6 +103,20 @@ impl StandardWebhooks {
             };
         }
         if matched { Ok(()) } else { Err(AuthError::Invalid("no signature matches")) }
+    }
+
+    /// Headers that sign `body` as the sender would: `v1,<base64 HMAC>` with the first
+    /// `whsec_` secret. Public `whpk_` keys cannot sign.
+    pub(super) fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
+        let key =
+            self.hmac_keys.first().ok_or("only whpk_ public keys are configured: signing needs a whsec_ secret")?;
+        let ts = timestamp.to_string();
+        let sig = hmac_of::<HmacSha256>(&key.0, &[id.as_bytes(), b".", ts.as_bytes(), b".", body]);
+        Ok(vec![
+            (ID_HEADERS[0], id.to_owned()),
+            (TIMESTAMP_HEADERS[0], ts),
+            (SIGNATURE_HEADERS[0], format!("v1,{}", STANDARD.encode(sig))),
+        ])
     }
 
     fn ed25519_matches(&self, message: &[u8], sig: &[u8]) -> bool {

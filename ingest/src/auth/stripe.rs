@@ -8,7 +8,7 @@ use http::HeaderMap;
 
 use super::{
     AuthError, check_timestamp, header,
-    secret::{HmacSha256, KeyBytes, any_key_matches},
+    secret::{HmacSha256, KeyBytes, any_key_matches, hmac_of},
 };
 
 const SIGNATURE_HEADER: &str = "stripe-signature";
@@ -60,5 +60,13 @@ impl Stripe {
             .iter()
             .fold(false, |found, sig| any_key_matches::<HmacSha256>(&self.secrets, &parts, sig) | found);
         if matched { Ok(()) } else { Err(AuthError::Invalid("signature does not match")) }
+    }
+
+    /// `Stripe-Signature: t=<timestamp>,v1=<hex>` with the first secret.
+    pub(super) fn sign(&self, timestamp: i64, body: &[u8]) -> Result<Vec<(&'static str, String)>, String> {
+        let key = self.secrets.first().ok_or("no secret is configured")?;
+        let ts = timestamp.to_string();
+        let sig = hmac_of::<HmacSha256>(&key.0, &[ts.as_bytes(), b".", body]);
+        Ok(vec![(SIGNATURE_HEADER, format!("t={ts},v1={}", hex::encode(sig)))])
     }
 }

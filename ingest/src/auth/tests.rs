@@ -206,3 +206,44 @@ fn none_accepts_everything() {
     let v = Verifier::from_config("k", &AuthConfig::None).unwrap();
     assert_eq!(verify(&v, &HeaderMap::new(), BODY), Ok("none"));
 }
+
+#[test]
+fn what_the_signer_signs_every_verifier_accepts_and_nothing_else() {
+    let body = br#"{"type":"order.created","id":7}"#;
+    let sha = HumanDuration::from_secs(300);
+    let schemes = [
+        AuthConfig::ApiKey { header: "X-Api-Key".into(), keys: secrets(&["k-new", "k-old"]) },
+        AuthConfig::StandardWebhooks {
+            secrets: secrets(&[&whsec(b"0123456789abcdef0123456789abcdef")]),
+            tolerance: sha,
+        },
+        AuthConfig::Github { secrets: secrets(&["gh-secret"]) },
+        AuthConfig::Stripe { secrets: secrets(&["whsec_stripe"]), tolerance: sha },
+        AuthConfig::Hmac {
+            header: "X-Signature".into(),
+            algorithm: HmacAlgorithm::Sha512,
+            encoding: SignatureEncoding::Base64,
+            prefix: Some("sha512=".into()),
+            secrets: secrets(&["generic"]),
+        },
+        AuthConfig::None,
+    ];
+    for auth in &schemes {
+        let signer = super::Signer::from_config("sources.s.auth", auth).unwrap();
+        let verifier = Verifier::from_config("sources.s.auth", auth).unwrap();
+        let signed = signer.sign("msg_1", body, now()).unwrap();
+        assert_eq!(verify(&verifier, &signed, body), Ok(auth.scheme()), "{}", auth.scheme());
+        // Schemes that sign the body must refuse a changed one.
+        let changed = br#"{"type":"order.created","id":8}"#;
+        let signs_body = !matches!(auth, AuthConfig::ApiKey { .. } | AuthConfig::None);
+        assert_eq!(verify(&verifier, &signed, changed).is_err(), signs_body, "{}", auth.scheme());
+    }
+}
+
+#[test]
+fn a_standard_webhooks_source_with_only_public_keys_cannot_sign() {
+    let pk = format!("whpk_{}", STANDARD.encode(SigningKey::from_bytes(&[7; 32]).verifying_key().as_bytes()));
+    let auth = AuthConfig::StandardWebhooks { secrets: secrets(&[&pk]), tolerance: HumanDuration::from_secs(60) };
+    let err = super::Signer::from_config("k", &auth).unwrap().sign("id", b"{}", now()).unwrap_err();
+    assert!(err.contains("whsec_"), "{err}");
+}

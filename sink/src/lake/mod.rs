@@ -148,6 +148,11 @@ impl Lake {
         Self { catalog }
     }
 
+    /// The catalog itself (`hooklake query` reads the tables through it).
+    pub fn catalog(&self) -> Arc<dyn Catalog> {
+        self.catalog.clone()
+    }
+
     /// Whether the catalog answers (for `/readyz`).
     pub async fn check(&self) -> Result<(), SinkError> {
         self.catalog.list_namespaces(None).await.map(drop).map_err(SinkError::catalog("list namespaces"))

@@ -1,0 +1,238 @@
+//! `hooklake dev`: the whole pipeline in one process on a laptop — a Kafka-API broker
+//! (tansu, embedded, SQLite storage under `.hooklake/`), ingest, and the sink on a short
+//! schedule with the SQLite Iceberg catalog under `lake/`. Ctrl-C loads what is left, then
+//! stops.
+
+use std::{net::SocketAddr, sync::Arc};
+
+use anyhow::{Context, bail};
+use hooklake_schemas::config::Config;
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{progress::Bar, send};
+
+/// Where the embedded broker keeps its SQLite database, under the current directory.
+pub const DATA_DIR: &str = ".hooklake";
+
+pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> {
+    let broker = start_broker(&config).await?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let listeners = hooklake_ingest::Listeners {
+        http: bind(config.ingest.listen, "ingest.listen").await?,
+        admin: bind(config.ingest.admin_listen, "ingest.admin_listen").await?,
+    };
+    let sink_admin = bind(config.sink.admin_listen, "sink.admin_listen").await?;
+    let mut ingest = tokio::spawn(hooklake_ingest::run(config.clone(), listeners, stopped(stop_rx.clone())));
+    let sink_config = config.clone();
+    let sink_stop = stopped(stop_rx);
+    // The only sink of this broker: it takes every partition instead of joining the group,
+    // so a restart after a crash need not wait for the dead member's session to expire.
+    let mut sink = tokio::spawn(async move {
+        hooklake_sink::serve_as(&sink_config, hooklake_sink::Membership::All, sink_admin, sink_stop).await
+    });
+
+    wait_ready(&config).await;
+    print_banner(&config, config_label, broker.describe());
+
+    let early = tokio::select! {
+        () = crate::telemetry::shutdown_signal() => None,
+        r = &mut ingest => Some(format!("ingest stopped: {}", outcome(r.map(|r| r.map_err(anyhow::Error::from))))),
+        r = &mut sink => Some(format!("the sink stopped: {}", outcome(r.map(|r| r.map_err(anyhow::Error::from))))),
+    };
+    let _ = stop_tx.send(true);
+    if let Some(why) = early {
+        broker.stop();
+        bail!(why);
+    }
+    if !ingest.is_finished() {
+        ingest.await?.context("ingest")?;
+    }
+    if !sink.is_finished() {
+        sink.await?.context("sink")?;
+    }
+
+    println!("loading what is left before stopping...");
+    let bar = Bar::on_terminal();
+    let result = hooklake_sink::once(&config, &bar).await;
+    bar.finish();
+    broker.stop();
+    let report = result.context("the last run failed; the events stay in the broker for the next start")?;
+    crate::print_report(&report);
+    Ok(())
+}
+
+fn outcome(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
+    match r {
+        Ok(Ok(())) => "without an error".into(),
+        Ok(Err(e)) => format!("{e:#}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Waits (up to 30 s) until ingest's `/readyz` answers 200 (the broker is reachable and the
+/// topics exist), so that the banner's commands work once it is printed.
+async fn wait_ready(config: &Config) {
+    let url = format!("http://{}/readyz", loopback(config.ingest.admin_listen));
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
+        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tracing::warn!("ingest is not ready after 30 s; see its /readyz");
+}
+
+fn loopback(mut addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+fn print_banner(config: &Config, config_label: &str, broker: String) {
+    let ingest = send::base_url(config, None);
+    println!();
+    println!("hooklake dev is running (configuration: {config_label}). Ctrl-C loads what is left and stops.");
+    println!();
+    println!("  broker   {broker}");
+    println!("  ingest   POST {ingest}/webhook/<source>   (metrics: http://{}/metrics)", config.ingest.admin_listen);
+    println!(
+        "  sink     {}, and on Ctrl-C   (POST http://{}/runs starts a run now)",
+        config.sink.schedule, config.sink.admin_listen
+    );
+    println!("  tables   catalog {}, files under {}", config.catalog.uri, config.catalog.warehouse);
+    println!();
+    for (name, source) in &config.sources {
+        let table = source.table_for(name);
+        println!("  source {name} ({}) → table {table}", source.auth.scheme());
+        let body = format!(r#"{{"event_type":"{name}.created","id":"{name}-1"}}"#);
+        match send::curl_line(config, name, source, &body) {
+            Ok(line) => println!("    {line}"),
+            Err(e) => println!("    (no curl line: {e})"),
+        }
+        println!("    hooklake send {name} --count 10");
+    }
+    if config.sources.values().any(|s| matches!(s.auth.scheme(), "standard_webhooks" | "stripe")) {
+        println!();
+        println!(
+            "  (signed curl lines carry a timestamp: they are valid for the source's tolerance; `hooklake send` signs afresh)"
+        );
+    }
+    if let Some((name, source)) = config.sources.iter().next() {
+        println!();
+        println!(
+            "  then:    hooklake query \"SELECT event_type, count(*) FROM {} GROUP BY event_type\"",
+            source.table_for(name)
+        );
+    }
+    println!();
+}
+
+/// The broker `hooklake dev` talks to: embedded tansu, or with the `embedded-broker`
+/// feature off, the cluster of `kafka.brokers`.
+#[cfg(feature = "embedded-broker")]
+async fn start_broker(config: &Config) -> anyhow::Result<embedded::Broker> {
+    embedded::Broker::start(&config.kafka.brokers).await
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+async fn start_broker(config: &Config) -> anyhow::Result<External> {
+    Ok(External(config.kafka.brokers.clone()))
+}
+
+#[cfg(not(feature = "embedded-broker"))]
+struct External(String);
+
+#[cfg(not(feature = "embedded-broker"))]
+impl External {
+    fn describe(&self) -> String {
+        format!("{} (kafka.brokers; this build has no embedded broker)", self.0)
+    }
+    fn stop(&self) {}
+}
+
+#[cfg(feature = "embedded-broker")]
+mod embedded {
+    //! tansu's broker crate as a library, with its SQLite storage in [`super::DATA_DIR`].
+
+    use std::{
+        net::SocketAddr,
+        time::{Duration, Instant},
+    };
+
+    use anyhow::{Context, bail};
+    use tansu_broker::{broker::Broker as Tansu, coordinator::group::administrator::Controller};
+    use tansu_storage::StorageContainer;
+    use tokio::task::JoinHandle;
+    use url::Url;
+
+    use super::DATA_DIR;
+
+    #[derive(Debug)]
+    pub struct Broker {
+        addr: SocketAddr,
+        task: JoinHandle<()>,
+    }
+
+    impl Broker {
+        /// Starts tansu on the first address of `brokers` (it must be this machine's) and
+        /// waits until it accepts connections.
+        pub async fn start(brokers: &str) -> anyhow::Result<Self> {
+            let first = brokers.split(',').next().unwrap_or_default().trim();
+            let addr = tokio::net::lookup_host(first)
+                .await
+                .with_context(|| format!("kafka.brokers: {first:?} is not host:port"))?
+                .next()
+                .with_context(|| format!("kafka.brokers: {first:?} resolves to no address"))?;
+            if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
+                bail!("kafka.brokers: hooklake dev runs its own broker, so it must be a local address, not {first}");
+            }
+            std::fs::create_dir_all(DATA_DIR).with_context(|| format!("cannot create {DATA_DIR}/"))?;
+            let listener = Url::parse(&format!("tcp://{addr}"))?;
+            // tansu resolves sqlite://<dir>/<file> against the current directory.
+            let storage = Url::parse(&format!("sqlite://{DATA_DIR}/tansu.db"))?;
+            let mut broker = Tansu::<Controller<StorageContainer>, StorageContainer>::builder()
+                .node_id(tansu_broker::NODE_ID)
+                .cluster_id("hooklake-dev")
+                .incarnation_id(uuid::Uuid::now_v7())
+                .advertised_listener(listener.clone())
+                .storage(storage)
+                .listener(listener)
+                .silent(true)
+                .build()
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot start the embedded broker: {e:?}"))?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
+                    tracing::error!(error = ?e, "the embedded broker stopped");
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while tokio::net::TcpStream::connect(addr).await.is_err() {
+                if task.is_finished() || Instant::now() > deadline {
+                    bail!("the embedded broker did not start listening on {addr} (is the port taken?)");
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ok(Self { addr, task })
+        }
+
+        pub fn describe(&self) -> String {
+            format!("tansu (embedded) on {}, data in {DATA_DIR}/", self.addr)
+        }
+
+        pub fn stop(&self) {
+            self.task.abort();
+        }
+    }
+}
