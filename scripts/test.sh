@@ -41,7 +41,7 @@ broker_pid=$!
 trap 'kill $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null; rm -rf "$broker_dir"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 export HOOKLAKE_TEST_BROKERS="127.0.0.1:$port"
-export HOOKLAKE_BIN="$REPO/target/debug/hooklake"
+export HOOKLAKE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/hooklake"
 say "suite broker: tansu on $HOOKLAKE_TEST_BROKERS"
 
 say "running the tests"

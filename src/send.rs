@@ -52,6 +52,10 @@ pub async fn send(config: &Config, args: &SendArgs) -> anyhow::Result<Outcome> {
     let signer = Arc::new(
         Signer::from_config(&format!("sources.{}.auth", args.source), &source.auth).context("the source's auth")?,
     );
+    // A source the signer cannot sign for (only whpk_ public keys) fails here, not per request.
+    signer
+        .sign("msg_check", b"{}", std::time::SystemTime::now())
+        .map_err(|e| anyhow::anyhow!("{}: {e}", args.source))?;
     let body = match (&args.data, &args.file) {
         (Some(data), _) => Some(data.clone().into_bytes()),
         (None, Some(path)) => Some(std::fs::read(path).with_context(|| format!("{}", path.display()))?),
