@@ -32,6 +32,9 @@ impl hooklake_sink::Progress for Bar {
     fn planned(&self, records: u64) {
         self.0.set_length(records);
         self.0.set_position(0);
+        // Draw now, and keep the spinner turning while the first fetch is on its way.
+        self.0.tick();
+        self.0.enable_steady_tick(std::time::Duration::from_millis(200));
     }
 
     fn advanced(&self, records: u64) {

@@ -227,3 +227,29 @@ async fn duplicate_deliveries_become_one_row_within_and_across_runs() {
     assert_eq!(reported(&stdout, "duplicates dropped"), 1, "{stdout}");
     assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), ["dup-a", "dup-b", "dup-c"]);
 }
+
+#[tokio::test]
+async fn sink_once_on_a_terminal_shows_a_progress_bar_and_a_summary() {
+    let p = Pipeline::start(TestLake::sqlite()).await;
+    p.post_keys("bar", 300).await;
+    // `script` gives the run a pseudo-terminal and copies what it drew to stdout.
+    let command =
+        format!("{} sink --once --config {}", hooklake_tests::tools::hooklake_bin().display(), p.config.display());
+    let out = tokio::process::Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("script (util-linux) runs");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("loading") && screen.contains("/300 records"), "no progress bar drawn:\n{screen}");
+    assert!(screen.contains("300 records → 300 rows"), "no summary:\n{screen}");
+    assert_eq!(p.lake.read(&p.keys_table()).await.rows().len(), 300);
+
+    // Without a terminal (CI, Kubernetes logs) the same run draws nothing.
+    p.post_keys("nobar", 5).await;
+    let out = sink::once(&p.config, &[], Duration::from_secs(120)).await;
+    assert!(out.success && out.stdout.contains("5 records → 5 rows"), "{}\n{}", out.stdout, out.stderr);
+    assert!(!out.stderr.contains("/5 records"), "a bar was drawn without a terminal:\n{}", out.stderr);
+}
