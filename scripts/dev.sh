@@ -17,5 +17,6 @@ cd "$REPO"
 ensure_apt
 say "building hooklake"
 cargo build --locked --bin hooklake
-say "for the other commands in a second terminal: export PATH=\"$REPO/target/debug:\$PATH\""
-exec "$REPO/target/debug/hooklake" dev "$@"
+bin_dir="${CARGO_TARGET_DIR:-$REPO/target}/debug"
+say "for the other commands in a second terminal: export PATH=\"$bin_dir:\$PATH\""
+exec "$bin_dir/hooklake" dev "$@"
