@@ -3,11 +3,11 @@
 //! schedule with the SQLite Iceberg catalog under `lake/`. Ctrl-C loads what is left, then
 //! stops.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use hooklake_schemas::config::Config;
-use tokio::{net::TcpListener, sync::watch};
+use tokio::sync::watch;
 
 use crate::{progress::Bar, send};
 
@@ -21,11 +21,8 @@ pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> 
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
-    let listeners = hooklake_ingest::Listeners {
-        http: bind(config.ingest.listen, "ingest.listen").await?,
-        admin: bind(config.ingest.admin_listen, "ingest.admin_listen").await?,
-    };
-    let sink_admin = bind(config.sink.admin_listen, "sink.admin_listen").await?;
+    let listeners = crate::ingest_listeners(&config).await?;
+    let sink_admin = crate::bind(config.sink.admin_listen, "sink.admin_listen").await?;
     let mut ingest = tokio::spawn(hooklake_ingest::run(config.clone(), listeners, stopped(stop_rx.clone())));
     let sink_config = config.clone();
     let sink_stop = stopped(stop_rx);
@@ -40,8 +37,8 @@ pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> 
 
     let early = tokio::select! {
         () = crate::telemetry::shutdown_signal() => None,
-        r = &mut ingest => Some(format!("ingest stopped: {}", outcome(r.map(|r| r.map_err(anyhow::Error::from))))),
-        r = &mut sink => Some(format!("the sink stopped: {}", outcome(r.map(|r| r.map_err(anyhow::Error::from))))),
+        r = &mut ingest => Some(format!("ingest stopped: {}", outcome(r))),
+        r = &mut sink => Some(format!("the sink stopped: {}", outcome(r))),
     };
     let _ = stop_tx.send(true);
     if let Some(why) = early {
@@ -65,10 +62,10 @@ pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
-fn outcome(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
+fn outcome<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError>) -> String {
     match r {
         Ok(Ok(())) => "without an error".into(),
-        Ok(Err(e)) => format!("{e:#}"),
+        Ok(Err(e)) => e.to_string(),
         Err(e) => e.to_string(),
     }
 }
@@ -76,7 +73,7 @@ fn outcome(r: Result<anyhow::Result<()>, tokio::task::JoinError>) -> String {
 /// Waits (up to 30 s) until ingest's `/readyz` answers 200 (the broker is reachable and the
 /// topics exist), so that the banner's commands work once it is printed.
 async fn wait_ready(config: &Config) {
-    let url = format!("http://{}/readyz", loopback(config.ingest.admin_listen));
+    let url = format!("http://{}/readyz", send::loopback(config.ingest.admin_listen));
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
@@ -86,17 +83,6 @@ async fn wait_ready(config: &Config) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tracing::warn!("ingest is not ready after 30 s; see its /readyz");
-}
-
-fn loopback(mut addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    addr
-}
-
-async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
 fn print_banner(config: &Config, config_label: &str, broker: String) {

@@ -136,26 +136,35 @@ fn load_or_example(path: Option<&std::path::Path>) -> anyhow::Result<(Arc<Config
     if std::path::Path::new(EXAMPLE_FILE).exists() {
         return Ok((load(std::path::Path::new(EXAMPLE_FILE))?, EXAMPLE_FILE.to_owned()));
     }
-    let config = Config::from_toml(EXAMPLE_CONFIG, &Config::process_env()).context("the built-in example")?;
-    hooklake_ingest::validate(&config)?;
-    hooklake_sink::validate(&config)?;
-    Ok((Arc::new(config), format!("the built-in {EXAMPLE_FILE}")))
+    let label = format!("the built-in {EXAMPLE_FILE}");
+    let config = Config::from_toml(EXAMPLE_CONFIG, &Config::process_env()).context(label.clone())?;
+    Ok((validated(config).context(label.clone())?, label))
 }
 
 fn load(path: &std::path::Path) -> anyhow::Result<Arc<Config>> {
     let config = Config::load(path, &Config::process_env()).with_context(|| format!("{}", path.display()))?;
-    hooklake_ingest::validate(&config).with_context(|| format!("{}", path.display()))?;
-    hooklake_sink::validate(&config).with_context(|| format!("{}", path.display()))?;
+    validated(config).with_context(|| format!("{}", path.display()))
+}
+
+/// Both services' start-up checks.
+fn validated(config: Config) -> anyhow::Result<Arc<Config>> {
+    hooklake_ingest::validate(&config)?;
+    hooklake_sink::validate(&config)?;
     Ok(Arc::new(config))
 }
 
 async fn ingest(config: Arc<Config>) -> anyhow::Result<()> {
-    let listeners = hooklake_ingest::Listeners {
-        http: bind(config.ingest.listen, "ingest.listen").await?,
-        admin: bind(config.ingest.admin_listen, "ingest.admin_listen").await?,
-    };
+    let listeners = ingest_listeners(&config).await?;
     hooklake_ingest::run(config, listeners, telemetry::shutdown_signal()).await?;
     Ok(())
+}
+
+/// Binds `ingest.listen` and `ingest.admin_listen`.
+async fn ingest_listeners(config: &Config) -> anyhow::Result<hooklake_ingest::Listeners> {
+    Ok(hooklake_ingest::Listeners {
+        http: bind(config.ingest.listen, "ingest.listen").await?,
+        admin: bind(config.ingest.admin_listen, "ingest.admin_listen").await?,
+    })
 }
 
 async fn sink(config: Arc<Config>) -> anyhow::Result<()> {

@@ -146,11 +146,15 @@ pub fn base_url(config: &Config, url: Option<&str>) -> String {
     if let Some(url) = url {
         return url.trim_end_matches('/').to_owned();
     }
-    let mut addr = config.ingest.listen;
+    format!("http://{}", loopback(config.ingest.listen))
+}
+
+/// `addr`, with an unspecified IP (0.0.0.0, a listen address) replaced by loopback.
+pub fn loopback(mut addr: std::net::SocketAddr) -> std::net::SocketAddr {
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    format!("http://{addr}")
+    addr
 }
 
 /// The body sent when none is given: numbered, so that a `--count` batch can be told apart.

@@ -26,14 +26,6 @@ pub struct DevDir {
     pub sink_admin: String,
 }
 
-/// What a finished command printed.
-#[derive(Debug)]
-pub struct Output {
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 impl DevDir {
     pub fn new() -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -68,16 +60,8 @@ impl DevDir {
     }
 
     /// Runs `hooklake <args>` to completion.
-    pub async fn run(&self, args: &[&str]) -> Output {
-        let out = tokio::time::timeout(Duration::from_secs(120), self.command(args).output())
-            .await
-            .unwrap_or_else(|_| panic!("hooklake {args:?} took over 2 minutes"))
-            .expect("hooklake runs");
-        Output {
-            success: out.status.success(),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+    pub async fn run(&self, args: &[&str]) -> tools::Output {
+        tools::run_to_end(&mut self.command(args), Duration::from_secs(120)).await
     }
 
     /// Runs `hooklake query --format json <sql>` and returns the rows.

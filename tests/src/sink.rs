@@ -29,25 +29,9 @@ fn sink_command(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     cmd
 }
 
-/// The outcome of a `hooklake sink --once`.
-#[derive(Debug)]
-pub struct OnceOutput {
-    pub success: bool,
-    pub stdout: String,
-    pub stderr: String,
-}
-
 /// Runs `hooklake sink --once` to completion (within `timeout`).
-pub async fn once(config: &Path, env: &[(&str, &str)], timeout: Duration) -> OnceOutput {
-    let out = tokio::time::timeout(timeout, sink_command(config, &["--once"], env).output())
-        .await
-        .unwrap_or_else(|_| panic!("hooklake sink --once took longer than {timeout:?}"))
-        .expect("hooklake runs");
-    OnceOutput {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+pub async fn once(config: &Path, env: &[(&str, &str)], timeout: Duration) -> tools::Output {
+    tools::run_to_end(&mut sink_command(config, &["--once"], env), timeout).await
 }
 
 /// Starts `hooklake sink --once` with `HOOKLAKE_FAILPOINT=<failpoint>`, waits until it

@@ -44,3 +44,24 @@ pub fn hooklake_bin() -> PathBuf {
 pub fn py_script(name: &str) -> PathBuf {
     repo_root().join("tests/py").join(name)
 }
+
+/// What a finished command printed.
+#[derive(Debug)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` to completion, failing the test after `timeout`.
+pub async fn run_to_end(cmd: &mut tokio::process::Command, timeout: std::time::Duration) -> Output {
+    let out = tokio::time::timeout(timeout, cmd.output())
+        .await
+        .unwrap_or_else(|_| panic!("{cmd:?} took longer than {timeout:?}"))
+        .expect("the command runs");
+    Output {
+        success: out.status.success(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
