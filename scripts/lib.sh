@@ -3,9 +3,7 @@
 # shellcheck shell=bash
 
 HOOKLAKE_CACHE="${HOOKLAKE_CACHE:-$HOME/.cache/hooklake}"
-TANSU_VERSION="0.6.0"
 export HOOKLAKE_CACHE
-export HOOKLAKE_TANSU="$HOOKLAKE_CACHE/tools/bin/tansu"
 export HOOKLAKE_VENV="$HOOKLAKE_CACHE/venv"
 export HOOKLAKE_PYTHON="$HOOKLAKE_VENV/bin/python"
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,19 +24,6 @@ ensure_apt() {
   [ "$(id -u)" -ne 0 ] && sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
-tansu_installed() {
-  [ -x "$HOOKLAKE_TANSU" ] && "$HOOKLAKE_TANSU" --version 2>/dev/null | grep -q "$TANSU_VERSION"
-}
-
-# cargo install of the broker takes ~17 minutes on 2 cores: callers may start it in the
-# background (ensure_tansu &) while they build hooklake.
-ensure_tansu() {
-  tansu_installed && return 0
-  say "installing tansu $TANSU_VERSION (Kafka-API broker, SQLite storage) into $HOOKLAKE_CACHE/tools"
-  cargo install --locked tansu --version "$TANSU_VERSION" --features libsql --root "$HOOKLAKE_CACHE/tools" >"$HOOKLAKE_CACHE/tansu-install.log" 2>&1 \
-    || { tail -30 "$HOOKLAKE_CACHE/tansu-install.log" >&2; return 1; }
 }
 
 ensure_venv() {

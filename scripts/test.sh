@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh machine or an old one: installs what is missing
-# (Debian packages, the tansu broker, the Python venv), builds once, starts a tansu
-# broker for the suite, runs every test, and checks the deployment manifests.
+# (Debian packages, the Python venv), builds once, starts a broker for the suite
+# (`hooklake broker`: tansu's broker inside hooklake), runs every test, and checks the
+# deployment manifests.
 #
 #   scripts/test.sh             everything
 #   scripts/test.sh <filter>    only tests whose name contains <filter>
@@ -11,11 +12,6 @@ cd "$REPO"
 started=$(date +%s)
 
 ensure_apt
-if ! tansu_installed; then
-  # Build the broker and hooklake at the same time: the machine has two cores and
-  # both builds have long single-threaded stretches.
-  ensure_tansu & tansu_pid=$!
-fi
 ensure_venv
 ensure_postgres
 
@@ -29,20 +25,18 @@ if [ "${CI:-}" = "true" ]; then
   cargo fmt --all -- --check
   cargo clippy --locked --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 fi
-[ -n "${tansu_pid:-}" ] && { say "waiting for the tansu install"; wait "$tansu_pid"; }
+export HOOKLAKE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/hooklake"
 
 # One broker for the suite; tests that stop their broker start their own.
 broker_dir="$(mktemp -d)"
 port="$(free_port)"
-(cd "$broker_dir" && RUST_LOG=warn exec "$HOOKLAKE_TANSU" broker \
-  --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-  --storage-engine "sqlite://tansu.db" >"$broker_dir/tansu.log" 2>&1) &
+"$HOOKLAKE_BIN" broker --listen "127.0.0.1:$port" --data "$broker_dir/data" >"$broker_dir/broker.log" 2>&1 &
 broker_pid=$!
 trap 'kill $broker_pid 2>/dev/null; wait $broker_pid 2>/dev/null; rm -rf "$broker_dir"' EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+(exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { cat "$broker_dir/broker.log" >&2; exit 1; }
 export HOOKLAKE_TEST_BROKERS="127.0.0.1:$port"
-export HOOKLAKE_BIN="${CARGO_TARGET_DIR:-$REPO/target}/debug/hooklake"
-say "suite broker: tansu on $HOOKLAKE_TEST_BROKERS"
+say "suite broker: hooklake broker (tansu) on $HOOKLAKE_TEST_BROKERS"
 
 say "running the tests"
 if [ $# -gt 0 ]; then

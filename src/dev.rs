@@ -127,8 +127,11 @@ fn print_banner(config: &Config, config_label: &str, broker: String) {
 /// The broker `hooklake dev` talks to: embedded tansu, or with the `embedded-broker`
 /// feature off, the cluster of `kafka.brokers`.
 #[cfg(feature = "embedded-broker")]
-async fn start_broker(config: &Config) -> anyhow::Result<embedded::Broker> {
-    embedded::Broker::start(&config.kafka.brokers).await
+async fn start_broker(config: &Config) -> anyhow::Result<crate::broker::Broker> {
+    let first = config.kafka.brokers.split(',').next().unwrap_or_default().trim();
+    crate::broker::Broker::start(first, std::path::Path::new(DATA_DIR))
+        .await
+        .with_context(|| format!("kafka.brokers: hooklake dev runs its own broker on {first:?}"))
 }
 
 #[cfg(not(feature = "embedded-broker"))]
@@ -145,80 +148,4 @@ impl External {
         format!("{} (kafka.brokers; this build has no embedded broker)", self.0)
     }
     fn stop(&self) {}
-}
-
-#[cfg(feature = "embedded-broker")]
-mod embedded {
-    //! tansu's broker crate as a library, with its SQLite storage in [`super::DATA_DIR`].
-
-    use std::{
-        net::SocketAddr,
-        time::{Duration, Instant},
-    };
-
-    use anyhow::{Context, bail};
-    use tansu_broker::{broker::Broker as Tansu, coordinator::group::administrator::Controller};
-    use tansu_storage::StorageContainer;
-    use tokio::task::JoinHandle;
-    use url::Url;
-
-    use super::DATA_DIR;
-
-    #[derive(Debug)]
-    pub struct Broker {
-        addr: SocketAddr,
-        task: JoinHandle<()>,
-    }
-
-    impl Broker {
-        /// Starts tansu on the first address of `brokers` (it must be this machine's) and
-        /// waits until it accepts connections.
-        pub async fn start(brokers: &str) -> anyhow::Result<Self> {
-            let first = brokers.split(',').next().unwrap_or_default().trim();
-            let addr = tokio::net::lookup_host(first)
-                .await
-                .with_context(|| format!("kafka.brokers: {first:?} is not host:port"))?
-                .next()
-                .with_context(|| format!("kafka.brokers: {first:?} resolves to no address"))?;
-            if !addr.ip().is_loopback() && !addr.ip().is_unspecified() {
-                bail!("kafka.brokers: hooklake dev runs its own broker, so it must be a local address, not {first}");
-            }
-            std::fs::create_dir_all(DATA_DIR).with_context(|| format!("cannot create {DATA_DIR}/"))?;
-            let listener = Url::parse(&format!("tcp://{addr}"))?;
-            // tansu resolves sqlite://<dir>/<file> against the current directory.
-            let storage = Url::parse(&format!("sqlite://{DATA_DIR}/tansu.db"))?;
-            let mut broker = Tansu::<Controller<StorageContainer>, StorageContainer>::builder()
-                .node_id(tansu_broker::NODE_ID)
-                .cluster_id("hooklake-dev")
-                .incarnation_id(uuid::Uuid::now_v7())
-                .advertised_listener(listener.clone())
-                .storage(storage)
-                .listener(listener)
-                .silent(true)
-                .build()
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot start the embedded broker: {e:?}"))?;
-            let task = tokio::spawn(async move {
-                if let Err(e) = broker.serve(tokio::time::Instant::now()).await {
-                    tracing::error!(error = ?e, "the embedded broker stopped");
-                }
-            });
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while tokio::net::TcpStream::connect(addr).await.is_err() {
-                if task.is_finished() || Instant::now() > deadline {
-                    bail!("the embedded broker did not start listening on {addr} (is the port taken?)");
-                }
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Ok(Self { addr, task })
-        }
-
-        pub fn describe(&self) -> String {
-            format!("tansu (embedded) on {}, data in {DATA_DIR}/", self.addr)
-        }
-
-        pub fn stop(&self) {
-            self.task.abort();
-        }
-    }
 }

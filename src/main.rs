@@ -1,6 +1,8 @@
 //! The `hooklake` binary: parses arguments, loads the configuration, sets up logging,
 //! binds listeners and calls the crates' `run` functions. Nothing else lives here.
 
+#[cfg(feature = "embedded-broker")]
+mod broker;
 mod dev;
 mod progress;
 mod query;
@@ -69,6 +71,17 @@ enum Command {
         #[arg(long, value_enum, default_value_t)]
         format: query::Format,
     },
+    /// A Kafka-API broker alone (tansu, SQLite storage in --data): for a laptop, or the test
+    /// suite. Runs until SIGTERM or Ctrl-C; its data survives a restart.
+    #[cfg(feature = "embedded-broker")]
+    Broker {
+        /// host:port to listen on (a local address); clients use it as bootstrap server.
+        #[arg(long, default_value = "127.0.0.1:9092")]
+        listen: String,
+        /// The directory of its SQLite database (created when missing).
+        #[arg(long, default_value = ".hooklake")]
+        data: PathBuf,
+    },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
     CheckConfig {
         #[arg(long, short, env = "HOOKLAKE_CONFIG")]
@@ -83,6 +96,8 @@ fn main() -> std::process::ExitCode {
         Command::Dev { .. } => "warn,hooklake=info,hooklake_ingest=info,hooklake_sink=info",
         // Their output is the answer; only problems are logged.
         Command::Send { .. } | Command::Query { .. } => "warn",
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker { .. } => "warn,hooklake=info",
         _ => "info,librdkafka=warn",
     });
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
@@ -114,6 +129,15 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 anyhow::bail!("{} of {} requests were not accepted", outcome.failed, args.count);
             }
             Ok(())
+        }
+        #[cfg(feature = "embedded-broker")]
+        Command::Broker { listen, data } => {
+            std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+            // tansu resolves its storage against the current directory.
+            std::env::set_current_dir(&data).with_context(|| format!("cannot enter {}", data.display()))?;
+            let broker = broker::Broker::start(&listen, std::path::Path::new("")).await?;
+            tracing::info!(%listen, data = %data.display(), "broker ready");
+            broker.serve_until(telemetry::shutdown_signal()).await
         }
         Command::Query { config, sql, format } => {
             let (config, _) = load_or_example(config.as_deref())?;

@@ -11,7 +11,7 @@
 //! load (measured from the scheduled send time, so queueing is not hidden), and ingest's
 //! resident memory is sampled throughout.
 //!
-//!   cargo bench -p hooklake-tests --bench ingest [-- --quick] [-- --storage memory]
+//!   cargo bench -p hooklake-tests --bench ingest [-- --quick]
 
 use std::{
     sync::{
@@ -27,10 +27,7 @@ use hooklake_schemas::{
     WebhookEnvelope,
     config::{Config, Env},
 };
-use hooklake_tests::{
-    broker::{Broker, Storage},
-    free_port, tools,
-};
+use hooklake_tests::{broker::Broker, free_port, tools};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::Semaphore;
 
@@ -45,14 +42,8 @@ fn main() {
         return serve_plain(port);
     }
     let quick = args.iter().any(|a| a == "--quick");
-    // tansu's memory storage needs a tansu built with its `dynostore` feature; the suite
-    // installs it with `libsql` only, so SQLite is the default.
-    let storage = match args.iter().position(|a| a == "--storage").map(|i| args[i + 1].as_str()) {
-        Some("memory") => Storage::Memory,
-        _ => Storage::Sqlite,
-    };
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    runtime.block_on(run(quick, storage));
+    runtime.block_on(run(quick));
 }
 
 /// The HTTP ceiling: read the body, answer 200 with a small JSON body, nothing else.
@@ -295,10 +286,10 @@ async fn wait_http(url: &str) {
     panic!("{url} did not come up");
 }
 
-async fn run(quick: bool, storage: Storage) {
+async fn run(quick: bool) {
     let duration = Duration::from_secs(if quick { 2 } else { 8 });
     let levels: &[usize] = if quick { &[16, 128] } else { &[1, 16, 64, 128, 256] };
-    let broker = Broker::start_with(storage);
+    let broker = Broker::start();
     let (port, admin, plain_port) = (free_port(), free_port(), free_port());
     let toml = config_toml(&broker.bootstrap(), port, admin);
     let config = Config::from_toml(&toml, &Env::new()).expect("config");
@@ -350,7 +341,9 @@ async fn run(quick: bool, storage: Storage) {
     }
 
     println!();
-    println!("hooklake ingest benchmark: {PAYLOAD_BYTES} B signed JSON webhooks, tansu 0.6.0 ({storage:?} storage)");
+    println!(
+        "hooklake ingest benchmark: {PAYLOAD_BYTES} B signed JSON webhooks, tansu 0.6.0 (SQLite storage, `hooklake broker`)"
+    );
     println!("{} s per level, closed loop (each worker sends when answered)", duration.as_secs());
     println!();
     println!("CPU µs/req: CPU time each process spent per answered request (2 cores shared by all)");

@@ -1,6 +1,7 @@
-//! tansu, a Kafka-API broker, on SQLite storage in a temporary directory. The SQLite
-//! file is durable, so a broker can be stopped (even killed) and restarted on the same
-//! port with its data.
+//! tansu, a Kafka-API broker, on SQLite storage in a temporary directory, run by
+//! `hooklake broker` (tansu 0.6's broker crate inside hooklake, the same one `hooklake dev`
+//! runs). The SQLite file is durable, so a broker can be stopped (even killed) and restarted
+//! on the same port with its data.
 
 use std::{
     net::TcpStream,
@@ -16,27 +17,12 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
-    storage: Storage,
-}
-
-/// tansu's storage engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Storage {
-    /// Durable SQLite file: correct watermarks; what every test uses.
-    Sqlite,
-    /// In memory: faster to produce to, but its ListOffsets answers are wrong, so only
-    /// for produce benchmarks.
-    Memory,
 }
 
 impl Broker {
     /// Starts a broker of its own on a free port with a fresh SQLite file.
     pub fn start() -> Self {
-        Self::start_with(Storage::Sqlite)
-    }
-
-    pub fn start_with(storage: Storage) -> Self {
-        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None, storage };
+        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
         b.restart();
         b
     }
@@ -71,31 +57,21 @@ impl Broker {
     /// Starts (again) on the same port and storage, and waits until it accepts connections.
     pub fn restart(&mut self) {
         self.kill();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
-        let tansu = tools::tansu();
-        let child = Command::new(&tansu)
-            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
-            // tansu resolves sqlite:// paths against its working directory.
-            .args([
-                "--storage-engine",
-                match self.storage {
-                    Storage::Sqlite => "sqlite://tansu.db",
-                    Storage::Memory => "memory://tansu/",
-                },
-            ])
-            .current_dir(self.dir.path())
-            .env("RUST_LOG", "warn")
+        let hooklake = tools::hooklake_bin();
+        let child = Command::new(&hooklake)
+            .args(["broker", "--listen", &self.bootstrap(), "--data"])
+            .arg(self.dir.path().join("data"))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {} (scripts/test.sh installs it): {e}", tansu.display()));
+            .unwrap_or_else(|e| panic!("cannot start {} broker: {e}", hooklake.display()));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "tansu did not listen on {}: see {}",
+                "the broker did not listen on {}: see {}",
                 self.port,
                 self.log_path().display()
             );

@@ -19,11 +19,6 @@ pub fn python() -> PathBuf {
     std::env::var_os("HOOKLAKE_PYTHON").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("venv/bin/python"))
 }
 
-/// The tansu broker binary.
-pub fn tansu() -> PathBuf {
-    std::env::var_os("HOOKLAKE_TANSU").map(PathBuf::from).unwrap_or_else(|| cache_dir().join("tools/bin/tansu"))
-}
-
 /// The `hooklake` binary of the same build as this test (`target/<profile>/hooklake`).
 pub fn hooklake_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("HOOKLAKE_BIN") {
