@@ -9,7 +9,7 @@ use hooklake_schemas::config::TableRef;
 use crate::{
     SinkError,
     decode::Decoder,
-    lake::{Fingerprints, Lake, LakeTable, Row, TableCommit, TableWriter, TopicPartition, WriteStats, fingerprint},
+    lake::{Lake, LakeTable, Row, SeenIds, TableCommit, TableWriter, TopicPartition, WriteStats, fingerprint},
     settings::Settings,
 };
 
@@ -30,6 +30,9 @@ pub struct Prepared {
     pub planned: LakeTable,
     pub commit: TableCommit,
     pub stats: WriteStats,
+    /// Records read for this table, and of those, sent to the DLQ and dropped as duplicates.
+    pub records: u64,
+    pub dead_letters: u64,
     pub duplicates: u64,
 }
 
@@ -39,8 +42,10 @@ struct TableLoad {
     writer: Option<TableWriter>,
     /// Message ids of the table within the dedupe window and of this run; `None` until
     /// the first row needs them.
-    seen: Option<Fingerprints>,
+    seen: Option<SeenIds>,
     offsets: BTreeMap<TopicPartition, i64>,
+    records: u64,
+    dead_letters: u64,
     duplicates: u64,
 }
 
@@ -78,6 +83,8 @@ impl<'a> Loader<'a> {
                     writer: None,
                     seen: None,
                     offsets: BTreeMap::new(),
+                    records: 0,
+                    dead_letters: 0,
                     duplicates: 0,
                 };
                 (r.table_label.clone(), load)
@@ -93,9 +100,13 @@ impl<'a> Loader<'a> {
             self.settings.route(&tp.0).ok_or_else(|| SinkError::Kafka(format!("no source reads topic {}", tp.0)))?;
         let load = self.tables.get_mut(&route.table_label).expect("every route has a table");
         load.offsets.insert(tp.clone(), offset + 1);
+        load.records += 1;
         let envelope = match self.decoder.decode(value).await? {
             Ok(e) => e,
-            Err(reason) => return Ok(Outcome::Dead(reason)),
+            Err(reason) => {
+                load.dead_letters += 1;
+                return Ok(Outcome::Dead(reason));
+            }
         };
         if load.planned.is_none() {
             load.planned = Some(ensure_unchanged(self.lake, &load.table).await?);
@@ -105,7 +116,7 @@ impl<'a> Loader<'a> {
             let since = chrono::Utc::now().timestamp_micros() - self.settings.dedupe_window.as_micros() as i64;
             load.seen = Some(self.lake.recent_message_ids(planned, since).await?);
         }
-        if !load.seen.as_mut().expect("loaded above").insert(fingerprint(&envelope.message_id)) {
+        if !load.seen.as_mut().expect("loaded above").insert(fingerprint(&envelope.message_id)).await? {
             load.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
@@ -153,6 +164,8 @@ impl<'a> Loader<'a> {
                 planned,
                 commit: TableCommit { files, offsets: load.offsets, run_id: self.run_id.clone() },
                 stats,
+                records: load.records,
+                dead_letters: load.dead_letters,
                 duplicates: load.duplicates,
             });
         }

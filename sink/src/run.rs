@@ -126,20 +126,21 @@ async fn attempt_run(
     let mut loader = Loader::new(&ctx.lake, &ctx.settings, &ctx.decoder, run_id, planned);
     let starts: Vec<(TopicPartition, i64)> = spans.iter().map(|(tp, s)| (tp.clone(), s.start)).collect();
     ctx.consumer.seek_and_resume(&starts).await?;
-    let records = consume(ctx, &assignment, &spans, &mut loader, progress).await?;
+    consume(ctx, &assignment, &spans, &mut loader, progress).await?;
     ctx.consumer.pause_all();
 
+    // Before any commit, so that a committed offset never skips an unsent dead letter. An
+    // attempt that ends in a re-plan reads its records again and sends its dead letters
+    // again: the DLQ is at-least-once (hooklake-origin names the source record).
     let dead = ctx.dead_letters.lock().await.flush().await?;
+    for topic in &dead {
+        ctx.metrics.dlq.with_label_values(&[topic]).inc();
+    }
     let prepared = loader.finish().await?;
     failpoint::hit(failpoint::AFTER_FILES).await;
     if ctx.consumer.assignment().generation != assignment.generation {
         return Err(SinkError::Rebalanced);
     }
-    report.records += records;
-    for topic in &dead {
-        ctx.metrics.dlq.with_label_values(&[topic]).inc();
-    }
-    report.dead_letters += dead.len() as u64;
     commit(ctx, prepared, report).await
 }
 
@@ -178,11 +179,10 @@ async fn consume(
     spans: &HashMap<TopicPartition, Span>,
     loader: &mut Loader<'_>,
     progress: &dyn Progress,
-) -> Result<u64, SinkError> {
+) -> Result<(), SinkError> {
     let mut next: HashMap<TopicPartition, i64> = spans.iter().map(|(tp, s)| (tp.clone(), s.start)).collect();
     let mut open: HashSet<TopicPartition> = spans.keys().cloned().collect();
     let mut last_progress = Instant::now();
-    let mut records = 0u64;
     while !open.is_empty() {
         if ctx.consumer.assignment().generation != assignment.generation {
             return Err(SinkError::Rebalanced);
@@ -202,7 +202,6 @@ async fn consume(
             continue;
         }
         *expected = m.offset() + 1;
-        records += 1;
         last_progress = Instant::now();
         match loader.push(&tp, m.offset(), m.payload()).await? {
             Outcome::Dead(reason) => {
@@ -216,7 +215,7 @@ async fn consume(
             open.remove(&tp);
         }
     }
-    Ok(records)
+    Ok(())
 }
 
 /// Partitions whose read position passed the target without a record at the end
@@ -237,7 +236,9 @@ fn close_finished_by_position(
     });
 }
 
-/// Commits each table, then mirrors the offsets into the consumer group.
+/// Commits each table, then mirrors the offsets into the consumer group. The report counts
+/// what each table's commit took in, so an attempt that ends in a re-plan after some
+/// tables committed counts each record once.
 async fn commit(ctx: &RunContext, prepared: Vec<Prepared>, report: &mut RunReport) -> Result<(), SinkError> {
     let mut group_offsets = Vec::new();
     for p in prepared {
@@ -253,6 +254,8 @@ async fn commit(ctx: &RunContext, prepared: Vec<Prepared>, report: &mut RunRepor
             table = %p.table_label, rows = p.stats.rows, files = p.stats.files, bytes = p.stats.bytes,
             duplicates = p.duplicates, "committed"
         );
+        report.records += p.records;
+        report.dead_letters += p.dead_letters;
         report.rows += p.stats.rows;
         report.files += p.stats.files;
         report.bytes += p.stats.bytes;

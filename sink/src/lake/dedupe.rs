@@ -3,7 +3,7 @@
 //!
 //! A fingerprint is two independent 64-bit SipHashes; two different ids share one with
 //! probability about n²/2¹²⁹ (nil in practice even at billions of ids), so a dropped row is
-//! a real duplicate. 16 bytes per id instead of the id itself keeps the window in memory.
+//! a real duplicate. [`SeenIds`] keeps them in bounded memory.
 
 use std::{
     collections::HashSet,
@@ -15,6 +15,7 @@ use futures::TryStreamExt;
 use hooklake_schemas::table::columns;
 use iceberg::{expr::Reference, spec::Datum, table::Table};
 
+use super::seen::SeenIds;
 use crate::SinkError;
 
 /// The fingerprint of a message id.
@@ -46,13 +47,13 @@ impl Hasher for IdentityHasher {
     }
 }
 
-/// A set of message-id fingerprints.
+/// A set of message-id fingerprints in memory.
 pub type Fingerprints = HashSet<u128, BuildHasherDefault<IdentityHasher>>;
 
 /// Fingerprints of the ids in `table` with `webhook_received_at >= since_micros`. Only the
 /// two columns are read, and only from files whose day partition can hold such rows.
-pub async fn recent_message_ids(table: &Table, since_micros: i64) -> Result<Fingerprints, SinkError> {
-    let mut set = Fingerprints::default();
+pub async fn recent_message_ids(table: &Table, since_micros: i64) -> Result<SeenIds, SinkError> {
+    let mut set = SeenIds::default();
     if table.metadata().current_snapshot().is_none() {
         return Ok(set);
     }
@@ -76,7 +77,7 @@ pub async fn recent_message_ids(table: &Table, since_micros: i64) -> Result<Fing
         let times = times.as_primitive::<TimestampMicrosecondType>();
         for i in 0..batch.num_rows() {
             if !times.is_null(i) && times.value(i) >= since_micros {
-                set.insert(fingerprint(ids.value(i)));
+                set.insert(fingerprint(ids.value(i))).await?;
             }
         }
     }

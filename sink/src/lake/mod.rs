@@ -7,6 +7,7 @@
 
 mod dedupe;
 mod pinned;
+mod seen;
 mod writer;
 
 use std::{
@@ -32,8 +33,9 @@ use iceberg_catalog_sql::SqlCatalogBuilder;
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 pub use self::{
-    dedupe::{Fingerprints, fingerprint},
+    dedupe::fingerprint,
     pinned::PinnedCatalog,
+    seen::SeenIds,
     writer::{ROW_GROUP_BYTES, ROW_GROUP_ROWS, Row, TableWriter, WriteStats, ZSTD_LEVEL},
 };
 use crate::{SinkError, settings::Settings};
@@ -251,7 +253,7 @@ impl Lake {
     }
 
     /// Fingerprints of the message ids in `table` received at or after `since_micros`.
-    pub async fn recent_message_ids(&self, table: &LakeTable, since_micros: i64) -> Result<Fingerprints, SinkError> {
+    pub async fn recent_message_ids(&self, table: &LakeTable, since_micros: i64) -> Result<SeenIds, SinkError> {
         dedupe::recent_message_ids(&table.table, since_micros).await
     }
 }
