@@ -52,7 +52,7 @@ impl Sink {
             settings.routes.iter().map(|r| r.table_label.as_str()),
             settings.routes.iter().map(|r| r.topic.as_str()),
         );
-        let probe = LagProbe::new(config, &settings.group_id)?;
+        let probe = LagProbe::new(config, &settings.group_id);
         let ctx = RunContext {
             lake,
             consumer,

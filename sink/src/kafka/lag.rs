@@ -19,8 +19,11 @@ pub struct PartitionLag {
     pub oldest_ms: Option<i64>,
 }
 
+/// Its Kafka client is created on first use, so `--once`, which never measures lag, has
+/// none.
 pub struct LagProbe {
-    consumer: BaseConsumer,
+    config: rdkafka::ClientConfig,
+    consumer: std::sync::OnceLock<BaseConsumer>,
 }
 
 impl std::fmt::Debug for LagProbe {
@@ -30,16 +33,26 @@ impl std::fmt::Debug for LagProbe {
 }
 
 impl LagProbe {
-    pub fn new(config: &hooklake_schemas::config::Config, group_id: &str) -> Result<Self, SinkError> {
+    pub fn new(config: &hooklake_schemas::config::Config, group_id: &str) -> Self {
         let mut c = client_config(config);
         c.set("group.id", format!("{group_id}-lag-probe")).set("enable.auto.commit", "false");
-        Ok(Self { consumer: c.create().map_err(SinkError::kafka("create the lag probe"))? })
+        Self { config: c, consumer: std::sync::OnceLock::new() }
+    }
+
+    fn consumer(&self) -> Result<&BaseConsumer, SinkError> {
+        if let Some(c) = self.consumer.get() {
+            return Ok(c);
+        }
+        let created = self.config.create().map_err(SinkError::kafka("create the lag probe"))?;
+        Ok(self.consumer.get_or_init(|| created))
     }
 
     /// Partitions of `topic` (empty when the topic does not exist yet).
     pub fn partitions(&self, topic: &str) -> Result<Vec<i32>, SinkError> {
-        let md =
-            self.consumer.fetch_metadata(Some(topic), Duration::from_secs(5)).map_err(SinkError::kafka("metadata"))?;
+        let md = self
+            .consumer()?
+            .fetch_metadata(Some(topic), Duration::from_secs(5))
+            .map_err(SinkError::kafka("metadata"))?;
         Ok(md
             .topics()
             .iter()
@@ -55,11 +68,11 @@ impl LagProbe {
         &self,
         next: &HashMap<TopicPartition, Option<i64>>,
     ) -> Result<HashMap<TopicPartition, PartitionLag>, SinkError> {
+        let consumer = self.consumer()?;
         let mut lags = HashMap::new();
         let mut peek = TopicPartitionList::new();
         for ((topic, partition), stored) in next {
-            let (low, high) = self
-                .consumer
+            let (low, high) = consumer
                 .fetch_watermarks(topic, *partition, Duration::from_secs(5))
                 .map_err(SinkError::kafka("watermarks"))?;
             let from = stored.unwrap_or(low).max(low);
@@ -82,11 +95,12 @@ impl LagProbe {
         peek: &TopicPartitionList,
         lags: &mut HashMap<TopicPartition, PartitionLag>,
     ) -> Result<(), SinkError> {
-        self.consumer.assign(peek).map_err(SinkError::kafka("assign"))?;
+        let consumer = self.consumer()?;
+        consumer.assign(peek).map_err(SinkError::kafka("assign"))?;
         let mut missing = peek.count();
         let deadline = std::time::Instant::now() + Duration::from_secs(5);
         while missing > 0 && std::time::Instant::now() < deadline {
-            let Some(Ok(m)) = self.consumer.poll(Duration::from_millis(200)) else { continue };
+            let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) else { continue };
             let key = (m.topic().to_owned(), m.partition());
             if let Some(lag) = lags.get_mut(&key)
                 && lag.oldest_ms.is_none()
@@ -96,13 +110,13 @@ impl LagProbe {
                 // This partition is answered; stop fetching it.
                 let mut one = TopicPartitionList::new();
                 one.add_partition(m.topic(), m.partition());
-                let _ = self.consumer.pause(&one);
+                let _ = consumer.pause(&one);
             }
         }
         // librdkafka keeps a partition's pause flag across assignments: clear it, or the
         // next measurement would never see a record of this partition.
-        let _ = self.consumer.resume(peek);
-        let _ = self.consumer.unassign();
+        let _ = consumer.resume(peek);
+        let _ = consumer.unassign();
         if missing > 0 {
             tracing::debug!(missing, "no timestamp for some lagging partitions within 5 s");
         }
