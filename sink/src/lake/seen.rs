@@ -50,7 +50,7 @@ impl SeenIds {
 
     /// How many distinct fingerprints were inserted.
     pub fn len(&self) -> u64 {
-        self.recent.len() as u64 + self.runs.iter().map(|r| r.len).sum::<u64>()
+        self.recent.len() as u64 + self.runs.iter().map(|r| r.data.len).sum::<u64>()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -90,10 +90,10 @@ impl SeenIds {
         self.runs = tokio::task::spawn_blocking(move || -> Result<Vec<Run>, SinkError> {
             sorted.sort_unstable();
             runs.push(Run::write(sorted.len() as u64, sorted.into_iter())?);
-            while runs.len() >= 2 && runs[runs.len() - 2].len <= 2 * runs[runs.len() - 1].len {
+            while runs.len() >= 2 && runs[runs.len() - 2].data.len <= 2 * runs[runs.len() - 1].data.len {
                 let newer = runs.pop().expect("two runs");
                 let older = runs.pop().expect("two runs");
-                runs.push(Run::merge(&older, &newer)?);
+                runs.push(Run::merge(older, newer)?);
             }
             Ok(runs)
         })
@@ -106,11 +106,17 @@ impl SeenIds {
 /// Sorted fingerprints in a temporary file, with their filter and sparse index in memory.
 #[derive(Debug)]
 struct Run {
-    file: File,
-    len: u64,
+    data: RunFile,
     filter: BlockBloom,
     /// The first fingerprint of each block.
     index: Vec<u128>,
+}
+
+/// The file of a run: `len` ascending little-endian fingerprints.
+#[derive(Debug)]
+struct RunFile {
+    file: File,
+    len: u64,
 }
 
 impl Run {
@@ -131,11 +137,13 @@ impl Run {
         }
         out.flush().map_err(io("write a dedupe spill file"))?;
         drop(out);
-        Ok(Self { file, len: written, filter, index })
+        Ok(Self { data: RunFile { file, len: written }, filter, index })
     }
 
-    /// One run holding both runs' fingerprints (disjoint: only new ones are inserted).
-    fn merge(a: &Run, b: &Run) -> Result<Self, SinkError> {
+    /// One run holding both runs' fingerprints (disjoint: only new ones are inserted). The
+    /// old filters and indexes are freed first, so a merge needs memory for one filter.
+    fn merge(a: Run, b: Run) -> Result<Self, SinkError> {
+        let (a, b) = (a.data, b.data);
         let mut a_iter = a.iter().peekable();
         let mut b_iter = b.iter().peekable();
         // An error sorts first, so it ends the merge at once.
@@ -154,14 +162,6 @@ impl Run {
         }
     }
 
-    /// The fingerprints in order, read in blocks.
-    fn iter(&self) -> impl Iterator<Item = Result<u128, SinkError>> + '_ {
-        (0..self.index.len()).flat_map(move |block| match self.read_block(block) {
-            Ok(fps) => fps.into_iter().map(Ok).collect::<Vec<_>>(),
-            Err(e) => vec![Err(e)],
-        })
-    }
-
     fn contains(&self, fp: u128) -> Result<bool, SinkError> {
         if !self.filter.may_contain(fp) {
             return Ok(false);
@@ -171,7 +171,18 @@ impl Run {
             0 => return Ok(false),
             n => n - 1,
         };
-        Ok(self.read_block(block)?.binary_search(&fp).is_ok())
+        Ok(self.data.read_block(block)?.binary_search(&fp).is_ok())
+    }
+}
+
+impl RunFile {
+    /// The fingerprints in order, read in blocks.
+    fn iter(&self) -> impl Iterator<Item = Result<u128, SinkError>> + '_ {
+        let blocks = self.len.div_ceil(BLOCK as u64) as usize;
+        (0..blocks).flat_map(move |block| match self.read_block(block) {
+            Ok(fps) => fps.into_iter().map(Ok).collect::<Vec<_>>(),
+            Err(e) => vec![Err(e)],
+        })
     }
 
     fn read_block(&self, block: usize) -> Result<Vec<u128>, SinkError> {
