@@ -16,6 +16,9 @@ use url::Url;
 
 /// The file of the SQLite storage, in the broker's data directory.
 const DATABASE: &str = "tansu.db";
+/// tansu keys what it stores by cluster id: a data directory made by an earlier
+/// `hooklake dev` holds its topics and records under this one, so it must not change.
+const CLUSTER_ID: &str = "hooklake-dev";
 
 #[derive(Debug)]
 pub struct Broker {
@@ -47,7 +50,7 @@ impl Broker {
             .with_context(|| format!("{} cannot be a storage URL", data_dir.display()))?;
         let mut broker = Tansu::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(tansu_broker::NODE_ID)
-            .cluster_id("hooklake")
+            .cluster_id(CLUSTER_ID)
             .incarnation_id(uuid::Uuid::now_v7())
             .advertised_listener(listener.clone())
             .storage(storage)
