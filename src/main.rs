@@ -23,6 +23,14 @@ struct Cli {
     command: Command,
 }
 
+/// `--config` of the commands that fall back to the example configuration.
+#[derive(Debug, clap::Args)]
+struct ExampleConfig {
+    /// Default: ./hooklake.example.toml, else the copy built into hooklake.
+    #[arg(long, short, env = "HOOKLAKE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve POST /webhook/{source}: authenticate, validate, and answer 200 once Kafka has the record.
@@ -44,9 +52,8 @@ enum Command {
     /// ingest.listen, and the sink every 30 s into the catalog and warehouse of the
     /// configuration (lake/ in the example). Ctrl-C loads what is left and stops.
     Dev {
-        /// Default: ./hooklake.example.toml, else the copy built into hooklake.
-        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ExampleConfig,
         /// When the sink loads (every <duration> | hourly | daily | a cron expression | off).
         #[arg(long, default_value = "every 30s")]
         schedule: String,
@@ -54,18 +61,16 @@ enum Command {
     /// Post webhooks to a source, signed the way its sender would sign them; prints the
     /// answers by status and exits non-zero when any was not a 2xx.
     Send {
-        /// Default: ./hooklake.example.toml, else the copy built into hooklake.
-        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ExampleConfig,
         #[command(flatten)]
         args: send::SendArgs,
     },
     /// Run SQL over the Iceberg tables (named layer.folder.table), with JSON functions such as
     /// json_get_str(payload, 'type').
     Query {
-        /// Default: ./hooklake.example.toml, else the copy built into hooklake.
-        #[arg(long, short, env = "HOOKLAKE_CONFIG")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ExampleConfig,
         /// One or more statements separated by `;`; the last one's result is printed.
         sql: String,
         #[arg(long, value_enum, default_value_t)]
@@ -79,7 +84,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9092")]
         listen: String,
         /// The directory of its SQLite database (created when missing).
-        #[arg(long, default_value = ".hooklake")]
+        #[arg(long, default_value = dev::DATA_DIR)]
         data: PathBuf,
     },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
@@ -117,13 +122,13 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Sink { config, once: false } => sink(load(&config)?).await,
         Command::CheckConfig { config } => check_config(&config),
         Command::Dev { config, schedule } => {
-            let (mut config, label) = load_or_example(config.as_deref())?;
+            let (mut config, label) = load_or_example(config.config.as_deref())?;
             Arc::make_mut(&mut config).sink.schedule = schedule;
             hooklake_sink::validate(&config).context("--schedule")?;
             dev::dev(config, &label).await
         }
         Command::Send { config, args } => {
-            let (config, _) = load_or_example(config.as_deref())?;
+            let (config, _) = load_or_example(config.config.as_deref())?;
             let outcome = send::send(&config, &args).await?;
             if outcome.failed > 0 {
                 anyhow::bail!("{} of {} requests were not accepted", outcome.failed, args.count);
@@ -140,7 +145,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             broker.serve_until(telemetry::shutdown_signal()).await
         }
         Command::Query { config, sql, format } => {
-            let (config, _) = load_or_example(config.as_deref())?;
+            let (config, _) = load_or_example(config.config.as_deref())?;
             print!("{}", query::query(&config, &sql, format).await?);
             Ok(())
         }

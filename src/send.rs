@@ -49,9 +49,7 @@ pub async fn send(config: &Config, args: &SendArgs) -> anyhow::Result<Outcome> {
     if args.rate.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
         bail!("--rate must be a positive number of requests per second");
     }
-    let signer = Arc::new(
-        Signer::from_config(&format!("sources.{}.auth", args.source), &source.auth).context("the source's auth")?,
-    );
+    let signer = Arc::new(signer(&args.source, source).context("the source's auth")?);
     // A source the signer cannot sign for (only whpk_ public keys) fails here, not per request.
     signer
         .sign("msg_check", b"{}", std::time::SystemTime::now())
@@ -179,9 +177,14 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// The signer of source `name`, its errors named after the configuration key.
+fn signer(name: &str, source: &SourceConfig) -> Result<Signer, hooklake_schemas::config::ConfigError> {
+    Signer::from_config(&format!("sources.{name}.auth"), &source.auth)
+}
+
 /// A `curl` command line that posts `body` to `source` signed now (the `hooklake dev` banner).
 pub fn curl_line(config: &Config, name: &str, source: &SourceConfig, body: &str) -> Result<String, String> {
-    let signer = Signer::from_config(name, &source.auth).map_err(|e| e.to_string())?;
+    let signer = signer(name, source).map_err(|e| e.to_string())?;
     let message_id = format!("msg_{}", uuid::Uuid::now_v7().simple());
     let headers = signer.sign(&message_id, body.as_bytes(), std::time::SystemTime::now())?;
     let mut line = format!("curl -i {}/webhook/{name} -H 'content-type: application/json'", base_url(config, None));
