@@ -14,6 +14,9 @@ use tansu_storage::StorageContainer;
 use tokio::task::JoinHandle;
 use url::Url;
 
+/// The data directory of `hooklake dev`'s broker (and `hooklake broker`'s default), under
+/// the current directory.
+pub const DATA_DIR: &str = ".hooklake";
 /// The file of the SQLite storage, in the broker's data directory.
 const DATABASE: &str = "tansu.db";
 /// tansu keys what it stores by cluster id: a data directory made by an earlier

@@ -11,9 +11,6 @@ use tokio::sync::watch;
 
 use crate::{progress::Bar, send};
 
-/// Where the embedded broker keeps its SQLite database, under the current directory.
-pub const DATA_DIR: &str = ".hooklake";
-
 pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> {
     let broker = start_broker(&config).await?;
 
@@ -129,7 +126,7 @@ fn print_banner(config: &Config, config_label: &str, broker: String) {
 #[cfg(feature = "embedded-broker")]
 async fn start_broker(config: &Config) -> anyhow::Result<crate::broker::Broker> {
     let first = config.kafka.brokers.split(',').next().unwrap_or_default().trim();
-    crate::broker::Broker::start(first, std::path::Path::new(DATA_DIR))
+    crate::broker::Broker::start(first, std::path::Path::new(crate::broker::DATA_DIR))
         .await
         .with_context(|| format!("kafka.brokers: hooklake dev runs its own broker on {first:?}"))
 }

@@ -84,7 +84,7 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:9092")]
         listen: String,
         /// The directory of its SQLite database (created when missing).
-        #[arg(long, default_value = dev::DATA_DIR)]
+        #[arg(long, default_value = broker::DATA_DIR)]
         data: PathBuf,
     },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
