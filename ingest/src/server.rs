@@ -16,9 +16,7 @@ use axum::{
 use hooklake_schemas::{
     ConfluentCodec, WebhookEnvelope,
     config::{Config, ConfigError},
-    kafka::{
-        CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT, HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE,
-    },
+    kafka::{CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT},
 };
 use http::{HeaderMap, StatusCode};
 use tokio::time::Instant;
@@ -201,16 +199,7 @@ async fn encode<P>(
             (value, CONTENT_TYPE_CONFLUENT)
         }
     };
-    Ok(OutgoingRecord {
-        topic: source.topic.clone(),
-        key: envelope.message_id.clone(),
-        value,
-        headers: vec![
-            (HEADER_SOURCE, envelope.source.clone()),
-            (HEADER_MESSAGE_ID, envelope.message_id.clone()),
-            (HEADER_CONTENT_TYPE, content_type.to_owned()),
-        ],
-    })
+    Ok(OutgoingRecord::for_envelope(source.topic.clone(), envelope, value, content_type))
 }
 
 async fn produce<P: Publisher>(

@@ -8,7 +8,11 @@ mod topics;
 
 use std::{future::Future, sync::Arc, time::Duration};
 
-pub use kafka::{KafkaPublisher, producer_config};
+use hooklake_schemas::{
+    WebhookEnvelope,
+    kafka::{HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE},
+};
+pub use kafka::{KafkaPublisher, kafka_headers, producer_config};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryPublisher;
 pub use topics::ensure_topics;
@@ -21,6 +25,24 @@ pub struct OutgoingRecord {
     pub key: String,
     pub value: Vec<u8>,
     pub headers: Vec<(&'static str, String)>,
+}
+
+impl OutgoingRecord {
+    /// The record of one envelope, as DESIGN.md fixes it: keyed by `message_id`, with the
+    /// `hooklake-source`, `hooklake-message-id` and `content-type` headers. `value` is the
+    /// encoded envelope and `content_type` names its framing.
+    pub fn for_envelope(topic: Arc<str>, envelope: &WebhookEnvelope, value: Vec<u8>, content_type: &str) -> Self {
+        Self {
+            topic,
+            key: envelope.message_id.clone(),
+            value,
+            headers: vec![
+                (HEADER_SOURCE, envelope.source.clone()),
+                (HEADER_MESSAGE_ID, envelope.message_id.clone()),
+                (HEADER_CONTENT_TYPE, content_type.to_owned()),
+            ],
+        }
+    }
 }
 
 /// Where the broker stored an acknowledged record.
