@@ -24,14 +24,14 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::Mac;
-use hooklake_ingest::publisher::{OutgoingRecord, kafka_headers};
+use hooklake_ingest::publisher::{OutgoingRecord, future_record};
 use hooklake_schemas::{
     WebhookEnvelope,
     config::{Config, Env},
     kafka::CONTENT_TYPE_SINGLE_OBJECT,
 };
 use hooklake_tests::{broker::Broker, free_port, tools};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::FutureProducer;
 use tokio::sync::Semaphore;
 
 const SECRET: &[u8] = b"hooklake-benchmark-signing-secret";
@@ -145,9 +145,7 @@ impl Load {
                 // as a row of its own, so leaving them out would flatter the ceiling).
                 let value = envelope.to_single_object();
                 let out = OutgoingRecord::for_envelope(TOPIC.into(), &envelope, value, CONTENT_TYPE_SINGLE_OBJECT);
-                let record =
-                    FutureRecord::to(&out.topic).key(&out.key).payload(&out.value).headers(kafka_headers(&out));
-                match self.producer.send_result(record) {
+                match self.producer.send_result(future_record(&out)) {
                     Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
                     Err(_) => false,
                 }

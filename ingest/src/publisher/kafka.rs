@@ -78,11 +78,12 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     Ok(c)
 }
 
-/// The record's headers as rdkafka takes them.
-pub fn kafka_headers(record: &OutgoingRecord) -> OwnedHeaders {
-    record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
+/// The record as rdkafka sends it: topic, key, value and headers.
+pub fn future_record(record: &OutgoingRecord) -> FutureRecord<'_, String, Vec<u8>> {
+    let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
         h.insert(Header { key: k, value: Some(v.as_bytes()) })
-    })
+    });
+    FutureRecord::to(&record.topic).key(&record.key).payload(&record.value).headers(headers)
 }
 
 /// One producer instance; replaced after delivery timeouts (see the module docs).
@@ -203,10 +204,8 @@ impl KafkaPublisher {
 
 impl Publisher for KafkaPublisher {
     async fn publish(&self, record: OutgoingRecord, timeout: Duration) -> Result<Delivered, PublishError> {
-        let future_record =
-            FutureRecord::to(&record.topic).key(&record.key).payload(&record.value).headers(kafka_headers(&record));
         let generation = self.current();
-        let delivery = generation.producer.send_result(future_record).map_err(|(e, _)| self.classify(e))?;
+        let delivery = generation.producer.send_result(future_record(&record)).map_err(|(e, _)| self.classify(e))?;
         let (outcome, timed_out) = match tokio::time::timeout(timeout, delivery).await {
             Err(_) => (Err(PublishError::Unavailable("no acknowledgement within the deadline".into())), true),
             Ok(Err(_canceled)) => (Err(PublishError::Unavailable("the producer is shutting down".into())), false),

@@ -12,7 +12,7 @@ use hooklake_schemas::{
     WebhookEnvelope,
     kafka::{HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE},
 };
-pub use kafka::{KafkaPublisher, kafka_headers, producer_config};
+pub use kafka::{KafkaPublisher, future_record, producer_config};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryPublisher;
 pub use topics::ensure_topics;

@@ -3889,7 +3889,7 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
         int inflight              = 0;
         uint64_t epoch_base_msgid = 0;
         rd_bool_t batch_ready     = rd_false;
-        rd_ts_t wakeup_before_batch = *next_wakeup;
+        rd_ts_t wakeup_before_batch;
 
         /* By limiting the number of not-yet-sent buffers (rkb_outbufs) we
          * provide a backpressure mechanism to the producer loop
@@ -3947,6 +3947,10 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                 }
         }
 
+        /* What the batch below may move forward, and what a blocked send
+         * puts back (keeping the timeout scan's wake-up). */
+        wakeup_before_batch = *next_wakeup;
+
         if (unlikely(!may_send)) {
                 /* Sends prohibited on the broker or instance level */
                 max_requests = 0;
@@ -3961,7 +3965,6 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                 /* Partition not registered in transaction yet */
                 max_requests = 0;
         } else if (max_requests > 0) {
-                wakeup_before_batch = *next_wakeup;
                 /* Move messages from locked partition produce queue
                  * to broker-local xmit queue. */
                 if ((move_cnt = rktp->rktp_msgq.rkmq_msg_cnt) > 0) {
