@@ -23,6 +23,17 @@ const DATABASE: &str = "tansu.db";
 /// `hooklake dev` holds its topics and records under this one, so it must not change.
 const CLUSTER_ID: &str = "hooklake-dev";
 
+/// Where the broker keeps records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Storage {
+    /// SQLite in the data directory: durable, and what everything but benchmarks uses.
+    #[default]
+    Sqlite,
+    /// tansu's in-memory store: nothing survives a restart, and its ListOffsets answers
+    /// are wrong, so the sink must never read from it. For producer benchmarks only.
+    Memory,
+}
+
 #[derive(Debug)]
 pub struct Broker {
     addr: SocketAddr,
@@ -34,8 +45,9 @@ impl Broker {
     /// Starts tansu listening on `listen` (`host:port`, an address of this machine), its data
     /// in `data_dir` (created when missing; a broker started again on the same directory has
     /// its topics and records), and waits until it accepts connections. tansu resolves its
-    /// storage against the current directory, so `data_dir` is relative to it.
-    pub async fn start(listen: &str, data_dir: &Path) -> anyhow::Result<Self> {
+    /// storage against the current directory, so `data_dir` is relative to it. With
+    /// [`Storage::Memory`] the directory stays empty.
+    pub async fn start(listen: &str, data_dir: &Path, storage: Storage) -> anyhow::Result<Self> {
         if data_dir.is_absolute() {
             bail!("the broker's data directory is relative to the current one, not {}", data_dir.display());
         }
@@ -49,8 +61,11 @@ impl Broker {
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let listener = Url::parse(&format!("tcp://{addr}"))?;
-        let storage = Url::parse(&format!("sqlite://{}", data_dir.join(DATABASE).display()))
-            .with_context(|| format!("{} cannot be a storage URL", data_dir.display()))?;
+        let storage = match storage {
+            Storage::Sqlite => Url::parse(&format!("sqlite://{}", data_dir.join(DATABASE).display()))
+                .with_context(|| format!("{} cannot be a storage URL", data_dir.display()))?,
+            Storage::Memory => Url::parse("memory://tansu/")?,
+        };
         let mut broker = Tansu::<Controller<StorageContainer>, StorageContainer>::builder()
             .node_id(tansu_broker::NODE_ID)
             .cluster_id(CLUSTER_ID)

@@ -126,7 +126,7 @@ fn print_banner(config: &Config, config_label: &str, broker: String) {
 #[cfg(feature = "embedded-broker")]
 async fn start_broker(config: &Config) -> anyhow::Result<crate::broker::Broker> {
     let first = config.kafka.brokers.split(',').next().unwrap_or_default().trim();
-    crate::broker::Broker::start(first, std::path::Path::new(crate::broker::DATA_DIR))
+    crate::broker::Broker::start(first, std::path::Path::new(crate::broker::DATA_DIR), crate::broker::Storage::Sqlite)
         .await
         .with_context(|| format!("kafka.brokers: hooklake dev runs its own broker on {first:?}"))
 }

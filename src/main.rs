@@ -86,6 +86,10 @@ enum Command {
         /// The directory of its SQLite database (created when missing).
         #[arg(long, default_value = broker::DATA_DIR)]
         data: PathBuf,
+        /// `memory` keeps records in memory only, with wrong ListOffsets answers: for
+        /// producer benchmarks, never for the sink.
+        #[arg(long, value_enum, default_value_t)]
+        storage: broker::Storage,
     },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
     CheckConfig {
@@ -136,12 +140,12 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         #[cfg(feature = "embedded-broker")]
-        Command::Broker { listen, data } => {
+        Command::Broker { listen, data, storage } => {
             std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
             // tansu resolves its storage against the current directory.
             std::env::set_current_dir(&data).with_context(|| format!("cannot enter {}", data.display()))?;
-            let broker = broker::Broker::start(&listen, std::path::Path::new("")).await?;
-            tracing::info!(%listen, data = %data.display(), "broker ready");
+            let broker = broker::Broker::start(&listen, std::path::Path::new(""), storage).await?;
+            tracing::info!(%listen, data = %data.display(), ?storage, "broker ready");
             broker.serve_until(telemetry::shutdown_signal()).await
         }
         Command::Query { config, sql, format } => {

@@ -16,15 +16,28 @@ use crate::{free_port, tools};
 pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
+    /// `hooklake broker --storage`: `sqlite` (durable), or `memory` for producer benchmarks.
+    storage: &'static str,
     child: Option<Child>,
 }
 
 impl Broker {
     /// Starts a broker of its own on a free port with a fresh SQLite file.
     pub fn start() -> Self {
-        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), child: None };
+        Self::start_with_storage("sqlite")
+    }
+
+    /// Starts a broker on a free port with `storage` (`sqlite` or `memory`; tansu's memory
+    /// storage answers ListOffsets wrongly, so only producer benchmarks may use it).
+    pub fn start_with_storage(storage: &'static str) -> Self {
+        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), storage, child: None };
         b.restart();
         b
+    }
+
+    /// `sqlite` or `memory`.
+    pub fn storage(&self) -> &'static str {
+        self.storage
     }
 
     /// The broker's process id (for resource measurements).
@@ -60,7 +73,7 @@ impl Broker {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let hooklake = tools::hooklake_bin();
         let child = Command::new(&hooklake)
-            .args(["broker", "--listen", &self.bootstrap(), "--data"])
+            .args(["broker", "--listen", &self.bootstrap(), "--storage", self.storage, "--data"])
             .arg(self.dir.path().join("data"))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
