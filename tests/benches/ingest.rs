@@ -225,15 +225,21 @@ async fn closed_loop(load: &Arc<Load>, target: Target, concurrency: usize, durat
     figures(all, errors, elapsed)
 }
 
+/// One answered open-loop request.
+#[derive(Clone, Copy)]
+struct Sample {
+    /// When it was due, from the start of the run.
+    offset: Duration,
+    /// From when it was due to its answer.
+    latency: Duration,
+    /// From when it was due until the load generator started sending it: the generator's
+    /// own share of the latency (a busy or descheduled generator shows here).
+    late_start: Duration,
+}
+
 /// Requests at a fixed rate whatever the answers; latency counts from the scheduled time.
-/// Also returns each answered request's (scheduled offset from the start, latency), so
-/// the tail can be located in time.
-async fn open_loop(
-    load: &Arc<Load>,
-    target: Target,
-    rate: f64,
-    duration: Duration,
-) -> (Figures, Vec<(Duration, Duration)>) {
+/// Also returns every answered request, so the tail can be located in time.
+async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Duration) -> (Figures, Vec<Sample>) {
     let interval = Duration::from_secs_f64(1.0 / rate);
     let in_flight = Arc::new(Semaphore::new(2048));
     let started = tokio::time::Instant::now();
@@ -245,9 +251,10 @@ async fn open_loop(
         tokio::time::sleep_until(scheduled).await;
         let (load, permit) = (load.clone(), in_flight.clone().acquire_owned().await.expect("semaphore"));
         tasks.push(tokio::spawn(async move {
+            let late_start = scheduled.elapsed();
             let ok = load.send(target).await;
             drop(permit);
-            ok.then(|| (offset, scheduled.elapsed()))
+            ok.then(|| Sample { offset, latency: scheduled.elapsed(), late_start })
         }));
     }
     let (mut samples, mut errors) = (Vec::new(), 0);
@@ -257,27 +264,28 @@ async fn open_loop(
             None => errors += 1,
         }
     }
-    let mut f = figures(samples.iter().map(|&(_, l)| l).collect(), errors, started.elapsed());
+    let mut f = figures(samples.iter().map(|s| s.latency).collect(), errors, started.elapsed());
     f.rps = total as f64 / duration.as_secs_f64();
     (f, samples)
 }
 
-/// Where in time the requests slower than `over` were: a broker or process stall puts
-/// them in a few windows, steady queueing spreads them over the run.
-fn tail_shape(samples: &[(Duration, Duration)], over: Duration) -> String {
+/// Where in time the requests slower than `over` were (a broker or process stall puts
+/// them in a few windows, steady queueing spreads them over the run), and how many of
+/// them the load generator itself started late by more than half of `over`.
+fn tail_shape(samples: &[Sample], over: Duration) -> String {
     const WINDOW_MS: u128 = 250;
-    let slow: Vec<_> = samples.iter().filter(|&&(_, l)| l > over).collect();
+    let slow: Vec<_> = samples.iter().filter(|s| s.latency > over).collect();
     if slow.is_empty() {
         return format!("none over {} ms", over.as_millis());
     }
     let mut windows = std::collections::BTreeMap::<u128, (usize, Duration)>::new();
-    for &&(offset, latency) in &slow {
-        let w = windows.entry(offset.as_millis() / WINDOW_MS).or_default();
+    for s in &slow {
+        let w = windows.entry(s.offset.as_millis() / WINDOW_MS).or_default();
         w.0 += 1;
-        w.1 = w.1.max(latency);
+        w.1 = w.1.max(s.latency);
     }
     let mut worst: Vec<_> = windows.iter().collect();
-    worst.sort_by(|a, b| b.1.0.cmp(&a.1.0));
+    worst.sort_by_key(|w| std::cmp::Reverse(w.1.0));
     let top: Vec<String> = worst
         .iter()
         .take(4)
@@ -285,13 +293,14 @@ fn tail_shape(samples: &[(Duration, Duration)], over: Duration) -> String {
             format!("{n} at {:.2} s (max {:.0} ms)", (**w * WINDOW_MS) as f64 / 1000.0, max.as_secs_f64() * 1e3)
         })
         .collect();
+    let started_late = slow.iter().filter(|s| s.late_start > over / 2).count();
     format!(
-        "{} of {} over {} ms, in {} of {} windows of {WINDOW_MS} ms; most: {}",
+        "{} of {} over {} ms ({started_late} started late by the generator), in {} of {} windows of {WINDOW_MS} ms; most: {}",
         slow.len(),
         samples.len(),
         over.as_millis(),
         windows.len(),
-        samples.last().map_or(0, |(o, _)| o.as_millis() / WINDOW_MS + 1),
+        samples.last().map_or(0, |s| s.offset.as_millis() / WINDOW_MS + 1),
         top.join(", ")
     )
 }
@@ -491,7 +500,7 @@ async fn run(quick: bool, storage: &'static str) {
     let metrics_url = format!("http://127.0.0.1:{admin}/metrics");
     let scrape = || async { load.http.get(&metrics_url).send().await.expect("metrics").text().await.expect("metrics") };
     let over = Duration::from_millis(25);
-    let slow = |samples: &[(Duration, Duration)]| samples.iter().filter(|&&(_, l)| l > over).count();
+    let slow = |samples: &[Sample]| samples.iter().filter(|s| s.latency > over).count();
     let (mut ingest_p99s, mut bare_p99s, mut worst) = (Vec::new(), Vec::new(), None::<(f64, Vec<_>)>);
     for round in 1..=rounds {
         let (metrics_before, broker_before) = (scrape().await, cpu_seconds(broker_pid));
