@@ -42,6 +42,9 @@ use tokio::sync::Semaphore;
 const SECRET: &[u8] = b"hooklake-benchmark-signing-secret";
 const PAYLOAD_BYTES: usize = 1024;
 const TOPIC: &str = "bench.nectar";
+/// The HTTP client's connections to a target, and the open loop's bound on requests in
+/// flight (the closed loop's highest level).
+const CONNECTIONS: usize = 256;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -241,7 +244,10 @@ struct Sample {
 /// Also returns every answered request, so the tail can be located in time.
 async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Duration) -> (Figures, Vec<Sample>) {
     let interval = Duration::from_secs_f64(1.0 / rate);
-    let in_flight = Arc::new(Semaphore::new(2048));
+    // No more requests in flight than the client keeps connections: beyond that, reqwest
+    // would open (and later close) extra connections, and that churn costs the generator
+    // enough CPU to fall behind for good once it has fallen behind once.
+    let in_flight = Arc::new(Semaphore::new(CONNECTIONS));
     let started = tokio::time::Instant::now();
     let total = (rate * duration.as_secs_f64()) as u64;
     let mut tasks = Vec::with_capacity(total as usize);
@@ -404,7 +410,7 @@ async fn run(quick: bool, storage: &'static str) {
     let producer: FutureProducer =
         hooklake_ingest::publisher::producer_config(&config).expect("producer config").create().expect("producer");
     let load = Arc::new(Load {
-        http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(256).build().expect("client"),
+        http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).build().expect("client"),
         ingest_url: format!("http://127.0.0.1:{port}/webhook/nectar"),
         plain_url: format!("http://127.0.0.1:{plain_port}/webhook/nectar"),
         producer,
