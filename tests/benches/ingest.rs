@@ -42,6 +42,8 @@ use tokio::sync::Semaphore;
 const SECRET: &[u8] = b"hooklake-benchmark-signing-secret";
 const PAYLOAD_BYTES: usize = 1024;
 const TOPIC: &str = "bench.nectar";
+/// The configured source (`[sources.nectar]`) that every webhook goes to.
+const SOURCE: &str = "nectar";
 /// The HTTP client's connections to a target, and the open loop's bound on requests in
 /// flight (the closed loop's highest level).
 const CONNECTIONS: usize = 256;
@@ -58,11 +60,7 @@ fn main() {
     // are ingest's. Then SQLite, a durable broker whose single writer is the bottleneck.
     let storages = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "memory sqlite".into());
     for storage in storages.split_whitespace() {
-        let storage = match storage {
-            "memory" => "memory",
-            "sqlite" => "sqlite",
-            other => panic!("BENCH_STORAGE: memory and/or sqlite, not {other}"),
-        };
+        assert!(matches!(storage, "memory" | "sqlite"), "BENCH_STORAGE: memory and/or sqlite, not {storage}");
         runtime.block_on(run(quick, storage));
     }
 }
@@ -152,7 +150,7 @@ impl Load {
             Target::BareProducer => {
                 let envelope = WebhookEnvelope {
                     message_id: w.id.clone(),
-                    source: "nectar".into(),
+                    source: SOURCE.into(),
                     received_at_micros: chrono::Utc::now().timestamp_micros(),
                     payload: w.body,
                     event_type: Some("meter.read".into()),
@@ -311,15 +309,15 @@ fn tail_shape(samples: &[Sample], over: Duration) -> String {
     )
 }
 
-/// (observations, observations ≤ `le`) of a Prometheus histogram in `/metrics` text.
-fn histogram_counts(text: &str, name: &str, le: &str) -> (f64, f64) {
-    let value = |prefix: &str, needle: &str| {
-        text.lines()
-            .filter(|l| l.starts_with(prefix) && l.contains(needle))
-            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
-            .sum::<f64>()
+/// How many requests ingest's own request-duration histogram counts over 25 ms, in the
+/// `/metrics` text of its admin port.
+fn ingest_requests_over_25ms(metrics: &str) -> f64 {
+    let name = hooklake_ingest::metrics::REQUEST_DURATION_SECONDS;
+    let series = |suffix: &str, labels: &[(&str, &str)]| {
+        hooklake_tests::metrics::value(metrics, &format!("{name}{suffix}"), labels)
+            .unwrap_or_else(|| panic!("{name}{suffix} {labels:?} is not in ingest's /metrics"))
     };
-    (value(&format!("{name}_count"), ""), value(&format!("{name}_bucket"), &format!("le=\"{le}\"")))
+    series("_count", &[("source", SOURCE)]) - series("_bucket", &[("source", SOURCE), ("le", "0.025")])
 }
 
 /// CPU time (user + system) used so far by `pid`, in seconds.
@@ -378,7 +376,7 @@ async fn wait_http(url: &str) {
     panic!("{url} did not come up");
 }
 
-async fn run(quick: bool, storage: &'static str) {
+async fn run(quick: bool, storage: &str) {
     let duration = Duration::from_secs(env_or("BENCH_SECONDS", if quick { 2 } else { 8 }));
     let default_levels = if quick { "16 128" } else { "1 16 64 128 256" };
     let levels: Vec<usize> = std::env::var("BENCH_LEVELS")
@@ -515,8 +513,6 @@ async fn run(quick: bool, storage: &'static str) {
         // The same rate straight into the broker: how much of ingest's tail is the broker's.
         let (bare, bare_samples) = open_loop(&load, Target::BareProducer, half, duration).await;
         let broker_after = cpu_seconds(broker_pid);
-        let (n0, le0) = histogram_counts(&metrics_before, hooklake_ingest::metrics::REQUEST_DURATION_SECONDS, "0.025");
-        let (n1, le1) = histogram_counts(&metrics_after, hooklake_ingest::metrics::REQUEST_DURATION_SECONDS, "0.025");
         let per_record = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
         println!(
             "{:>7} {:>10.2} {:>10.2} {:>7} {:>9.0} {:>10.0} {:>10.2} {:>10.2} {:>7} {:>10.0}",
@@ -524,7 +520,7 @@ async fn run(quick: bool, storage: &'static str) {
             open.p50_ms,
             open.p99_ms,
             slow(&samples) + open.errors as usize,
-            (n1 - n0) - (le1 - le0),
+            ingest_requests_over_25ms(&metrics_after) - ingest_requests_over_25ms(&metrics_before),
             per_record(broker_between - broker_before, samples.len()),
             bare.p50_ms,
             bare.p99_ms,

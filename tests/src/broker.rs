@@ -17,7 +17,7 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     /// `hooklake broker --storage`: `sqlite` (durable), or `memory` for producer benchmarks.
-    storage: &'static str,
+    storage: String,
     child: Option<Child>,
 }
 
@@ -29,15 +29,20 @@ impl Broker {
 
     /// Starts a broker on a free port with `storage` (`sqlite` or `memory`; tansu's memory
     /// storage answers ListOffsets wrongly, so only producer benchmarks may use it).
-    pub fn start_with_storage(storage: &'static str) -> Self {
-        let mut b = Self { port: free_port(), dir: tempfile::tempdir().expect("temp dir"), storage, child: None };
+    pub fn start_with_storage(storage: &str) -> Self {
+        let mut b = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temp dir"),
+            storage: storage.to_owned(),
+            child: None,
+        };
         b.restart();
         b
     }
 
     /// `sqlite` or `memory`.
-    pub fn storage(&self) -> &'static str {
-        self.storage
+    pub fn storage(&self) -> &str {
+        &self.storage
     }
 
     /// The broker's process id (for resource measurements).
@@ -73,7 +78,7 @@ impl Broker {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let hooklake = tools::hooklake_bin();
         let child = Command::new(&hooklake)
-            .args(["broker", "--listen", &self.bootstrap(), "--storage", self.storage, "--data"])
+            .args(["broker", "--listen", &self.bootstrap(), "--storage", &self.storage, "--data"])
             .arg(self.dir.path().join("data"))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
