@@ -1,7 +1,8 @@
 //! Ingest benchmark: prints figures, asserts nothing about time.
 //!
 //! One load generator posts unique, Standard-Webhooks-signed 1 KiB JSON webhooks at
-//! rising concurrency (closed loop) to three targets sharing one tansu broker:
+//! rising concurrency (closed loop) to three targets sharing one tansu broker, which
+//! take turns in short slices at each level:
 //!   * `hooklake ingest` (release binary, a separate process; 200 only after the ack),
 //!   * a plain axum server answering 200 at once (a separate process: the HTTP ceiling),
 //!   * a bare rdkafka producer with ingest's exact producer settings, sending the same
@@ -10,7 +11,9 @@
 //! Then open-loop rounds at half of ingest's best rate give the latency under moderate
 //! load (measured from the scheduled send time, so queueing is not hidden); each round
 //! sends to ingest, then from the bare producer at the same rate (the broker's own share
-//! of that latency). Ingest's resident memory is sampled throughout.
+//! of that latency). Ingest's resident memory is sampled throughout; a thread notes the
+//! load generator's hiccups (times it could not get a CPU), and /proc/stat the CPU time
+//! the hypervisor gave to other guests.
 //!
 //! The whole run happens twice, on a fresh broker each time: with tansu's memory storage
 //! (the broker far from its limit, so the figures are ingest's; the issue allows it for
@@ -42,7 +45,7 @@ use tokio::sync::Semaphore;
 const SECRET: &[u8] = b"hooklake-benchmark-signing-secret";
 const PAYLOAD_BYTES: usize = 1024;
 const TOPIC: &str = "bench.nectar";
-/// The configured source (`[sources.nectar]`) that every webhook goes to.
+/// The configured source that every webhook goes to (its topic is `TOPIC`).
 const SOURCE: &str = "nectar";
 /// The HTTP client's connections to a target, and the open loop's bound on requests in
 /// flight (the closed loop's highest level).
@@ -58,10 +61,11 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     // tansu's memory storage first: the broker is then far from its limit, so the figures
     // are ingest's. Then SQLite, a durable broker whose single writer is the bottleneck.
+    let hiccups = Hiccups::start();
     let storages = std::env::var("BENCH_STORAGE").unwrap_or_else(|_| "memory sqlite".into());
     for storage in storages.split_whitespace() {
         assert!(matches!(storage, "memory" | "sqlite"), "BENCH_STORAGE: memory and/or sqlite, not {storage}");
-        runtime.block_on(run(quick, storage));
+        runtime.block_on(run(quick, storage, &hiccups));
     }
 }
 
@@ -193,8 +197,20 @@ fn figures(mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) -> Figu
     }
 }
 
-/// `concurrency` workers, each sending the next request when its last one is answered.
-async fn closed_loop(load: &Arc<Load>, target: Target, concurrency: usize, duration: Duration) -> Figures {
+/// What one target's slices of a closed-loop level add up to.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    errors: u64,
+    elapsed: Duration,
+    /// CPU seconds of the load generator, the target's server process and the broker.
+    cpu: [f64; 3],
+    steal: f64,
+}
+
+/// `concurrency` workers, each sending the next request when its last one is answered;
+/// the answered requests' latencies and the errors are added to `tally`.
+async fn closed_loop(load: &Arc<Load>, target: Target, concurrency: usize, duration: Duration, tally: &mut Tally) {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
@@ -216,14 +232,12 @@ async fn closed_loop(load: &Arc<Load>, target: Target, concurrency: usize, durat
         .collect();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
-    let elapsed = started.elapsed();
-    let (mut all, mut errors) = (Vec::new(), 0);
+    tally.elapsed += started.elapsed();
     for w in workers {
         let (lat, e) = w.await.expect("worker");
-        all.extend(lat);
-        errors += e;
+        tally.latencies.extend(lat);
+        tally.errors += e;
     }
-    figures(all, errors, elapsed)
 }
 
 /// One answered open-loop request.
@@ -320,6 +334,57 @@ fn ingest_requests_over_25ms(metrics: &str) -> f64 {
     series("_count", &[("source", SOURCE)]) - series("_bucket", &[("source", SOURCE), ("le", "0.025")])
 }
 
+/// A thread that sleeps 1 ms at a time and notes every wake-up that came more than
+/// `THRESHOLD` late (a "hiccup", as jHiccup calls it): time in which a thread of the load
+/// generator could not get a CPU, whatever its tasks were doing. It runs outside the
+/// generator's Tokio runtime, so a busy runtime does not show here; a process held off the
+/// CPU by the guest's scheduler, or a paused virtual CPU, does.
+struct Hiccups {
+    started: Instant,
+    seen: Arc<std::sync::Mutex<Vec<(Duration, Duration)>>>,
+}
+
+impl Hiccups {
+    const THRESHOLD: Duration = Duration::from_millis(5);
+
+    fn start() -> Self {
+        let (started, seen) = (Instant::now(), Arc::new(std::sync::Mutex::new(Vec::new())));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            loop {
+                let before = Instant::now();
+                std::thread::sleep(Duration::from_millis(1));
+                let late = before.elapsed().saturating_sub(Duration::from_millis(1));
+                if late > Self::THRESHOLD {
+                    log.lock().expect("hiccups").push((before - started, late));
+                }
+            }
+        });
+        Self { started, seen }
+    }
+
+    /// The hiccups that began between `from` and `to`: (when, from `from`; how long).
+    fn between(&self, from: Instant, to: Instant) -> Vec<(Duration, Duration)> {
+        let (a, b) = (from - self.started, to - self.started);
+        self.seen
+            .lock()
+            .expect("hiccups")
+            .iter()
+            .filter(|(at, _)| *at >= a && *at < b)
+            .map(|&(at, d)| (at - a, d))
+            .collect()
+    }
+}
+
+/// CPU time the hypervisor has given to other guests so far ("steal" in /proc/stat),
+/// summed over the cores, in seconds.
+fn steal_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // The first line: "cpu user nice system idle iowait irq softirq steal ...", in ticks.
+    let ticks = stat.lines().next().and_then(|l| l.split_whitespace().nth(8)?.parse::<f64>().ok());
+    ticks.unwrap_or(0.0) / 100.0
+}
+
 /// CPU time (user + system) used so far by `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -353,7 +418,7 @@ listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
 [kafka.properties]
 "linger.ms" = "{linger}"
-[sources.nectar]
+[sources.{SOURCE}]
 topic = "{TOPIC}"
 auth = {{ type = "standard_webhooks", secrets = ["whsec_{secret}"] }}
 "#,
@@ -376,7 +441,7 @@ async fn wait_http(url: &str) {
     panic!("{url} did not come up");
 }
 
-async fn run(quick: bool, storage: &str) {
+async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     let duration = Duration::from_secs(env_or("BENCH_SECONDS", if quick { 2 } else { 8 }));
     let default_levels = if quick { "16 128" } else { "1 16 64 128 256" };
     let levels: Vec<usize> = std::env::var("BENCH_LEVELS")
@@ -409,8 +474,8 @@ async fn run(quick: bool, storage: &str) {
         hooklake_ingest::publisher::producer_config(&config).expect("producer config").create().expect("producer");
     let load = Arc::new(Load {
         http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).build().expect("client"),
-        ingest_url: format!("http://127.0.0.1:{port}/webhook/nectar"),
-        plain_url: format!("http://127.0.0.1:{plain_port}/webhook/nectar"),
+        ingest_url: format!("http://127.0.0.1:{port}/webhook/{SOURCE}"),
+        plain_url: format!("http://127.0.0.1:{plain_port}/webhook/{SOURCE}"),
         producer,
         run: uuid::Uuid::now_v7().simple().to_string()[20..].to_owned(),
         seq: AtomicU64::new(0),
@@ -432,7 +497,7 @@ async fn run(quick: bool, storage: &str) {
 
     // Warm up connections, topic metadata and the producer.
     for target in [Target::PlainAxum, Target::Ingest, Target::BareProducer] {
-        closed_loop(&load, target, 8, Duration::from_millis(500)).await;
+        closed_loop(&load, target, 8, Duration::from_millis(500), &mut Tally::default()).await;
     }
 
     println!();
@@ -440,32 +505,62 @@ async fn run(quick: bool, storage: &str) {
         "hooklake ingest benchmark: {PAYLOAD_BYTES} B signed JSON webhooks, tansu 0.6.0 ({} storage, `hooklake broker`)",
         broker.storage()
     );
-    println!("{} s per level, closed loop (each worker sends when answered)", duration.as_secs());
+    let slices = env_or("BENCH_SLICES", if quick { 1 } else { 4 }) as u32;
+    println!(
+        "{} s per target and level, closed loop (each worker sends when answered), in {slices} slices taking turns",
+        duration.as_secs()
+    );
     println!();
     println!("CPU µs/req: CPU time each process spent per answered request (2 cores shared by all)");
+    println!("steal ms: CPU time the hypervisor gave to other guests during the level (both cores)");
     println!(
-        "{:<16} {:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10}",
-        "target", "conc", "req/s", "p50 ms", "p99 ms", "errors", "cpu gen", "cpu server", "cpu broker", "cpu total"
+        "{:<16} {:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "target",
+        "conc",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "cpu gen",
+        "cpu server",
+        "cpu broker",
+        "cpu total",
+        "steal ms"
     );
     let broker_pid = broker.pid().expect("broker runs");
     let self_pid = std::process::id();
+    let targets = [Target::PlainAxum, Target::BareProducer, Target::Ingest];
     let mut best = [0.0f64; 3];
     for &c in &levels {
-        for (i, target) in [Target::PlainAxum, Target::BareProducer, Target::Ingest].into_iter().enumerate() {
-            let server_pid = match target {
-                Target::PlainAxum => Some(plain.id()),
-                Target::Ingest => Some(ingest_pid),
-                Target::BareProducer => None,
-            };
-            let cpu = |pid: Option<u32>| pid.map_or(0.0, cpu_seconds);
-            let before = [cpu(Some(self_pid)), cpu(server_pid), cpu(Some(broker_pid))];
-            let f = closed_loop(&load, target, c, duration).await;
-            let after = [cpu(Some(self_pid)), cpu(server_pid), cpu(Some(broker_pid))];
-            let answered = f.rps * duration.as_secs_f64();
-            let per_req = |k: usize| (after[k] - before[k]) * 1e6 / answered.max(1.0);
+        // The targets take turns in short slices, so a change in the machine's speed
+        // during the level (other guests, the broker's growing memory) falls on all three
+        // alike instead of on whichever ran at the time.
+        let mut tallies: [Tally; 3] = Default::default();
+        for _ in 0..slices {
+            for (target, tally) in targets.iter().zip(&mut tallies) {
+                let server_pid = match target {
+                    Target::PlainAxum => Some(plain.id()),
+                    Target::Ingest => Some(ingest_pid),
+                    Target::BareProducer => None,
+                };
+                let pids = [Some(self_pid), server_pid, Some(broker_pid)];
+                let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
+                let (before, steal_before) = (cpu(), steal_seconds());
+                closed_loop(&load, *target, c, duration / slices, tally).await;
+                let (after, steal_after) = (cpu(), steal_seconds());
+                for k in 0..3 {
+                    tally.cpu[k] += after[k] - before[k];
+                }
+                tally.steal += steal_after - steal_before;
+            }
+        }
+        for (i, (target, tally)) in targets.iter().zip(tallies).enumerate() {
+            let answered = tally.latencies.len() as f64;
+            let per_req = |k: usize| tally.cpu[k] * 1e6 / answered.max(1.0);
+            let f = figures(tally.latencies, tally.errors, tally.elapsed);
             best[i] = best[i].max(f.rps);
             println!(
-                "{:<16} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0}",
+                "{:<16} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>9.0}",
                 target.name(),
                 c,
                 f.rps,
@@ -475,7 +570,8 @@ async fn run(quick: bool, storage: &str) {
                 per_req(0),
                 per_req(1),
                 per_req(2),
-                per_req(0) + per_req(1) + per_req(2)
+                per_req(0) + per_req(1) + per_req(2),
+                tally.steal * 1e3
             );
         }
     }
@@ -498,30 +594,48 @@ async fn run(quick: bool, storage: &str) {
         "  slow: requests over 25 ms; in ingest: of those, ingest's own request duration (its histogram) over 25 ms"
     );
     println!(
-        "{:>7} {:>10} {:>10} {:>7} {:>7} {:>10} {:>10} {:>10} {:>7} {:>10}",
-        "round", "ingest p50", "p99 ms", "slow", "in ingest", "broker µs", "bare p50", "p99 ms", "slow", "broker µs"
+        "  hiccup: the longest time a thread of the load generator waited for a CPU; steal: CPU time taken by the hypervisor"
+    );
+    println!(
+        "{:>7} {:>10} {:>10} {:>7} {:>7} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7} {:>10}",
+        "round",
+        "ingest p50",
+        "p99 ms",
+        "slow",
+        "in ingest",
+        "broker µs",
+        "hiccup ms",
+        "steal ms",
+        "bare p50",
+        "p99 ms",
+        "slow",
+        "broker µs"
     );
     let metrics_url = format!("http://127.0.0.1:{admin}/metrics");
     let scrape = || async { load.http.get(&metrics_url).send().await.expect("metrics").text().await.expect("metrics") };
     let over = Duration::from_millis(25);
     let slow = |samples: &[Sample]| samples.iter().filter(|s| s.latency > over).count();
-    let (mut ingest_p99s, mut bare_p99s, mut worst) = (Vec::new(), Vec::new(), None::<(f64, Vec<_>)>);
+    let (mut ingest_p99s, mut bare_p99s, mut worst) = (Vec::new(), Vec::new(), None::<(f64, Vec<_>, Vec<_>)>);
     for round in 1..=rounds {
         let (metrics_before, broker_before) = (scrape().await, cpu_seconds(broker_pid));
+        let (round_started, steal_before) = (Instant::now(), steal_seconds());
         let (open, samples) = open_loop(&load, Target::Ingest, half, duration).await;
+        let (round_hiccups, steal) = (hiccups.between(round_started, Instant::now()), steal_seconds() - steal_before);
         let (metrics_after, broker_between) = (scrape().await, cpu_seconds(broker_pid));
         // The same rate straight into the broker: how much of ingest's tail is the broker's.
         let (bare, bare_samples) = open_loop(&load, Target::BareProducer, half, duration).await;
         let broker_after = cpu_seconds(broker_pid);
         let per_record = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
         println!(
-            "{:>7} {:>10.2} {:>10.2} {:>7} {:>9.0} {:>10.0} {:>10.2} {:>10.2} {:>7} {:>10.0}",
+            "{:>7} {:>10.2} {:>10.2} {:>7} {:>9.0} {:>10.0} {:>9.1} {:>9.0} {:>10.2} {:>10.2} {:>7} {:>10.0}",
             round,
             open.p50_ms,
             open.p99_ms,
             slow(&samples) + open.errors as usize,
             ingest_requests_over_25ms(&metrics_after) - ingest_requests_over_25ms(&metrics_before),
             per_record(broker_between - broker_before, samples.len()),
+            round_hiccups.iter().map(|h| h.1).max().unwrap_or_default().as_secs_f64() * 1e3,
+            steal * 1e3,
             bare.p50_ms,
             bare.p99_ms,
             slow(&bare_samples) + bare.errors as usize,
@@ -532,8 +646,8 @@ async fn run(quick: bool, storage: &str) {
         }
         ingest_p99s.push(open.p99_ms);
         bare_p99s.push(bare.p99_ms);
-        if worst.as_ref().is_none_or(|(p99, _)| open.p99_ms > *p99) {
-            worst = Some((open.p99_ms, samples));
+        if worst.as_ref().is_none_or(|(p99, _, _)| open.p99_ms > *p99) {
+            worst = Some((open.p99_ms, samples, round_hiccups));
         }
     }
     let list = |v: &[f64]| v.iter().map(|p| format!("{p:.2}")).collect::<Vec<_>>().join(", ");
@@ -542,8 +656,18 @@ async fn run(quick: bool, storage: &str) {
         list(&ingest_p99s),
         list(&bare_p99s)
     );
-    if let Some((p99, samples)) = worst {
+    if let Some((p99, samples, round_hiccups)) = worst {
         println!("  ingest's worst round (p99 {p99:.2} ms), slow requests in time: {}", tail_shape(&samples, over));
+        let long: Vec<_> = round_hiccups
+            .iter()
+            .filter(|h| h.1 > over / 5)
+            .map(|(at, d)| format!("{:.0} ms at {:.2} s", d.as_secs_f64() * 1e3, at.as_secs_f64()))
+            .collect();
+        println!(
+            "  its hiccups over {} ms: {}",
+            (over / 5).as_millis(),
+            if long.is_empty() { "none".into() } else { long.join(", ") }
+        );
     }
     sampler.abort();
     let (_, hwm) = rss_mib(ingest_pid);
