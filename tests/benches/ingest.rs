@@ -382,8 +382,11 @@ fn steal_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     // The first line: "cpu user nice system idle iowait irq softirq steal ...", in ticks.
     let ticks = stat.lines().next().and_then(|l| l.split_whitespace().nth(8)?.parse::<f64>().ok());
-    ticks.unwrap_or(0.0) / 100.0
+    ticks.unwrap_or(0.0) / TICKS_PER_SECOND
 }
+
+/// The unit of /proc's CPU times (USER_HZ, 100 on Linux).
+const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU time (user + system) used so far by `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
@@ -391,7 +394,7 @@ fn cpu_seconds(pid: u32) -> f64 {
     // Fields after the command name (which may contain spaces) start after the last ')'.
     let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0 // utime, stime in clock ticks (USER_HZ = 100)
+    (ticks(11) + ticks(12)) / TICKS_PER_SECOND // utime, stime
 }
 
 /// Resident memory of `pid` in MiB: (current, high-water mark).
@@ -530,6 +533,8 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     let broker_pid = broker.pid().expect("broker runs");
     let self_pid = std::process::id();
     let targets = [Target::PlainAxum, Target::BareProducer, Target::Ingest];
+    // The process serving each target (the bare producer runs inside the generator).
+    let server_pids = [Some(plain.id()), None, Some(ingest_pid)];
     let mut best = [0.0f64; 3];
     for &c in &levels {
         // The targets take turns in short slices, so a change in the machine's speed
@@ -537,12 +542,7 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         // alike instead of on whichever ran at the time.
         let mut tallies: [Tally; 3] = Default::default();
         for _ in 0..slices {
-            for (target, tally) in targets.iter().zip(&mut tallies) {
-                let server_pid = match target {
-                    Target::PlainAxum => Some(plain.id()),
-                    Target::Ingest => Some(ingest_pid),
-                    Target::BareProducer => None,
-                };
+            for ((target, server_pid), tally) in targets.iter().zip(server_pids).zip(&mut tallies) {
                 let pids = [Some(self_pid), server_pid, Some(broker_pid)];
                 let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
                 let (before, steal_before) = (cpu(), steal_seconds());
@@ -658,15 +658,14 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     );
     if let Some((p99, samples, round_hiccups)) = worst {
         println!("  ingest's worst round (p99 {p99:.2} ms), slow requests in time: {}", tail_shape(&samples, over));
-        let long: Vec<_> = round_hiccups
+        let listed: Vec<_> = round_hiccups
             .iter()
-            .filter(|h| h.1 > over / 5)
             .map(|(at, d)| format!("{:.0} ms at {:.2} s", d.as_secs_f64() * 1e3, at.as_secs_f64()))
             .collect();
         println!(
-            "  its hiccups over {} ms: {}",
-            (over / 5).as_millis(),
-            if long.is_empty() { "none".into() } else { long.join(", ") }
+            "  its hiccups (over {} ms): {}",
+            Hiccups::THRESHOLD.as_millis(),
+            if listed.is_empty() { "none".into() } else { listed.join(", ") }
         );
     }
     sampler.abort();
