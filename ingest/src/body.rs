@@ -60,18 +60,32 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         let drained = !expects_continue && len <= drain_budget(limit) as u64 && drain(body, drain_budget(limit)).await;
         return Err(BodyError::TooLarge { drained });
     }
-    let mut buf = BytesMut::with_capacity(declared.map_or(8 << 10, |l| l as usize));
+    // A body that arrives in one frame (most webhooks) is kept as hyper read it, without
+    // a copy; the buffer is only made when a second frame comes.
+    let mut first: Option<Bytes> = None;
+    let mut buf: Option<BytesMut> = None;
+    let mut len = 0usize;
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
-        if buf.len() + data.len() > limit {
-            let budget = drain_budget(limit).saturating_sub(buf.len() + data.len());
+        if len + data.len() > limit {
+            let budget = drain_budget(limit).saturating_sub(len + data.len());
             return Err(BodyError::TooLarge { drained: drain(body, budget).await });
         }
-        buf.extend_from_slice(&data);
+        len += data.len();
+        match (&mut buf, first.take()) {
+            (Some(buf), _) => buf.extend_from_slice(&data),
+            (None, None) => first = Some(data),
+            (None, Some(earlier)) => {
+                let mut b = BytesMut::with_capacity(declared.map_or(8 << 10, |l| l as usize).max(len));
+                b.extend_from_slice(&earlier);
+                b.extend_from_slice(&data);
+                buf = Some(b);
+            }
+        }
     }
-    Ok(buf.freeze())
+    Ok(buf.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
 }
 
 /// Reads and discards up to `budget` bytes; true when the body ended within it.
@@ -146,6 +160,16 @@ mod tests {
         assert_eq!(read_limited(&headers, body, 1000).await, Err(BodyError::TooLarge { drained: true }));
         let body = Body::from(vec![b'x'; 1000]);
         assert_eq!(read_limited(&HeaderMap::new(), body, 1000).await.unwrap().len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn bodies_in_several_frames_are_joined_in_order() {
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            [&b"{\"a\":"[..], b"[1,", b"2]}"].into_iter().map(|c| Ok(Bytes::from_static(c))).collect();
+        let body = Body::from_stream(futures::stream::iter(chunks));
+        assert_eq!(&read_limited(&HeaderMap::new(), body, 100).await.unwrap()[..], br#"{"a":[1,2]}"#);
+        let empty = read_limited(&HeaderMap::new(), Body::empty(), 100).await.unwrap();
+        assert!(empty.is_empty());
     }
 
     #[test]

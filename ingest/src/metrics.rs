@@ -4,7 +4,7 @@
 //! rejection reason.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
     exponential_buckets,
 };
 
@@ -41,6 +41,15 @@ pub struct IngestMetrics {
     pub produce_duration: Histogram,
     pub queue_messages: IntGauge,
     pub queue_capacity: IntGauge,
+}
+
+/// One source's handles on the series of [`IngestMetrics`] (see [`IngestMetrics::for_source`]).
+#[derive(Clone, Debug)]
+pub struct SourceMetrics {
+    /// `requests_total{status="200"}`.
+    pub accepted: IntCounter,
+    pub request_duration: Histogram,
+    pub body_bytes: Histogram,
 }
 
 impl IngestMetrics {
@@ -101,6 +110,16 @@ impl IngestMetrics {
         }
         m.rejected.with_label_values(&[UNKNOWN_SOURCE_LABEL, "unknown_source"]);
         m
+    }
+
+    /// The series every accepted request of `source` touches, resolved once: looking a
+    /// series up by its labels hashes them and takes a lock, on every request.
+    pub fn for_source(&self, source: &str) -> SourceMetrics {
+        SourceMetrics {
+            accepted: self.requests.with_label_values(&[source, "200"]),
+            request_duration: self.request_duration.with_label_values(&[source]),
+            body_bytes: self.body_bytes.with_label_values(&[source]),
+        }
     }
 
     /// The Prometheus text exposition of every metric.

@@ -8,24 +8,23 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Router,
     extract::{Path, Request, State},
     response::{IntoResponse, Response},
     routing::post,
 };
 use hooklake_schemas::{
-    ConfluentCodec, WebhookEnvelope,
+    ConfluentCodec, EnvelopeRef,
     config::{Config, ConfigError},
     kafka::{CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT},
 };
-use http::{HeaderMap, StatusCode};
+use http::HeaderMap;
 use tokio::time::Instant;
 
 use crate::{
-    auth::Verified,
     body::{self, BodyError, ContentEncoding},
     error::IngestError,
-    metrics::{IngestMetrics, UNKNOWN_SOURCE_LABEL},
+    metrics::{IngestMetrics, SourceMetrics, UNKNOWN_SOURCE_LABEL},
     publisher::{OutgoingRecord, PublishError, Publisher},
     source::Source,
     validate::{inspect_json, is_json_content_type},
@@ -41,10 +40,17 @@ pub enum Framing {
     Confluent(ConfluentCodec),
 }
 
+/// A configured source and its metric series.
+#[derive(Debug)]
+pub struct Route {
+    pub source: Source,
+    pub metrics: SourceMetrics,
+}
+
 /// Everything a request needs, shared by all requests.
 #[derive(Debug)]
 pub struct AppState<P> {
-    pub sources: HashMap<String, Source>,
+    pub sources: HashMap<String, Route>,
     pub publisher: Arc<P>,
     pub framing: Framing,
     pub metrics: IngestMetrics,
@@ -55,10 +61,14 @@ pub struct AppState<P> {
 
 impl<P: Publisher> AppState<P> {
     pub fn new(config: &Config, publisher: Arc<P>) -> Result<Self, ConfigError> {
+        let metrics = IngestMetrics::new(config.sources.keys().map(String::as_str));
         let sources = config
             .sources
             .iter()
-            .map(|(name, s)| Ok((name.clone(), Source::from_config(name, s)?)))
+            .map(|(name, s)| {
+                let route = Route { source: Source::from_config(name, s)?, metrics: metrics.for_source(name) };
+                Ok((name.clone(), route))
+            })
             .collect::<Result<HashMap<_, _>, ConfigError>>()?;
         let framing = match &config.schema_registry {
             Some(sr) => Framing::Confluent(
@@ -66,7 +76,6 @@ impl<P: Publisher> AppState<P> {
             ),
             None => Framing::SingleObject,
         };
-        let metrics = IngestMetrics::new(config.sources.keys().map(String::as_str));
         metrics.queue_capacity.set(i64::from(config.ingest.producer_queue_messages));
         Ok(Self {
             sources,
@@ -94,55 +103,83 @@ async fn handle<P: Publisher>(
     request: Request,
 ) -> Response {
     let started = Instant::now();
+    let Some(route) = state.sources.get(&source_name) else {
+        let e = IngestError::UnknownSource(truncate(&source_name, 64));
+        return rejected(&state, UNKNOWN_SOURCE_LABEL, e, started);
+    };
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
-    let source = state.sources.get(&source_name);
-    let label = source.map_or(UNKNOWN_SOURCE_LABEL, |s| &s.name);
-    let outcome = match source {
-        None => Err(IngestError::UnknownSource(truncate(&source_name, 64))),
-        Some(source) => tokio::time::timeout_at(deadline, accept(&state, source, request, deadline))
-            .await
-            .unwrap_or_else(|_| Err(state.unavailable("no answer within the response deadline"))),
-    };
-    let response = match outcome {
+    let outcome = tokio::time::timeout_at(deadline, accept(&state, route, request, deadline))
+        .await
+        .unwrap_or_else(|_| Err(state.unavailable("no answer within the response deadline")));
+    match outcome {
         Ok(message_id) => {
-            tracing::debug!(source = label, %message_id, "accepted");
-            (StatusCode::OK, Json(serde_json::json!({ "message_id": message_id }))).into_response()
+            tracing::debug!(source = &*route.source.name, %message_id, "accepted");
+            route.metrics.accepted.inc();
+            route.metrics.request_duration.observe(started.elapsed().as_secs_f64());
+            accepted_response(&message_id)
         }
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(source = label, error = %e, "webhook not accepted");
-            } else {
-                tracing::debug!(source = label, code = e.code(), error = %e, "webhook rejected");
-            }
-            state.metrics.rejected.with_label_values(&[label, e.code()]).inc();
-            e.into_response()
-        }
-    };
+        Err(e) => rejected(&state, &route.source.name, e, started),
+    }
+}
+
+/// The answer to a request that was not accepted, logged and counted under `label`.
+fn rejected<P>(state: &AppState<P>, label: &str, e: IngestError, started: Instant) -> Response {
+    if e.status().is_server_error() {
+        tracing::warn!(source = label, error = %e, "webhook not accepted");
+    } else {
+        tracing::debug!(source = label, code = e.code(), error = %e, "webhook rejected");
+    }
     let m = &state.metrics;
+    m.rejected.with_label_values(&[label, e.code()]).inc();
+    let response = e.into_response();
     m.requests.with_label_values(&[label, response.status().as_str()]).inc();
     m.request_duration.with_label_values(&[label]).observe(started.elapsed().as_secs_f64());
     response
 }
 
+/// `200 {"message_id": ...}`, written without building a JSON value first.
+fn accepted_response(message_id: &str) -> Response {
+    let mut body = Vec::with_capacity(message_id.len() + 20);
+    body.extend_from_slice(b"{\"message_id\":");
+    serde_json::to_writer(&mut body, message_id).expect("a string serialises");
+    body.push(b'}');
+    ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// The steps of one request; returns the `message_id` once Kafka acknowledged.
 async fn accept<P: Publisher>(
     state: &AppState<P>,
-    source: &Source,
+    route: &Route,
     request: Request,
     deadline: Instant,
 ) -> Result<String, IngestError> {
+    let source = &route.source;
     let received = SystemTime::now();
     let (parts, body) = request.into_parts();
     source.verifier.check_headers(&parts.headers, received)?;
     let encoding = check_content_headers(&parts.headers)?;
     let raw = body::read_limited(&parts.headers, body, state.max_body_bytes).await.map_err(|e| body_error(e, state))?;
     let decoded = body::decode(encoding, raw, state.max_body_bytes).map_err(|e| body_error(e, state))?;
-    state.metrics.body_bytes.with_label_values(&[&source.name]).observe(decoded.len() as f64);
+    route.metrics.body_bytes.observe(decoded.len() as f64);
     let verified = source.verifier.verify(&parts.headers, decoded, received)?;
-    let envelope = build_envelope(source, &parts.headers, &verified, received)?;
+    let payload = std::str::from_utf8(verified.body())
+        .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
+    let event_type = inspect_json(payload, source.event_type_pointer.as_deref()).map_err(IngestError::MalformedJson)?;
+    let message_id = source.message_id(&parts.headers);
+    let headers = source.forwarded(&parts.headers);
+    // The envelope borrows the body: the payload is copied once, by the encoder.
+    let envelope = EnvelopeRef {
+        message_id: &message_id,
+        source: &source.name,
+        received_at_micros: received.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64),
+        payload,
+        event_type: event_type.as_deref(),
+        headers: &headers,
+        verified_by: Some(verified.scheme()),
+    };
     let record = encode(state, source, &envelope).await?;
     produce(state, record, deadline).await?;
-    Ok(envelope.message_id)
+    Ok(message_id)
 }
 
 fn check_content_headers(headers: &HeaderMap) -> Result<ContentEncoding, IngestError> {
@@ -164,30 +201,10 @@ fn body_error<P>(e: BodyError, state: &AppState<P>) -> IngestError {
     }
 }
 
-fn build_envelope(
-    source: &Source,
-    headers: &HeaderMap,
-    verified: &Verified<bytes::Bytes>,
-    received: SystemTime,
-) -> Result<WebhookEnvelope, IngestError> {
-    let payload = std::str::from_utf8(verified.body())
-        .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
-    let event_type = inspect_json(payload, source.event_type_pointer.as_deref()).map_err(IngestError::MalformedJson)?;
-    Ok(WebhookEnvelope {
-        message_id: source.message_id(headers),
-        source: source.name.to_string(),
-        received_at_micros: received.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64),
-        payload: payload.to_owned(),
-        event_type,
-        headers: source.forwarded(headers),
-        verified_by: Some(verified.scheme().to_owned()),
-    })
-}
-
 async fn encode<P>(
     state: &AppState<P>,
     source: &Source,
-    envelope: &WebhookEnvelope,
+    envelope: &EnvelopeRef<'_>,
 ) -> Result<OutgoingRecord, IngestError> {
     let (value, content_type) = match &state.framing {
         Framing::SingleObject => (envelope.to_single_object(), CONTENT_TYPE_SINGLE_OBJECT),
@@ -220,4 +237,20 @@ async fn produce<P: Publisher>(
 /// Echoes of user input in error bodies are kept short.
 fn truncate(s: &str, max: usize) -> String {
     s.chars().take(max).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_answers_are_json_carrying_the_message_id() {
+        let id = r#"msg "quoted" \ and é"#;
+        let response = accepted_response(id);
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!(response.headers()[http::header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        let parsed: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(parsed, serde_json::json!({ "message_id": id }));
+    }
 }

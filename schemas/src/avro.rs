@@ -12,24 +12,24 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::{SchemaError, WebhookEnvelope};
+use crate::{EnvelopeRef, SchemaError, WebhookEnvelope};
 
 /// Writes the v1 datum of `e` to `out`.
-pub(crate) fn encode_datum(e: &WebhookEnvelope, out: &mut Vec<u8>) {
-    write_str(out, &e.message_id);
-    write_str(out, &e.source);
+pub(crate) fn encode_datum(e: &EnvelopeRef<'_>, out: &mut Vec<u8>) {
+    write_str(out, e.message_id);
+    write_str(out, e.source);
     write_long(out, e.received_at_micros);
-    write_str(out, &e.payload);
-    write_optional(out, e.event_type.as_deref());
+    write_str(out, e.payload);
+    write_optional(out, e.event_type);
     if !e.headers.is_empty() {
         write_long(out, e.headers.len() as i64);
-        for (k, v) in &e.headers {
+        for (k, v) in e.headers {
             write_str(out, k);
             write_str(out, v);
         }
     }
     write_long(out, 0);
-    write_optional(out, e.verified_by.as_deref());
+    write_optional(out, e.verified_by);
 }
 
 /// Reads one v1 datum that must fill `bytes` exactly.

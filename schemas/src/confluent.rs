@@ -11,8 +11,8 @@ use schema_registry_converter::{
 };
 
 use crate::{
-    ENVELOPE_SCHEMA_V1, SchemaError, WebhookEnvelope, avro::parsing_canonical_form, config::SchemaRegistryConfig,
-    envelope::envelope_canonical_form,
+    ENVELOPE_SCHEMA_V1, EnvelopeRef, SchemaError, WebhookEnvelope, avro::parsing_canonical_form,
+    config::SchemaRegistryConfig, envelope::envelope_canonical_form,
 };
 
 /// The first byte of a Confluent-framed record.
@@ -64,7 +64,7 @@ impl ConfluentCodec {
     }
 
     /// Encodes `envelope` for `topic`.
-    pub async fn encode(&self, envelope: &WebhookEnvelope, topic: &str) -> Result<Vec<u8>, SchemaError> {
+    pub async fn encode(&self, envelope: &EnvelopeRef<'_>, topic: &str) -> Result<Vec<u8>, SchemaError> {
         let id = self.schema_id(topic).await?;
         let mut out = Vec::with_capacity(HEADER_LEN + 64 + envelope.payload.len());
         out.push(CONFLUENT_MAGIC);

@@ -57,7 +57,20 @@ pub struct WebhookEnvelope {
     pub verified_by: Option<String>,
 }
 
-impl WebhookEnvelope {
+/// An envelope with borrowed fields: what ingest encodes, straight from the request
+/// (the payload is not copied out of the body it arrived in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EnvelopeRef<'a> {
+    pub message_id: &'a str,
+    pub source: &'a str,
+    pub received_at_micros: i64,
+    pub payload: &'a str,
+    pub event_type: Option<&'a str>,
+    pub headers: &'a BTreeMap<String, String>,
+    pub verified_by: Option<&'a str>,
+}
+
+impl EnvelopeRef<'_> {
     /// Avro single-object encoding under the v1 schema.
     pub fn to_single_object(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(SINGLE_OBJECT_HEADER_LEN + 64 + self.payload.len());
@@ -69,6 +82,31 @@ impl WebhookEnvelope {
     /// Appends the bare Avro datum (no framing) to `out`.
     pub fn encode_datum(&self, out: &mut Vec<u8>) {
         encode_datum(self, out);
+    }
+}
+
+impl WebhookEnvelope {
+    /// The same envelope with borrowed fields.
+    pub fn borrowed(&self) -> EnvelopeRef<'_> {
+        EnvelopeRef {
+            message_id: &self.message_id,
+            source: &self.source,
+            received_at_micros: self.received_at_micros,
+            payload: &self.payload,
+            event_type: self.event_type.as_deref(),
+            headers: &self.headers,
+            verified_by: self.verified_by.as_deref(),
+        }
+    }
+
+    /// Avro single-object encoding under the v1 schema.
+    pub fn to_single_object(&self) -> Vec<u8> {
+        self.borrowed().to_single_object()
+    }
+
+    /// Appends the bare Avro datum (no framing) to `out`.
+    pub fn encode_datum(&self, out: &mut Vec<u8>) {
+        self.borrowed().encode_datum(out);
     }
 
     /// Reads a bare Avro datum written with the v1 schema; it must fill `bytes` exactly.

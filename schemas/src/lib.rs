@@ -12,7 +12,8 @@ pub mod table;
 pub use avro::{parsing_canonical_form, rabin_fingerprint};
 pub use confluent::{CONFLUENT_MAGIC, ConfluentCodec};
 pub use envelope::{
-    ENVELOPE_SCHEMA_V1, SINGLE_OBJECT_MAGIC, WebhookEnvelope, envelope_canonical_form, envelope_fingerprint,
+    ENVELOPE_SCHEMA_V1, EnvelopeRef, SINGLE_OBJECT_MAGIC, WebhookEnvelope, envelope_canonical_form,
+    envelope_fingerprint,
 };
 
 /// How a record's value is framed, told from its first bytes.

@@ -164,7 +164,8 @@ impl Load {
                 // The record ingest produces, headers included (tansu stores each header
                 // as a row of its own, so leaving them out would flatter the ceiling).
                 let value = envelope.to_single_object();
-                let out = OutgoingRecord::for_envelope(TOPIC.into(), &envelope, value, CONTENT_TYPE_SINGLE_OBJECT);
+                let out =
+                    OutgoingRecord::for_envelope(TOPIC.into(), &envelope.borrowed(), value, CONTENT_TYPE_SINGLE_OBJECT);
                 match self.producer.send_result(future_record(&out)) {
                     Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
                     Err(_) => false,
@@ -205,7 +206,8 @@ struct Tally {
     elapsed: Duration,
     /// CPU seconds of the load generator, the target's server process and the broker.
     cpu: [f64; 3],
-    steal: f64,
+    /// The guest's CPU seconds in all (the three above, other processes, softirqs).
+    machine: MachineCpu,
 }
 
 /// `concurrency` workers, each sending the next request when its last one is answered;
@@ -376,13 +378,32 @@ impl Hiccups {
     }
 }
 
-/// CPU time the hypervisor has given to other guests so far ("steal" in /proc/stat),
-/// summed over the cores, in seconds.
-fn steal_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    // The first line: "cpu user nice system idle iowait irq softirq steal ...", in ticks.
-    let ticks = stat.lines().next().and_then(|l| l.split_whitespace().nth(8)?.parse::<f64>().ok());
-    ticks.unwrap_or(0.0) / TICKS_PER_SECOND
+/// The whole guest's CPU times so far, summed over the cores, in seconds (/proc/stat).
+#[derive(Clone, Copy, Default)]
+struct MachineCpu {
+    /// Time the cores ran anything: every process, the kernel, interrupts and softirqs
+    /// (where loopback TCP is processed).
+    busy: f64,
+    /// Time the hypervisor gave to other guests.
+    steal: f64,
+}
+
+impl MachineCpu {
+    fn now() -> Self {
+        let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+        // The first line: "cpu user nice system idle iowait irq softirq steal ...", in ticks.
+        let ticks: Vec<f64> = stat
+            .lines()
+            .next()
+            .map(|l| l.split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0.0)).collect())
+            .unwrap_or_default();
+        let t = |i: usize| ticks.get(i).copied().unwrap_or(0.0) / TICKS_PER_SECOND;
+        Self { busy: t(0) + t(1) + t(2) + t(5) + t(6), steal: t(7) }
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        Self { busy: self.busy - earlier.busy, steal: self.steal - earlier.steal }
+    }
 }
 
 /// The unit of /proc's CPU times (USER_HZ, 100 on Linux).
@@ -515,9 +536,12 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     );
     println!();
     println!("CPU µs/req: CPU time each process spent per answered request (2 cores shared by all)");
+    println!("cpu other: the rest of the guest's busy time (other processes, kernel); /proc/stat samples it");
+    println!("  at each tick, so it is only meaningful near saturation (it goes negative at low rates);");
+    println!("cpu total: all of the guest's busy time per answered request");
     println!("steal ms: CPU time the hypervisor gave to other guests during the level (both cores)");
     println!(
-        "{:<16} {:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>9}",
+        "{:<16} {:>5} {:>9} {:>8} {:>8} {:>7} {:>10} {:>10} {:>10} {:>10} {:>10} {:>9}",
         "target",
         "conc",
         "req/s",
@@ -527,6 +551,7 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         "cpu gen",
         "cpu server",
         "cpu broker",
+        "cpu other",
         "cpu total",
         "steal ms"
     );
@@ -545,22 +570,24 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
             for ((target, server_pid), tally) in targets.iter().zip(server_pids).zip(&mut tallies) {
                 let pids = [Some(self_pid), server_pid, Some(broker_pid)];
                 let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
-                let (before, steal_before) = (cpu(), steal_seconds());
+                let (before, machine_before) = (cpu(), MachineCpu::now());
                 closed_loop(&load, *target, c, duration / slices, tally).await;
-                let (after, steal_after) = (cpu(), steal_seconds());
+                let (after, machine) = (cpu(), MachineCpu::now().since(machine_before));
                 for k in 0..3 {
                     tally.cpu[k] += after[k] - before[k];
                 }
-                tally.steal += steal_after - steal_before;
+                tally.machine.busy += machine.busy;
+                tally.machine.steal += machine.steal;
             }
         }
         for (i, (target, tally)) in targets.iter().zip(tallies).enumerate() {
             let answered = tally.latencies.len() as f64;
             let per_req = |k: usize| tally.cpu[k] * 1e6 / answered.max(1.0);
+            let all = tally.machine.busy * 1e6 / answered.max(1.0);
             let f = figures(tally.latencies, tally.errors, tally.elapsed);
             best[i] = best[i].max(f.rps);
             println!(
-                "{:<16} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>9.0}",
+                "{:<16} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>9.0}",
                 target.name(),
                 c,
                 f.rps,
@@ -570,8 +597,9 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                 per_req(0),
                 per_req(1),
                 per_req(2),
-                per_req(0) + per_req(1) + per_req(2),
-                tally.steal * 1e3
+                all - per_req(0) - per_req(1) - per_req(2),
+                all,
+                tally.machine.steal * 1e3
             );
         }
     }
@@ -618,9 +646,10 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     let (mut ingest_p99s, mut bare_p99s, mut worst) = (Vec::new(), Vec::new(), None::<(f64, Vec<_>, Vec<_>)>);
     for round in 1..=rounds {
         let (metrics_before, broker_before) = (scrape().await, cpu_seconds(broker_pid));
-        let (round_started, steal_before) = (Instant::now(), steal_seconds());
+        let (round_started, machine_before) = (Instant::now(), MachineCpu::now());
         let (open, samples) = open_loop(&load, Target::Ingest, half, duration).await;
-        let (round_hiccups, steal) = (hiccups.between(round_started, Instant::now()), steal_seconds() - steal_before);
+        let round_hiccups = hiccups.between(round_started, Instant::now());
+        let steal = MachineCpu::now().since(machine_before).steal;
         let (metrics_after, broker_between) = (scrape().await, cpu_seconds(broker_pid));
         // The same rate straight into the broker: how much of ingest's tail is the broker's.
         let (bare, bare_samples) = open_loop(&load, Target::BareProducer, half, duration).await;

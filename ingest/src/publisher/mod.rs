@@ -9,7 +9,7 @@ mod topics;
 use std::{future::Future, sync::Arc, time::Duration};
 
 use hooklake_schemas::{
-    WebhookEnvelope,
+    EnvelopeRef,
     kafka::{HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE},
 };
 pub use kafka::{KafkaPublisher, future_record, producer_config};
@@ -31,14 +31,14 @@ impl OutgoingRecord {
     /// The record of one envelope, as DESIGN.md fixes it: keyed by `message_id`, with the
     /// `hooklake-source`, `hooklake-message-id` and `content-type` headers. `value` is the
     /// encoded envelope and `content_type` names its framing.
-    pub fn for_envelope(topic: Arc<str>, envelope: &WebhookEnvelope, value: Vec<u8>, content_type: &str) -> Self {
+    pub fn for_envelope(topic: Arc<str>, envelope: &EnvelopeRef<'_>, value: Vec<u8>, content_type: &str) -> Self {
         Self {
             topic,
-            key: envelope.message_id.clone(),
+            key: envelope.message_id.to_owned(),
             value,
             headers: vec![
-                (HEADER_SOURCE, envelope.source.clone()),
-                (HEADER_MESSAGE_ID, envelope.message_id.clone()),
+                (HEADER_SOURCE, envelope.source.to_owned()),
+                (HEADER_MESSAGE_ID, envelope.message_id.to_owned()),
                 (HEADER_CONTENT_TYPE, content_type.to_owned()),
             ],
         }
