@@ -1,8 +1,8 @@
 //! Ingest benchmark: prints figures, asserts nothing about time.
 //!
 //! One load generator posts unique, Standard-Webhooks-signed 1 KiB JSON webhooks at
-//! rising concurrency (closed loop) to three targets sharing one tansu broker, which
-//! take turns in short slices at each level:
+//! rising concurrency (closed loop; each worker on a keep-alive connection of its own) to
+//! three targets sharing one tansu broker, which take turns in short slices at each level:
 //!   * `hooklake ingest` (release binary, a separate process; 200 only after the ack),
 //!   * a plain axum server answering 200 at once (a separate process: the HTTP ceiling),
 //!   * a bare rdkafka producer with ingest's exact producer settings, sending the same
@@ -23,6 +23,7 @@
 //!   cargo bench -p hooklake-tests --bench ingest [-- --quick]
 
 use std::{
+    net::SocketAddr,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -31,6 +32,7 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::STANDARD};
+use bytes::Bytes;
 use hmac::Mac;
 use hooklake_ingest::publisher::{OutgoingRecord, future_record};
 use hooklake_schemas::{
@@ -39,6 +41,8 @@ use hooklake_schemas::{
     kafka::CONTENT_TYPE_SINGLE_OBJECT,
 };
 use hooklake_tests::{broker::Broker, free_port, tools};
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::TokioIo;
 use rdkafka::producer::FutureProducer;
 use tokio::sync::Semaphore;
 
@@ -75,7 +79,7 @@ fn serve_plain(port: u16) {
     runtime.block_on(async move {
         let app = axum::Router::new().route(
             "/webhook/{source}",
-            axum::routing::post(|_body: bytes::Bytes| async { axum::Json(serde_json::json!({"message_id": "x"})) }),
+            axum::routing::post(|_body: Bytes| async { axum::Json(serde_json::json!({"message_id": "x"})) }),
         );
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         axum::serve(listener, app).await.expect("serve");
@@ -120,11 +124,26 @@ impl Target {
     }
 }
 
+/// One HTTP/1.1 keep-alive connection, owned by one closed-loop worker: no pool to look
+/// up and no lock shared between workers, as in wrk. (The open loop, whose requests come
+/// and go, uses reqwest's pool.)
+type Connection = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Option<Connection> {
+    let stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream.set_nodelay(true).ok()?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.ok()?;
+    tokio::spawn(connection);
+    Some(sender)
+}
+
 /// What a target needs to take one webhook.
 struct Load {
     http: reqwest::Client,
     ingest_url: String,
     plain_url: String,
+    ingest_addr: SocketAddr,
+    plain_addr: SocketAddr,
     producer: FutureProducer,
     run: String,
     seq: AtomicU64,
@@ -175,6 +194,45 @@ impl Load {
     }
 }
 
+impl Load {
+    /// [`Load::send`] for the closed loop: HTTP targets get the request on the worker's own
+    /// connection (opened, or opened again, as needed).
+    async fn send_on(&self, target: Target, conn: &mut Option<Connection>) -> bool {
+        let addr = match target {
+            Target::Ingest => self.ingest_addr,
+            Target::PlainAxum => self.plain_addr,
+            Target::BareProducer => return self.send(target).await,
+        };
+        if conn.as_ref().is_none_or(Connection::is_closed) {
+            *conn = connect(addr).await;
+        }
+        let Some(sender) = conn.as_mut() else { return false };
+        let w = webhook(&self.run, self.seq.fetch_add(1, Ordering::Relaxed));
+        let request = http::Request::post(format!("/webhook/{SOURCE}"))
+            .header(http::header::HOST, addr.to_string())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("webhook-id", w.id)
+            .header("webhook-timestamp", w.timestamp)
+            .header("webhook-signature", w.signature)
+            .body(Full::new(Bytes::from(w.body)))
+            .expect("a valid request");
+        if sender.ready().await.is_err() {
+            *conn = None;
+            return false;
+        }
+        match sender.send_request(request).await {
+            Ok(response) => {
+                let ok = response.status() == 200;
+                response.into_body().collect().await.is_ok() && ok
+            }
+            Err(_) => {
+                *conn = None;
+                false
+            }
+        }
+    }
+}
+
 struct Figures {
     rps: f64,
     p50_ms: f64,
@@ -219,10 +277,10 @@ async fn closed_loop(load: &Arc<Load>, target: Target, concurrency: usize, durat
         .map(|_| {
             let (load, stop) = (load.clone(), stop.clone());
             tokio::spawn(async move {
-                let (mut lat, mut errors) = (Vec::new(), 0u64);
+                let (mut lat, mut errors, mut conn) = (Vec::new(), 0u64, None);
                 while !stop.load(Ordering::Relaxed) {
                     let t = Instant::now();
-                    if load.send(target).await {
+                    if load.send_on(target, &mut conn).await {
                         lat.push(t.elapsed());
                     } else {
                         errors += 1;
@@ -500,6 +558,8 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).build().expect("client"),
         ingest_url: format!("http://127.0.0.1:{port}/webhook/{SOURCE}"),
         plain_url: format!("http://127.0.0.1:{plain_port}/webhook/{SOURCE}"),
+        ingest_addr: SocketAddr::from(([127, 0, 0, 1], port)),
+        plain_addr: SocketAddr::from(([127, 0, 0, 1], plain_port)),
         producer,
         run: uuid::Uuid::now_v7().simple().to_string()[20..].to_owned(),
         seq: AtomicU64::new(0),
