@@ -60,32 +60,26 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         let drained = !expects_continue && len <= drain_budget(limit) as u64 && drain(body, drain_budget(limit)).await;
         return Err(BodyError::TooLarge { drained });
     }
-    // A body that arrives in one frame (most webhooks) is kept as hyper read it, without
-    // a copy; the buffer is only made when a second frame comes.
-    let mut first: Option<Bytes> = None;
-    let mut buf: Option<BytesMut> = None;
-    let mut len = 0usize;
+    let mut received = Bytes::new();
     let mut body = body;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(data) = frame.into_data() else { continue };
-        if len + data.len() > limit {
-            let budget = drain_budget(limit).saturating_sub(len + data.len());
+        if received.len() + data.len() > limit {
+            let budget = drain_budget(limit).saturating_sub(received.len() + data.len());
             return Err(BodyError::TooLarge { drained: drain(body, budget).await });
         }
-        len += data.len();
-        match (&mut buf, first.take()) {
-            (Some(buf), _) => buf.extend_from_slice(&data),
-            (None, None) => first = Some(data),
-            (None, Some(earlier)) => {
-                let mut b = BytesMut::with_capacity(declared.map_or(8 << 10, |l| l as usize).max(len));
-                b.extend_from_slice(&earlier);
-                b.extend_from_slice(&data);
-                buf = Some(b);
-            }
-        }
+        received = if received.is_empty() {
+            // A body in one frame (most webhooks) is kept as hyper read it, without a copy.
+            data
+        } else {
+            // Copies hyper's first frame once; after that the buffer is ours and grows in place.
+            let mut joined = BytesMut::from(received);
+            joined.extend_from_slice(&data);
+            joined.freeze()
+        };
     }
-    Ok(buf.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
+    Ok(received)
 }
 
 /// Reads and discards up to `budget` bytes; true when the body ended within it.

@@ -94,6 +94,18 @@ struct Webhook {
     body: String,
 }
 
+impl Webhook {
+    /// The request headers, signature included (both HTTP clients send these).
+    fn headers(&self) -> [(&'static str, &str); 4] {
+        [
+            ("content-type", "application/json"),
+            ("webhook-id", &self.id),
+            ("webhook-timestamp", &self.timestamp),
+            ("webhook-signature", &self.signature),
+        ]
+    }
+}
+
 fn webhook(run: &str, seq: u64) -> Webhook {
     let id = format!("bench-{run}-{seq}");
     let head = format!(r#"{{"type":"meter.read","id":"{id}","seq":{seq},"kWh":1.25,"pad":""#);
@@ -144,6 +156,8 @@ struct Load {
     plain_url: String,
     ingest_addr: SocketAddr,
     plain_addr: SocketAddr,
+    /// `/webhook/{SOURCE}`, the path of every webhook request.
+    path: String,
     producer: FutureProducer,
     run: String,
     seq: AtomicU64,
@@ -155,16 +169,8 @@ impl Load {
         match target {
             Target::Ingest | Target::PlainAxum => {
                 let url = if matches!(target, Target::Ingest) { &self.ingest_url } else { &self.plain_url };
-                let resp = self
-                    .http
-                    .post(url)
-                    .header("content-type", "application/json")
-                    .header("webhook-id", &w.id)
-                    .header("webhook-timestamp", &w.timestamp)
-                    .header("webhook-signature", &w.signature)
-                    .body(w.body)
-                    .send()
-                    .await;
+                let request = w.headers().into_iter().fold(self.http.post(url), |r, (k, v)| r.header(k, v));
+                let resp = request.body(w.body).send().await;
                 match resp {
                     Ok(r) if r.status() == 200 => r.bytes().await.is_ok(),
                     _ => false,
@@ -192,9 +198,7 @@ impl Load {
             }
         }
     }
-}
 
-impl Load {
     /// [`Load::send`] for the closed loop: HTTP targets get the request on the worker's own
     /// connection (opened, or opened again, as needed).
     async fn send_on(&self, target: Target, conn: &mut Option<Connection>) -> bool {
@@ -208,12 +212,10 @@ impl Load {
         }
         let Some(sender) = conn.as_mut() else { return false };
         let w = webhook(&self.run, self.seq.fetch_add(1, Ordering::Relaxed));
-        let request = http::Request::post(format!("/webhook/{SOURCE}"))
-            .header(http::header::HOST, addr.to_string())
-            .header(http::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", w.id)
-            .header("webhook-timestamp", w.timestamp)
-            .header("webhook-signature", w.signature)
+        let request = w
+            .headers()
+            .into_iter()
+            .fold(http::Request::post(&self.path).header(http::header::HOST, "127.0.0.1"), |r, (k, v)| r.header(k, v))
             .body(Full::new(Bytes::from(w.body)))
             .expect("a valid request");
         if sender.ready().await.is_err() {
@@ -464,6 +466,13 @@ impl MachineCpu {
     }
 }
 
+impl std::ops::AddAssign for MachineCpu {
+    fn add_assign(&mut self, other: Self) {
+        self.busy += other.busy;
+        self.steal += other.steal;
+    }
+}
+
 /// The unit of /proc's CPU times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
@@ -554,12 +563,16 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
 
     let producer: FutureProducer =
         hooklake_ingest::publisher::producer_config(&config).expect("producer config").create().expect("producer");
+    let (ingest_addr, plain_addr) =
+        (SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::from(([127, 0, 0, 1], plain_port)));
+    let path = format!("/webhook/{SOURCE}");
     let load = Arc::new(Load {
         http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).build().expect("client"),
-        ingest_url: format!("http://127.0.0.1:{port}/webhook/{SOURCE}"),
-        plain_url: format!("http://127.0.0.1:{plain_port}/webhook/{SOURCE}"),
-        ingest_addr: SocketAddr::from(([127, 0, 0, 1], port)),
-        plain_addr: SocketAddr::from(([127, 0, 0, 1], plain_port)),
+        ingest_url: format!("http://{ingest_addr}{path}"),
+        plain_url: format!("http://{plain_addr}{path}"),
+        ingest_addr,
+        plain_addr,
+        path,
         producer,
         run: uuid::Uuid::now_v7().simple().to_string()[20..].to_owned(),
         seq: AtomicU64::new(0),
@@ -636,8 +649,7 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                 for k in 0..3 {
                     tally.cpu[k] += after[k] - before[k];
                 }
-                tally.machine.busy += machine.busy;
-                tally.machine.steal += machine.steal;
+                tally.machine += machine;
             }
         }
         for (i, (target, tally)) in targets.iter().zip(tallies).enumerate() {
