@@ -109,8 +109,14 @@ fn main() -> std::process::ExitCode {
         Command::Broker { .. } => "warn,hooklake=info",
         _ => "info,librdkafka=warn",
     });
-    let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
-    match runtime.block_on(dispatch(cli.command)) {
+    let outcome = match cli.command {
+        // ingest sizes its runtime by its configuration (`ingest.worker_threads`).
+        Command::Ingest { config } => {
+            load(&config).and_then(|config| runtime(config.ingest.worker_threads)?.block_on(ingest(config)))
+        }
+        command => runtime(None).and_then(|runtime| runtime.block_on(dispatch(command))),
+    };
+    match outcome {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("hooklake: {e:#}");
@@ -119,6 +125,16 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// A multi-threaded Tokio runtime: `workers` threads, or one per CPU.
+fn runtime(workers: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        builder.worker_threads(n.into());
+    }
+    builder.enable_all().build().context("cannot start a Tokio runtime")
+}
+
+/// Runs `command` (`main` itself runs `ingest`, on a runtime of its configured size).
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Ingest { config } => ingest(load(&config)?).await,

@@ -94,6 +94,7 @@ pub async fn serve<P: Publisher>(
     tracing::info!(
         listen = %listeners.http.local_addr()?,
         sources = state.sources.len(),
+        worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         "ingest is serving"
     );
     let http = axum::serve(listeners.http, server::webhook_router(state.clone())).with_graceful_shutdown(async move {

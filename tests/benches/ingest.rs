@@ -237,6 +237,7 @@ impl Load {
 
 struct Figures {
     rps: f64,
+    mean_ms: f64,
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
@@ -250,12 +251,21 @@ fn figures(mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) -> Figu
             .copied()
             .unwrap_or_default()
     };
+    let total: Duration = latencies.iter().sum();
     Figures {
         rps: latencies.len() as f64 / elapsed.as_secs_f64(),
+        mean_ms: total.as_secs_f64() * 1000.0 / latencies.len().max(1) as f64,
         p50_ms: pct(0.50).as_secs_f64() * 1000.0,
         p99_ms: pct(0.99).as_secs_f64() * 1000.0,
         errors,
     }
+}
+
+/// The p99 of several open-loop rounds taken together; a failed request counts as slower
+/// than any answer.
+fn pooled_p99_ms(mut latencies: Vec<Duration>, errors: u64) -> f64 {
+    latencies.extend(std::iter::repeat_n(Duration::MAX, errors as usize));
+    figures(latencies, 0, Duration::from_secs(1)).p99_ms
 }
 
 /// What one target's slices of a closed-loop level add up to.
@@ -268,6 +278,56 @@ struct Tally {
     cpu: [f64; 3],
     /// The guest's CPU seconds in all (the three above, other processes, softirqs).
     machine: MachineCpu,
+    /// Ingest's own account of its requests (only for ingest's slices).
+    in_ingest: IngestTimes,
+}
+
+/// Sums and counts of two of ingest's histograms: the whole request in its handler, and
+/// produce (send to the broker's ack) within it. Their means, next to the mean the load
+/// generator saw, tell where a request's time goes.
+#[derive(Default, Clone, Copy)]
+struct IngestTimes {
+    request: (f64, f64),
+    produce: (f64, f64),
+}
+
+impl IngestTimes {
+    /// The histograms' sums and counts in the `/metrics` text of ingest's admin port.
+    fn scrape(metrics: &str) -> Self {
+        let read = |name: &str, labels: &[(&str, &str)]| {
+            let series = |suffix: &str| {
+                hooklake_tests::metrics::value(metrics, &format!("{name}{suffix}"), labels)
+                    .unwrap_or_else(|| panic!("{name}{suffix} {labels:?} is not in ingest's /metrics"))
+            };
+            (series("_sum"), series("_count"))
+        };
+        Self {
+            request: read(hooklake_ingest::metrics::REQUEST_DURATION_SECONDS, &[("source", SOURCE)]),
+            produce: read(hooklake_ingest::metrics::PRODUCE_DURATION_SECONDS, &[]),
+        }
+    }
+
+    fn since(self, earlier: Self) -> Self {
+        let d = |a: (f64, f64), b: (f64, f64)| (a.0 - b.0, a.1 - b.1);
+        Self { request: d(self.request, earlier.request), produce: d(self.produce, earlier.produce) }
+    }
+
+    /// The mean request and produce times, in milliseconds.
+    fn means_ms(self) -> (f64, f64) {
+        let mean = |(sum, count): (f64, f64)| sum * 1e3 / count.max(1.0);
+        (mean(self.request), mean(self.produce))
+    }
+}
+
+impl std::ops::AddAssign for IngestTimes {
+    fn add_assign(&mut self, other: Self) {
+        let add = |a: &mut (f64, f64), b: (f64, f64)| {
+            a.0 += b.0;
+            a.1 += b.1;
+        };
+        add(&mut self.request, other.request);
+        add(&mut self.produce, other.produce);
+    }
 }
 
 /// `concurrency` workers, each sending the next request when its last one is answered;
@@ -500,6 +560,14 @@ fn rss_mib(pid: u32) -> (f64, f64) {
 
 fn config_toml(brokers: &str, port: u16, admin: u16) -> String {
     let linger = std::env::var("BENCH_LINGER_MS").unwrap_or_else(|_| "5".into());
+    // One runtime thread by default: ingest shares the 2 cores with the load generator and
+    // the broker, and one thread hands fewer requests and buffers between threads
+    // (BENCHMARKS.md has the A/B). An empty value leaves hooklake's default, one per CPU.
+    let workers = match std::env::var("BENCH_INGEST_WORKERS").as_deref() {
+        Ok("") => String::new(),
+        Ok(n) => format!("worker_threads = {n}"),
+        Err(_) => "worker_threads = 1".into(),
+    };
     format!(
         r#"
 [kafka]
@@ -507,6 +575,7 @@ brokers = "{brokers}"
 [ingest]
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
+{workers}
 [kafka.properties]
 "linger.ms" = "{linger}"
 [sources.{SOURCE}]
@@ -628,6 +697,8 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         "cpu total",
         "steal ms"
     );
+    let metrics_url = format!("http://127.0.0.1:{admin}/metrics");
+    let scrape = || async { load.http.get(&metrics_url).send().await.expect("metrics").text().await.expect("metrics") };
     let broker_pid = broker.pid().expect("broker runs");
     let self_pid = std::process::id();
     let targets = [Target::PlainAxum, Target::BareProducer, Target::Ingest];
@@ -643,9 +714,15 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
             for ((target, server_pid), tally) in targets.iter().zip(server_pids).zip(&mut tallies) {
                 let pids = [Some(self_pid), server_pid, Some(broker_pid)];
                 let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
+                let is_ingest = matches!(target, Target::Ingest);
+                let times_before =
+                    if is_ingest { IngestTimes::scrape(&scrape().await) } else { IngestTimes::default() };
                 let (before, machine_before) = (cpu(), MachineCpu::now());
                 closed_loop(&load, *target, c, duration / slices, tally).await;
                 let (after, machine) = (cpu(), MachineCpu::now().since(machine_before));
+                if is_ingest {
+                    tally.in_ingest += IngestTimes::scrape(&scrape().await).since(times_before);
+                }
                 for k in 0..3 {
                     tally.cpu[k] += after[k] - before[k];
                 }
@@ -656,6 +733,7 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
             let answered = tally.latencies.len() as f64;
             let per_req = |k: usize| tally.cpu[k] * 1e6 / answered.max(1.0);
             let all = tally.machine.busy * 1e6 / answered.max(1.0);
+            let in_ingest = tally.in_ingest;
             let f = figures(tally.latencies, tally.errors, tally.elapsed);
             best[i] = best[i].max(f.rps);
             println!(
@@ -673,6 +751,15 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                 all,
                 tally.machine.steal * 1e3
             );
+            if matches!(target, Target::Ingest) {
+                let (handler, produce) = in_ingest.means_ms();
+                println!(
+                    "{:<16} {:>5} mean {:.2} ms: {handler:.2} in ingest's handler, of which {produce:.2} in produce (send to ack)",
+                    "", "", f.mean_ms
+                );
+            } else if matches!(target, Target::BareProducer) {
+                println!("{:<16} {:>5} mean {:.2} ms (send to ack)", "", "", f.mean_ms);
+            }
         }
     }
     let [plain_best, producer_best, ingest_best] = best;
@@ -711,11 +798,11 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         "slow",
         "broker µs"
     );
-    let metrics_url = format!("http://127.0.0.1:{admin}/metrics");
-    let scrape = || async { load.http.get(&metrics_url).send().await.expect("metrics").text().await.expect("metrics") };
     let over = Duration::from_millis(25);
     let slow = |samples: &[Sample]| samples.iter().filter(|s| s.latency > over).count();
     let (mut ingest_p99s, mut bare_p99s, mut worst) = (Vec::new(), Vec::new(), None::<(f64, Vec<_>, Vec<_>)>);
+    // Every round's latencies and errors, for the p99 of the whole half-load time.
+    let (mut ingest_all, mut bare_all) = ((Vec::new(), 0u64), (Vec::new(), 0u64));
     for round in 1..=rounds {
         let (metrics_before, broker_before) = (scrape().await, cpu_seconds(broker_pid));
         let (round_started, machine_before) = (Instant::now(), MachineCpu::now());
@@ -747,16 +834,22 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         }
         ingest_p99s.push(open.p99_ms);
         bare_p99s.push(bare.p99_ms);
+        ingest_all.0.extend(samples.iter().map(|s| s.latency));
+        ingest_all.1 += open.errors;
+        bare_all.0.extend(bare_samples.iter().map(|s| s.latency));
+        bare_all.1 += bare.errors;
         if worst.as_ref().is_none_or(|(p99, _, _)| open.p99_ms > *p99) {
             worst = Some((open.p99_ms, samples, round_hiccups));
         }
     }
     let list = |v: &[f64]| v.iter().map(|p| format!("{p:.2}")).collect::<Vec<_>>().join(", ");
     println!(
-        "half-load p99, ingest: {} ms; bare producer: {} ms   (target ingest p99 ≤ 25 ms)",
-        list(&ingest_p99s),
-        list(&bare_p99s)
+        "half-load p99 over all {} s: ingest {:.2} ms, bare producer {:.2} ms   (target ingest p99 ≤ 25 ms)",
+        rounds * duration.as_secs(),
+        pooled_p99_ms(ingest_all.0, ingest_all.1),
+        pooled_p99_ms(bare_all.0, bare_all.1)
     );
+    println!("  by round, ingest: {} ms; bare producer: {} ms", list(&ingest_p99s), list(&bare_p99s));
     if let Some((p99, samples, round_hiccups)) = worst {
         println!("  ingest's worst round (p99 {p99:.2} ms), slow requests in time: {}", tail_shape(&samples, over));
         let listed: Vec<_> = round_hiccups

@@ -1,5 +1,6 @@
-//! The real `hooklake ingest` process: logging at trace level never shows a secret, and
-//! SIGTERM finishes the request in flight before the process exits 0.
+//! The real `hooklake ingest` process: logging at trace level never shows a secret,
+//! SIGTERM finishes the request in flight before the process exits 0, and
+//! `ingest.worker_threads` sizes its runtime.
 
 use std::{
     process::{Command, Stdio},
@@ -28,7 +29,12 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
     let text = config(&broker.bootstrap(), &prefix, &s, "")
         .replace(&s.api_key, "${IT_API_KEY}")
         .replace(&format!("\"{}\"", s.stripe), "\"${IT_STRIPE}\"")
-        .replace("[ingest]", &format!("[ingest]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\""));
+        .replace(
+            "[ingest]",
+            &format!(
+                "[ingest]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nworker_threads = 3"
+            ),
+        );
     std::fs::write(&config_path, text).unwrap();
     let log_path = dir.path().join("ingest.log");
     let mut child = Command::new(tools::hooklake_bin())
@@ -106,6 +112,8 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
     assert!(logs.contains("ingest is serving") && logs.contains("webhook rejected"), "trace logs were written");
+    let serving = logs.lines().find(|l| l.contains("ingest is serving")).unwrap();
+    assert!(serving.contains("worker_threads=3"), "ingest.worker_threads sizes the runtime: {serving}");
     for secret in s.all_forms() {
         assert!(!logs.contains(&secret), "a secret ({}…) appears in the trace logs", &secret[..6]);
     }

@@ -177,6 +177,10 @@ pub struct IngestConfig {
     /// Most records waiting in the producer for the broker's acknowledgement; beyond it
     /// requests get 503 at once.
     pub producer_queue_messages: u32,
+    /// Threads of `hooklake ingest`'s Tokio runtime; unset: one per CPU. On a machine whose
+    /// cores ingest shares with a broker or other services, fewer threads hand fewer
+    /// requests between threads (BENCHMARKS.md measures 1 against 2 on 2 cores).
+    pub worker_threads: Option<u16>,
 }
 
 impl Default for IngestConfig {
@@ -188,6 +192,7 @@ impl Default for IngestConfig {
             response_deadline: HumanDuration::from_secs(10),
             retry_after: HumanDuration::from_secs(5),
             producer_queue_messages: 100_000,
+            worker_threads: None,
         }
     }
 }
@@ -447,6 +452,12 @@ impl Config {
         }
         if i.producer_queue_messages == 0 {
             return Err(ConfigError::invalid("ingest.producer_queue_messages", "must be at least 1"));
+        }
+        if i.worker_threads == Some(0) {
+            return Err(ConfigError::invalid(
+                "ingest.worker_threads",
+                "must be at least 1 (leave it out for one per CPU)",
+            ));
         }
         Ok(())
     }

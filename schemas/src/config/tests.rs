@@ -100,6 +100,16 @@ fn environment_overrides_win_over_the_file() {
 }
 
 #[test]
+fn worker_threads_default_to_one_per_cpu_and_are_at_least_one() {
+    let e = env(&[("ORDERS_KEY", "k"), ("HOOKLAKE__INGEST__WORKER_THREADS", "3")]);
+    assert_eq!(Config::from_toml(MINIMAL, &e).unwrap().ingest.worker_threads, Some(3));
+    let e = env(&[("ORDERS_KEY", "k")]);
+    assert_eq!(Config::from_toml(MINIMAL, &e).unwrap().ingest.worker_threads, None);
+    let err = Config::from_toml(&format!("{MINIMAL}\n[ingest]\nworker_threads = 0\n"), &e).unwrap_err();
+    assert!(err.to_string().starts_with("ingest.worker_threads: must be at least 1"), "{err}");
+}
+
+#[test]
 fn debug_output_never_holds_secrets() {
     let text = r#"
 [kafka.properties]
