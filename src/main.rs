@@ -134,10 +134,10 @@ fn runtime(workers: Option<u16>) -> anyhow::Result<tokio::runtime::Runtime> {
     builder.enable_all().build().context("cannot start a Tokio runtime")
 }
 
-/// Runs `command` (`main` itself runs `ingest`, on a runtime of its configured size).
+/// Runs every command but `ingest`, which `main` runs on a runtime of its configured size.
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Ingest { config } => ingest(load(&config)?).await,
+        Command::Ingest { .. } => unreachable!("main runs ingest on a runtime of its own size"),
         Command::Sink { config, once: true } => sink_once(load(&config)?).await,
         Command::Sink { config, once: false } => sink(load(&config)?).await,
         Command::CheckConfig { config } => check_config(&config),

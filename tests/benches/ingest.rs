@@ -15,9 +15,9 @@
 //! Then open-loop rounds at half of ingest's best rate give the latency under moderate
 //! load (measured from the scheduled send time, so queueing is not hidden); each round
 //! sends to ingest, then from the bare producer at the same rate (the broker's own share
-//! of that latency). The target p99 is that of all rounds together. Ingest's resident memory is sampled throughout; a thread notes the
-//! load generator's hiccups (times it could not get a CPU), and /proc/stat the CPU time
-//! the hypervisor gave to other guests.
+//! of that latency). The target p99 is that of all rounds together. Ingest's resident
+//! memory is sampled throughout; a thread notes the load generator's hiccups (times it
+//! could not get a CPU), and /proc/stat the CPU time the hypervisor gave to other guests.
 //!
 //! The whole run happens twice, on a fresh broker each time: with tansu's memory storage
 //! (the broker far from its limit, so the figures are ingest's; the issue allows it for
@@ -247,20 +247,20 @@ struct Figures {
     errors: u64,
 }
 
+/// The `p` quantile (0 to 1) of sorted latencies, in milliseconds.
+fn percentile_ms(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 * p) as usize).min(sorted.len().saturating_sub(1));
+    sorted.get(i).copied().unwrap_or_default().as_secs_f64() * 1000.0
+}
+
 fn figures(mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) -> Figures {
     latencies.sort_unstable();
-    let pct = |p: f64| {
-        latencies
-            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
-            .copied()
-            .unwrap_or_default()
-    };
     let total: Duration = latencies.iter().sum();
     Figures {
         rps: latencies.len() as f64 / elapsed.as_secs_f64(),
         mean_ms: total.as_secs_f64() * 1000.0 / latencies.len().max(1) as f64,
-        p50_ms: pct(0.50).as_secs_f64() * 1000.0,
-        p99_ms: pct(0.99).as_secs_f64() * 1000.0,
+        p50_ms: percentile_ms(&latencies, 0.50),
+        p99_ms: percentile_ms(&latencies, 0.99),
         errors,
     }
 }
@@ -269,7 +269,8 @@ fn figures(mut latencies: Vec<Duration>, errors: u64, elapsed: Duration) -> Figu
 /// than any answer.
 fn pooled_p99_ms(mut latencies: Vec<Duration>, errors: u64) -> f64 {
     latencies.extend(std::iter::repeat_n(Duration::MAX, errors as usize));
-    figures(latencies, 0, Duration::from_secs(1)).p99_ms
+    latencies.sort_unstable();
+    percentile_ms(&latencies, 0.99)
 }
 
 /// What one target's slices of a closed-loop level add up to.
@@ -282,14 +283,12 @@ struct Tally {
     cpu: [f64; 3],
     /// The guest's CPU seconds in all (the three above, other processes, softirqs).
     machine: MachineCpu,
-    /// Ingest's own account of its requests (only for ingest's slices).
-    in_ingest: IngestTimes,
 }
 
 /// Sums and counts of two of ingest's histograms: the whole request in its handler, and
 /// produce (send to the broker's ack) within it. Their means, next to the mean the load
 /// generator saw, tell where a request's time goes.
-#[derive(Default, Clone, Copy)]
+#[derive(Clone, Copy)]
 struct IngestTimes {
     request: (f64, f64),
     produce: (f64, f64),
@@ -320,17 +319,6 @@ impl IngestTimes {
     fn means_ms(self) -> (f64, f64) {
         let mean = |(sum, count): (f64, f64)| sum * 1e3 / count.max(1.0);
         (mean(self.request), mean(self.produce))
-    }
-}
-
-impl std::ops::AddAssign for IngestTimes {
-    fn add_assign(&mut self, other: Self) {
-        let add = |a: &mut (f64, f64), b: (f64, f64)| {
-            a.0 += b.0;
-            a.1 += b.1;
-        };
-        add(&mut self.request, other.request);
-        add(&mut self.produce, other.produce);
     }
 }
 
@@ -714,30 +702,27 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         // during the level (other guests, the broker's growing memory) falls on all three
         // alike instead of on whichever ran at the time.
         let mut tallies: [Tally; 3] = Default::default();
+        // Only ingest's slices send to ingest, so its histograms' change over the level
+        // is theirs.
+        let ingest_before = IngestTimes::scrape(&scrape().await);
         for _ in 0..slices {
             for ((target, server_pid), tally) in targets.iter().zip(server_pids).zip(&mut tallies) {
                 let pids = [Some(self_pid), server_pid, Some(broker_pid)];
                 let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
-                let is_ingest = matches!(target, Target::Ingest);
-                let times_before =
-                    if is_ingest { IngestTimes::scrape(&scrape().await) } else { IngestTimes::default() };
                 let (before, machine_before) = (cpu(), MachineCpu::now());
                 closed_loop(&load, *target, c, duration / slices, tally).await;
                 let (after, machine) = (cpu(), MachineCpu::now().since(machine_before));
-                if is_ingest {
-                    tally.in_ingest += IngestTimes::scrape(&scrape().await).since(times_before);
-                }
                 for k in 0..3 {
                     tally.cpu[k] += after[k] - before[k];
                 }
                 tally.machine += machine;
             }
         }
+        let in_ingest = IngestTimes::scrape(&scrape().await).since(ingest_before);
         for (i, (target, tally)) in targets.iter().zip(tallies).enumerate() {
             let answered = tally.latencies.len() as f64;
             let per_req = |k: usize| tally.cpu[k] * 1e6 / answered.max(1.0);
             let all = tally.machine.busy * 1e6 / answered.max(1.0);
-            let in_ingest = tally.in_ingest;
             let f = figures(tally.latencies, tally.errors, tally.elapsed);
             best[i] = best[i].max(f.rps);
             println!(
