@@ -40,18 +40,6 @@ pub struct Prepared {
     pub expired: BTreeMap<String, u64>,
 }
 
-impl Prepared {
-    /// Whether this commit may go on top of `now`, a newer state of its table: when the
-    /// writers since the plan left this commit's partitions and the table's layout alone,
-    /// nothing this run read was loaded by them.
-    pub fn can_rebase_onto(&self, now: &LakeTable) -> bool {
-        let (was, is) = (self.planned.table.metadata(), now.table.metadata());
-        was.current_schema_id() == is.current_schema_id()
-            && was.default_partition_spec_id() == is.default_partition_spec_id()
-            && self.commit.offsets.keys().all(|tp| self.planned.offsets.get(tp) == now.offsets.get(tp))
-    }
-}
-
 /// Deletes the data files of commits that will not be made.
 pub async fn discard(prepared: &[Prepared]) {
     for p in prepared {

@@ -378,7 +378,7 @@ async fn commit_table(ctx: &RunContext, p: &mut Prepared) -> Result<(), SinkErro
             Ok(_) => return Ok(()),
             Err(SinkError::Conflict(table)) => {
                 let now = ctx.lake.reload(&p.planned).await?;
-                let rebase = rebases < MAX_REBASES && p.can_rebase_onto(&now);
+                let rebase = rebases < MAX_REBASES && p.commit.can_rebase(&p.planned, &now);
                 ctx.metrics
                     .conflicts
                     .with_label_values(&[p.table_label.as_str(), if rebase { "rebased" } else { "replanned" }])

@@ -102,6 +102,18 @@ pub struct TableCommit {
     pub run_id: String,
 }
 
+impl TableCommit {
+    /// Whether this commit, planned from `planned`, may go on top of `now`, a newer state
+    /// of the table: when the writers since the plan left this commit's partitions (their
+    /// stored offsets) and the table's layout alone, nothing it loads was loaded by them.
+    pub fn can_rebase(&self, planned: &LakeTable, now: &LakeTable) -> bool {
+        let (was, is) = (planned.table.metadata(), now.table.metadata());
+        was.current_schema_id() == is.current_schema_id()
+            && was.default_partition_spec_id() == is.default_partition_spec_id()
+            && self.offsets.keys().all(|tp| planned.offsets.get(tp) == now.offsets.get(tp))
+    }
+}
+
 pub fn table_ident(t: &TableRef) -> Result<TableIdent, SinkError> {
     let namespace = NamespaceIdent::from_vec(t.namespace()).map_err(SinkError::catalog("namespace"))?;
     Ok(TableIdent::new(namespace, t.name.clone()))

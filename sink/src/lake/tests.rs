@@ -124,6 +124,36 @@ async fn a_stale_writer_is_refused_not_reapplied() {
     lake.commit(&now, &TableCommit { files: files_c, offsets, run_id: "c".into() }).await.unwrap();
 }
 
+/// Replicas share a table with different partitions: a commit refused because another
+/// writer got there first may go on top of it only when that writer left its partitions
+/// alone; then both writers' rows and offsets are in the table.
+#[tokio::test]
+async fn a_commit_rebases_onto_a_writer_of_other_partitions_only() {
+    let (lake, _dir) = lake().await;
+    let planned = lake.ensure(&table()).await.unwrap();
+    let commit = |files, partition, next, run: &str| TableCommit {
+        files,
+        offsets: BTreeMap::from([(("t".to_string(), partition), next)]),
+        run_id: run.into(),
+    };
+    let p0 = commit(write(&planned, &["a"], NOV_24_2026).await.0, 0, 1, "p0");
+    let p1 = commit(write(&planned, &["b"], NOV_24_2026).await.0, 1, 1, "p1");
+    let p0_again = commit(write(&planned, &["a"], NOV_24_2026).await.0, 0, 1, "p0-again");
+    lake.commit(&planned, &p0).await.unwrap();
+
+    let now = lake.reload(&planned).await.unwrap();
+    assert!(matches!(lake.commit(&planned, &p1).await, Err(SinkError::Conflict(_))));
+    assert!(p1.can_rebase(&planned, &now), "partition 1 was left alone");
+    assert!(!p0_again.can_rebase(&planned, &now), "partition 0 moved: the run must re-plan");
+    lake.commit(&now, &p1).await.unwrap();
+
+    let after = lake.reload(&now).await.unwrap();
+    assert_eq!((after.next_offset("t", 0), after.next_offset("t", 1)), (Some(1), Some(1)));
+    let mut ids = SeenIds::default();
+    lake.add_message_ids(&after, 0, None, &mut ids).await.unwrap();
+    assert_eq!(ids.len(), 2, "both writers' rows");
+}
+
 #[tokio::test]
 async fn rows_of_different_days_go_to_their_day_partitions() {
     let (lake, _dir) = lake().await;
