@@ -96,7 +96,10 @@ fn banner(config: &Config, config_label: &str, broker: &str) -> String {
     line(format!("hooklake dev is running (configuration: {config_label}). Ctrl-C loads what is left and stops."));
     line(String::new());
     line(format!("  broker   {broker}"));
-    line(format!("  ingest   POST {ingest}/webhook/<source>   (metrics: http://{}/metrics)", config.ingest.admin_listen));
+    line(format!(
+        "  ingest   POST {ingest}/webhook/<source>   (metrics: http://{}/metrics)",
+        config.ingest.admin_listen
+    ));
     line(format!(
         "  sink     {}, and on Ctrl-C   (POST http://{}/runs starts a run now)",
         config.sink.schedule, config.sink.admin_listen

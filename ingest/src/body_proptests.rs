@@ -23,10 +23,7 @@ fn compressed() -> impl Strategy<Value = ContentEncoding> {
 
 /// Bodies that compress well (JSON-like repeats) and badly (random bytes).
 fn body(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    prop_oneof![
-        vec(any::<u8>(), 0..max),
-        ("[ -~]{1,16}", 0..max / 4).prop_map(|(unit, n)| unit.repeat(n).into_bytes()),
-    ]
+    prop_oneof![vec(any::<u8>(), 0..max), ("[ -~]{1,16}", 0..max / 4).prop_map(|(unit, n)| unit.repeat(n).into_bytes()),]
 }
 
 /// `data` as the sender would send it with `encoding` (deflate is zlib in HTTP).

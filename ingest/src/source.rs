@@ -115,7 +115,11 @@ mod tests {
         assert_eq!(s.message_id(&both), "msg_std", "the verifier reads webhook-id first");
         assert_eq!(s.message_id(&with(&[("x-request-id", "req-7")])), "req-7");
         let long = "x".repeat(300);
-        assert_eq!(s.message_id(&with(&[("webhook-id", long.as_str()), ("svix-id", "msg_svix")])).len(), 36, "not svix-id");
+        assert_eq!(
+            s.message_id(&with(&[("webhook-id", long.as_str()), ("svix-id", "msg_svix")])).len(),
+            36,
+            "not svix-id"
+        );
         assert!(is_uuid_v7(&s.message_id(&with(&[("webhook-id", long.as_str())]))));
     }
 

@@ -95,7 +95,12 @@ impl IngestProcess {
     /// Like [`Self::post`], on a raw connection: ingest may answer before it read the body
     /// (it refuses these from the headers alone) and close, and a client still writing
     /// would see a reset instead of the answer. The body is written aside, errors ignored.
-    async fn post_raw(&self, source: &str, headers: &[(&str, String)], body: String) -> (u16, String, String, Duration) {
+    async fn post_raw(
+        &self,
+        source: &str,
+        headers: &[(&str, String)],
+        body: String,
+    ) -> (u16, String, String, Duration) {
         let mut request = format!(
             "POST /webhook/{source} HTTP/1.1\r\nhost: test\r\ncontent-type: application/json\r\n\
              content-length: {}\r\nconnection: close\r\n",
@@ -191,8 +196,18 @@ async fn signature_headers_of_50000_entries_are_refused_at_once_while_livez_answ
         ("v1 list", "std", std_headers(WEBHOOK, repeat("v1,AA", " ")), too_many),
         ("v1a list", "std", std_headers(WEBHOOK, repeat("v1a,AA", " ")), too_many),
         ("svix v1 list", "std", std_headers(SVIX, repeat("v1,AA", " ")), too_many),
-        ("stripe v1= list", "stripe", vec![("stripe-signature", format!("t={now},{}", repeat("v1=00", ",")))], too_many),
-        ("github list", "gh", vec![("x-hub-signature-256", repeat("sha256=00", ","))], "signature has the wrong length"),
+        (
+            "stripe v1= list",
+            "stripe",
+            vec![("stripe-signature", format!("t={now},{}", repeat("v1=00", ",")))],
+            too_many,
+        ),
+        (
+            "github list",
+            "gh",
+            vec![("x-hub-signature-256", repeat("sha256=00", ","))],
+            "signature has the wrong length",
+        ),
         ("hmac list", "hmac", vec![("x-signature", repeat("sha256=00", ","))], "signature has the wrong length"),
     ];
 

@@ -12,7 +12,9 @@ use hooklake_schemas::config::{AuthConfig, HmacAlgorithm, HumanDuration, Secret,
 use http::{HeaderMap, HeaderValue};
 use proptest::{collection::vec, prelude::*, sample::Index};
 
-use super::{AuthError, MAX_SIGNATURE_ENTRIES, TOO_MANY_ENTRIES, Verifier, secret::HmacSha256, standard_webhooks, stripe};
+use super::{
+    AuthError, MAX_SIGNATURE_ENTRIES, TOO_MANY_ENTRIES, Verifier, secret::HmacSha256, standard_webhooks, stripe,
+};
 
 const NOW: u64 = 1_795_500_000;
 const BODY: &[u8] = br#"{"type":"prop","n":1}"#;

@@ -373,7 +373,8 @@ fn generic_hmac_takes_exactly_one_signature_of_its_algorithms_length() {
         let sh = |value: &str| headers(&[("x-sig", value)]);
         let one = encode(&vec![7u8; len]);
         let list = repeated(&one, 50_000, ",");
-        for bad in [String::new(), encode(&vec![7u8; len - 1]), encode(&vec![7u8; len + 1]), list, "!".repeat(one.len())]
+        for bad in
+            [String::new(), encode(&vec![7u8; len - 1]), encode(&vec![7u8; len + 1]), list, "!".repeat(one.len())]
         {
             assert!(matches!(check(&v, &sh(&bad)), Err(AuthError::Invalid(_))), "{algorithm:?} {}", bad.len());
         }

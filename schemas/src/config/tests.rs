@@ -168,13 +168,16 @@ fn type_errors_hide_values_from_the_environment() {
         assert!(err.starts_with(expected), "{extra}: {err}");
     }
     // Overrides may carry secrets too.
-    for (name, value) in [("HOOKLAKE__KAFKA__TOPIC_PARTITIONS", "\"s3cr3t\""), ("HOOKLAKE__INGEST__RETRY_AFTER", secret)] {
+    for (name, value) in
+        [("HOOKLAKE__KAFKA__TOPIC_PARTITIONS", "\"s3cr3t\""), ("HOOKLAKE__INGEST__RETRY_AFTER", secret)]
+    {
         let err = Config::from_toml(MINIMAL, &env(&[("ORDERS_KEY", "k"), (name, value)])).unwrap_err().to_string();
         assert!(!err.contains("s3cr3t") && err.contains("***"), "{name}: {err}");
     }
     // Values written in the file itself are still shown: they help find the mistake.
-    let err = Config::from_toml(&format!("{MINIMAL}\n[kafka]\ntopic_partitions = \"three\"\n"), &env(&[("ORDERS_KEY", "k")]))
-        .unwrap_err()
-        .to_string();
+    let err =
+        Config::from_toml(&format!("{MINIMAL}\n[kafka]\ntopic_partitions = \"three\"\n"), &env(&[("ORDERS_KEY", "k")]))
+            .unwrap_err()
+            .to_string();
     assert!(err.contains("\"three\""), "{err}");
 }
