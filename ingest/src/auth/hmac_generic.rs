@@ -57,12 +57,17 @@ impl GenericHmac {
         if sig.len() != encoded_len {
             return Err(AuthError::Invalid("signature has the wrong length"));
         }
-        match self.encoding {
-            SignatureEncoding::Hex => hex::decode(sig).map_err(|_| AuthError::Invalid("signature is not hex")),
+        let decoded = match self.encoding {
+            SignatureEncoding::Hex => hex::decode(sig).map_err(|_| AuthError::Invalid("signature is not hex"))?,
             SignatureEncoding::Base64 => {
-                STANDARD.decode(sig).map_err(|_| AuthError::Invalid("signature is not base64"))
+                STANDARD.decode(sig).map_err(|_| AuthError::Invalid("signature is not base64"))?
             }
+        };
+        // Base64 of 33 bytes is as long as that of 32 (padded).
+        if decoded.len() != len {
+            return Err(AuthError::Invalid("signature has the wrong length"));
         }
+        Ok(decoded)
     }
 
     pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {

@@ -59,7 +59,7 @@ impl Config {
             let key = e.path().to_string();
             // toml appends "in `<table>`" on a second line; the key already says where.
             let message = e.into_inner().to_string();
-            let message = redact(message.lines().next().unwrap_or_default(), &from_env);
+            let message = redact(message.lines().next().unwrap_or_default(), &key, &from_env);
             ConfigError::invalid(if key == "." { "config".into() } else { key }, message)
         })?;
         config.validate()?;
@@ -84,18 +84,31 @@ fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     ConfigError::Syntax(format!("invalid TOML at line {line}, column {column}: {}", e.message()))
 }
 
-/// `message` with each of `from_env` (and its escaped forms, as `{:?}` quotes it)
-/// replaced by `***`. Longer values go first, so that a value holding another is hidden
-/// whole.
-fn redact(message: &str, from_env: &[String]) -> String {
-    let mut forms: Vec<String> = from_env
-        .iter()
-        .filter(|v| !v.is_empty())
-        .flat_map(|v| [v.clone(), v.escape_debug().to_string(), v.escape_default().to_string()])
-        .collect();
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    forms.iter().fold(message.to_owned(), |m, f| m.replace(f.as_str(), "***"))
+/// `message`, an error at `key`, with the values the environment put at or under that
+/// key (or above it) replaced by `***`: quoted (`"v"` as serde quotes, `` `v` `` as ours
+/// do) wherever they are, and unquoted when at least 4 characters long (shorter ones
+/// would also match ordinary words of the message). Longer values go first, so that a
+/// value holding another is hidden whole.
+fn redact(message: &str, key: &str, from_env: &env::FromEnv) -> String {
+    let mut values: Vec<&str> =
+        from_env.iter().filter(|(k, v)| !v.is_empty() && related(key, k)).map(|(_, v)| v.as_str()).collect();
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = message.to_owned();
+    for v in values {
+        out = out.replace(&format!("{v:?}"), "\"***\"").replace(&format!("`{v}`"), "`***`");
+        if v.chars().count() >= 4 {
+            out = out.replace(v, "***");
+        }
+    }
+    out
+}
+
+/// Whether keys `a` and `b` are the same, or one holds the other.
+fn related(a: &str, b: &str) -> bool {
+    let holds = |outer: &str, inner: &str| {
+        outer == "." || inner.strip_prefix(outer).is_some_and(|rest| rest.starts_with(['.', '[']))
+    };
+    a == b || holds(a, b) || holds(b, a)
 }
 
 #[cfg(test)]
