@@ -103,6 +103,9 @@ async fn drain(mut body: Body, budget: usize) -> bool {
 /// Undoes `encoding`, refusing output over `limit` bytes.
 pub fn decode(encoding: ContentEncoding, raw: Bytes, limit: usize) -> Result<Bytes, BodyError> {
     let reader: Box<dyn Read + '_> = match encoding {
+        // `read_limited` has capped it already; checked here too, so that the cap holds
+        // for every encoding whoever calls this.
+        ContentEncoding::Identity if raw.len() > limit => return Err(BodyError::TooLarge { drained: true }),
         ContentEncoding::Identity => return Ok(raw),
         ContentEncoding::Gzip => Box::new(MultiGzDecoder::new(&raw[..])),
         ContentEncoding::Deflate => Box::new(ZlibDecoder::new(&raw[..])),

@@ -14,6 +14,9 @@ pub mod server;
 pub mod source;
 pub mod validate;
 
+#[cfg(test)]
+mod body_proptests;
+
 use std::{
     future::Future,
     sync::{

@@ -258,7 +258,8 @@ pub struct SourceConfig {
     pub table: Option<TableRef>,
     /// How requests are authenticated.
     pub auth: AuthConfig,
-    /// A header whose value becomes `message_id` (after `webhook-id`/`svix-id`).
+    /// A header whose value becomes `message_id` (after the signed `webhook-id`/`svix-id`
+    /// of `standard_webhooks` sources; other schemes use only this header).
     #[serde(default)]
     pub id_header: Option<String>,
     /// JSON pointer (`/data/type`) to the event type; default: top-level `event_type`,

@@ -133,3 +133,51 @@ auth = { type = "standard_webhooks", secrets = ["whsec_c2VjcmV0LXh5eg=="] }
     }
     assert!(debug.contains("postgres://hook:***@db/lake"));
 }
+
+#[test]
+fn syntax_errors_give_the_line_and_the_problem_not_the_lines_text() {
+    let text = "[sources.a]\nauth = { type = \"github\", secrets = [\"x\"] }\nsecret = \"s3cr3t-value\n";
+    let err = Config::from_toml(text, &Env::new()).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax(_)), "{err:?}");
+    let err = err.to_string();
+    assert!(!err.contains("s3cr3t"), "the secret leaked: {err}");
+    assert!(err.starts_with("invalid TOML at line 3, column "), "{err}");
+    assert!(err.contains("string"), "the kind of problem: {err}");
+    // An inline table on one line, the way sources carry their secrets.
+    let text = "[sources.a]\nauth = { type = \"api_key\", keys = [\"k3y-s3cr3t\" }\n";
+    let err = Config::from_toml(text, &Env::new()).unwrap_err().to_string();
+    assert!(!err.contains("k3y-s3cr3t") && err.starts_with("invalid TOML at line 2, column "), "{err}");
+}
+
+#[test]
+fn type_errors_hide_values_from_the_environment() {
+    let secret = "s3cr3t-value";
+    let cases = [
+        ("[kafka]\ntopic_partitions = \"${V}\"", secret, "kafka.topic_partitions: invalid type: string"),
+        ("[ingest]\nresponse_deadline = \"${V}\"", "10s3cr3t", "ingest.response_deadline: `***` is not a duration"),
+        ("[ingest]\nmax_body_bytes = \"${V}\"", "12 s3cr3t", "ingest.max_body_bytes: "),
+        ("[catalog]\ntype = \"${V}\"", secret, "catalog.type: unknown variant `***`"),
+        ("[ingest]\nlisten = \"${V}\"", secret, "ingest.listen: "),
+        ("[kafka]\nbrokers = [\"${V}\"]", secret, "kafka.brokers: invalid type: sequence"),
+        ("[ingest]\nresponse_deadline = \"1m ${V}\"", "s3cr3t", "ingest.response_deadline: `***` is not a duration"),
+    ];
+    for (extra, value, expected) in cases {
+        let text = format!("{MINIMAL}\n{extra}\n");
+        let err = Config::from_toml(&text, &env(&[("ORDERS_KEY", "k"), ("V", value)])).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t"), "the value leaked: {err}");
+        assert!(err.starts_with(expected), "{extra}: {err}");
+    }
+    // Overrides may carry secrets too.
+    for (name, value) in
+        [("HOOKLAKE__KAFKA__TOPIC_PARTITIONS", "\"s3cr3t\""), ("HOOKLAKE__INGEST__RETRY_AFTER", secret)]
+    {
+        let err = Config::from_toml(MINIMAL, &env(&[("ORDERS_KEY", "k"), (name, value)])).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t") && err.contains("***"), "{name}: {err}");
+    }
+    // Values written in the file itself are still shown: they help find the mistake.
+    let err =
+        Config::from_toml(&format!("{MINIMAL}\n[kafka]\ntopic_partitions = \"three\"\n"), &env(&[("ORDERS_KEY", "k")]))
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("\"three\""), "{err}");
+}
