@@ -85,7 +85,7 @@ async fn a_commit_is_one_snapshot_holding_the_offsets() {
     assert_eq!(stats.rows, 3);
     assert_eq!(stats.files, 1);
     let offsets = BTreeMap::from([(("hooklake.orders".to_string(), 0), 3), (("hooklake.orders".to_string(), 1), 7)]);
-    let committed = lake.commit(&t, TableCommit { files, offsets, run_id: "r1".into() }).await.unwrap();
+    let committed = lake.commit(&t, &TableCommit { files, offsets, run_id: "r1".into() }).await.unwrap();
     let snap = committed.metadata().current_snapshot().unwrap();
     let summary = &snap.summary().additional_properties;
     assert_eq!(summary[SUMMARY_RUN_ID], "r1");
@@ -94,10 +94,15 @@ async fn a_commit_is_one_snapshot_holding_the_offsets() {
     let reloaded = lake.load(&table()).await.unwrap().unwrap();
     assert_eq!(reloaded.next_offset("hooklake.orders", 0), Some(3));
     assert_eq!(reloaded.next_offset("hooklake.orders", 2), None);
-    let ids = lake.recent_message_ids(&reloaded, NOV_24_2026).await.unwrap();
+    let mut ids = SeenIds::default();
+    lake.add_message_ids(&reloaded, NOV_24_2026, None, &mut ids).await.unwrap();
     assert!(ids.contains(fingerprint("b")).unwrap() && ids.len() == 3);
-    let none = lake.recent_message_ids(&reloaded, NOV_24_2026 + DAY_MICROS).await.unwrap();
+    let mut none = SeenIds::default();
+    lake.add_message_ids(&reloaded, NOV_24_2026 + DAY_MICROS, None, &mut none).await.unwrap();
     assert!(none.is_empty(), "rows older than the window are not duplicates");
+    let mut before = SeenIds::default();
+    lake.add_message_ids(&reloaded, 0, Some(NOV_24_2026), &mut before).await.unwrap();
+    assert!(before.is_empty(), "the upper bound is exclusive of later rows");
 }
 
 /// Two writers plan from the same table; the second must not land on top of the first.
@@ -108,15 +113,15 @@ async fn a_stale_writer_is_refused_not_reapplied() {
     let (files_a, _) = write(&planned, &["a"], NOV_24_2026).await;
     let (files_b, _) = write(&planned, &["a"], NOV_24_2026).await;
     let offsets = BTreeMap::from([(("t".to_string(), 0), 1)]);
-    lake.commit(&planned, TableCommit { files: files_a, offsets: offsets.clone(), run_id: "a".into() }).await.unwrap();
-    let err = lake.commit(&planned, TableCommit { files: files_b, offsets, run_id: "b".into() }).await.unwrap_err();
+    lake.commit(&planned, &TableCommit { files: files_a, offsets: offsets.clone(), run_id: "a".into() }).await.unwrap();
+    let err = lake.commit(&planned, &TableCommit { files: files_b, offsets, run_id: "b".into() }).await.unwrap_err();
     assert!(matches!(err, SinkError::Conflict(_)), "{err}");
     let now = lake.load(&table()).await.unwrap().unwrap();
     assert_eq!(now.table.metadata().snapshots().count(), 1, "only the first writer's snapshot");
     // Planned from the current state, the same commit goes through.
     let (files_c, _) = write(&now, &["c"], NOV_24_2026).await;
     let offsets = BTreeMap::from([(("t".to_string(), 0), 2)]);
-    lake.commit(&now, TableCommit { files: files_c, offsets, run_id: "c".into() }).await.unwrap();
+    lake.commit(&now, &TableCommit { files: files_c, offsets, run_id: "c".into() }).await.unwrap();
 }
 
 #[tokio::test]
