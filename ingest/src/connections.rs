@@ -158,3 +158,70 @@ impl Drop for OpenGuard {
         self.0.dec();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n";
+
+    async fn start(max_connections: usize) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections,
+            drain: Duration::from_secs(30),
+        };
+        let router = Router::new().route("/", get(|| async { "hi" }));
+        let (stop, mut stopped) = watch::channel(false);
+        let gauge = IntGauge::new("open", "open").unwrap();
+        let server = tokio::spawn(serve(listener, router, limits, gauge, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        (addr, stop, server)
+    }
+
+    /// The first bytes of the answer on `stream`, or None when it stays silent for `wait`.
+    async fn answer(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+        let mut buf = [0u8; 12];
+        match tokio::time::timeout(wait, stream.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => Some(String::from_utf8_lossy(&buf).into_owned()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn at_max_connections_the_next_one_waits_for_a_slot() {
+        let (addr, _stop, _server) = start(1).await;
+        let mut first = TcpStream::connect(&addr).await.unwrap();
+        first.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut first, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        let mut second = TcpStream::connect(&addr).await.unwrap();
+        second.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut second, Duration::from_millis(500)).await, None, "served beyond the cap");
+        drop(first);
+        assert_eq!(answer(&mut second, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_connections_without_a_request_head_at_once() {
+        let (addr, stop, server) = start(8).await;
+        let mut half = TcpStream::connect(&addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        let mut idle = TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut idle, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("stopped in time").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(2), half.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?} {rest:?}");
+    }
+}
