@@ -32,9 +32,7 @@ use tokio::{
     task::JoinSet,
 };
 
-/// Largest request head (request line and headers). hyper answers 431 beyond it. It also
-/// bounds what a request can add to its Kafka record besides the body.
-pub const MAX_REQUEST_HEAD_BYTES: usize = 64 << 10;
+pub use hooklake_schemas::kafka::MAX_REQUEST_HEAD_BYTES;
 
 /// How long to wait before accepting again after `accept` failed (out of file descriptors).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);

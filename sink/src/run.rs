@@ -213,7 +213,9 @@ async fn load(
 /// copied from elsewhere) fails the run: loading from there would skip records.
 async fn plan(ctx: &RunContext, assignment: &Assignment) -> Result<Plan, SinkError> {
     let mut plan = Plan { tables: HashMap::new(), spans: HashMap::new(), expired: Vec::new() };
-    let mut ahead: HashMap<&str, i64> = HashMap::new();
+    // Every configured topic's gauge is set, also those a rebalance took away from this
+    // instance, so that a repaired table (or a moved partition) clears it.
+    let mut ahead: HashMap<&str, i64> = ctx.settings.routes.iter().map(|r| (r.topic.as_str(), 0)).collect();
     let mut errors = Vec::new();
     for tp in &assignment.partitions {
         let Some(route) = ctx.settings.route(&tp.0) else { continue };
@@ -222,8 +224,6 @@ async fn plan(ctx: &RunContext, assignment: &Assignment) -> Result<Plan, SinkErr
         }
         let stored = plan.tables[&route.table_label].as_ref().and_then(|t| t.next_offset(&tp.0, tp.1));
         let (low, high) = ctx.consumer.watermarks(&tp.0, tp.1).await?;
-        // Every topic's gauge is set: back to 0 once its table is repaired.
-        ahead.entry(&tp.0).or_default();
         match stored {
             Some(s) if s > high => {
                 *ahead.entry(&tp.0).or_default() += 1;

@@ -25,7 +25,6 @@ use super::{
     Delivered, OutgoingRecord, PublishError, Publisher, ensure_topics_with,
     generations::{Followed, Producers, is_delivery_timeout, is_purged},
 };
-use crate::connections::MAX_REQUEST_HEAD_BYTES;
 
 /// How long a readiness answer is reused, so that probes do not hammer the broker.
 const READY_CACHE: Duration = Duration::from_secs(1);
@@ -82,14 +81,10 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     Ok(c)
 }
 
-/// The largest record a request within `ingest.max_body_bytes` can make: the payload, an
-/// event type taken from it (at most as long again), the forwarded headers, message id
-/// and Kafka headers (all from the request head, which hyper caps), and the Avro and
-/// Kafka framing (well under the fixed slack). librdkafka's default `message.max.bytes`
-/// (1,000,000) would refuse bodies near the default cap of 1 MiB.
+/// The largest record a request within `ingest.max_body_bytes` can make (see
+/// [`hooklake_schemas::kafka::max_record_bytes`]).
 pub fn max_record_bytes(config: &Config) -> u64 {
-    const FRAMING_SLACK: u64 = 16 << 10;
-    2 * config.ingest.max_body_bytes.get() + MAX_REQUEST_HEAD_BYTES as u64 + FRAMING_SLACK
+    hooklake_schemas::kafka::max_record_bytes(config.ingest.max_body_bytes.get())
 }
 
 /// The record as rdkafka sends it: topic, key, value and headers.
@@ -144,7 +139,9 @@ impl KafkaPublisher {
             .cloned()
             .chain(self.topics.iter().map(|t| hooklake_schemas::kafka::dlq_topic(t)))
             .collect();
-        let max_message = max_record_bytes(&self.config).to_string();
+        // The sink's dead letters copy a record and add two headers: one size fits both.
+        let max_message =
+            hooklake_schemas::kafka::max_dead_letter_bytes(self.config.ingest.max_body_bytes.get()).to_string();
         ensure_topics_with(&self.config.kafka, &all, &[("max.message.bytes", &max_message)]).await
     }
 
@@ -283,7 +280,7 @@ mod tests {
         assert_eq!(c.get("bootstrap.servers"), Some("localhost:9092"));
         // 1 MiB bodies fit (librdkafka's default of 1,000,000 would refuse them).
         let max: u64 = c.get("message.max.bytes").unwrap().parse().unwrap();
-        assert!(max >= 2 * (1 << 20) + MAX_REQUEST_HEAD_BYTES as u64, "{max}");
+        assert!(max >= 2 * (1 << 20) + hooklake_schemas::kafka::MAX_REQUEST_HEAD_BYTES as u64, "{max}");
         let own = producer_config(&config("[kafka.properties]\n\"message.max.bytes\" = \"5000000\"")).unwrap();
         assert_eq!(own.get("message.max.bytes"), Some("5000000"));
     }

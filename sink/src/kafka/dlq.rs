@@ -4,7 +4,7 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use hooklake_schemas::kafka::{HEADER_ERROR, HEADER_ORIGIN, dlq_topic};
+use hooklake_schemas::kafka::{HEADER_ERROR, HEADER_ORIGIN, dlq_topic, max_dead_letter_bytes};
 use rdkafka::{
     Message,
     admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
@@ -32,6 +32,10 @@ impl DeadLetters {
     pub fn new(config: &hooklake_schemas::config::Config) -> Result<Self, SinkError> {
         let mut c = client_config(config);
         c.set("enable.idempotence", "true").set("acks", "all").set("message.timeout.ms", "30000");
+        // A dead letter copies a record of up to ingest's largest (1 MiB bodies by default).
+        if !config.kafka.properties.contains_key("message.max.bytes") {
+            c.set("message.max.bytes", max_dead_letter_bytes(config.ingest.max_body_bytes.get()).to_string());
+        }
         Ok(Self { producer: c.create().map_err(SinkError::kafka("create the DLQ producer"))?, pending: Vec::new() })
     }
 
@@ -88,9 +92,13 @@ pub async fn ensure_dlq_topics(config: &hooklake_schemas::config::Config, topics
     let admin: AdminClient<DefaultClientContext> =
         client_config(config).create().map_err(SinkError::kafka("create the admin client"))?;
     let new: Vec<String> = topics.iter().map(|t| dlq_topic(t)).collect();
+    let max_message = max_dead_letter_bytes(config.ingest.max_body_bytes.get()).to_string();
     let new: Vec<NewTopic> = new
         .iter()
-        .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor)))
+        .map(|t| {
+            NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor))
+                .set("max.message.bytes", &max_message)
+        })
         .collect();
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
     let results = admin.create_topics(&new, &options).await.map_err(SinkError::kafka("create DLQ topics"))?;
