@@ -26,7 +26,18 @@ impl Pipeline {
 
     /// With the sink's `schedule` and `lag_trigger` (TOML inline table) set.
     pub async fn start_with(lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
-        let broker = TestBroker::get();
+        Self::start_on(lake, TestBroker::get(), schedule, lag_trigger, 2).await
+    }
+
+    /// [`Self::start_with`] on `broker` (a broker of the test's own when it is to be
+    /// killed), with topics of `partitions` partitions.
+    pub async fn start_on(
+        lake: TestLake,
+        broker: TestBroker,
+        schedule: &str,
+        lag_trigger: &str,
+        partitions: u32,
+    ) -> Self {
         let prefix = unique("sk");
         let api_key = format!("key-{}", uuid::Uuid::new_v4().simple());
         let whsec = format!(
@@ -38,7 +49,7 @@ impl Pipeline {
             r#"
 [kafka]
 brokers = "{brokers}"
-topic_partitions = 2
+topic_partitions = {partitions}
 
 {catalog}
 
