@@ -26,14 +26,18 @@ impl Pipeline {
 
     /// With the sink's `schedule` and `lag_trigger` (TOML inline table) set.
     pub async fn start_with(lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
-        Self::start_on(lake, TestBroker::get(), schedule, lag_trigger, 2).await
+        Self::start_on(TestBroker::get(), lake, schedule, lag_trigger).await
     }
 
-    /// [`Self::start_with`] on `broker` (a broker of the test's own when it is to be
-    /// killed), with topics of `partitions` partitions.
-    pub async fn start_on(
-        lake: TestLake,
+    /// On `broker` (a test that deletes topics or stops the broker needs its own).
+    pub async fn start_on(broker: TestBroker, lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
+        Self::start_partitioned(broker, lake, schedule, lag_trigger, 2).await
+    }
+
+    /// [`Self::start_on`] with topics of `partitions` partitions.
+    pub async fn start_partitioned(
         broker: TestBroker,
+        lake: TestLake,
         schedule: &str,
         lag_trigger: &str,
         partitions: u32,

@@ -4,7 +4,14 @@
 
 use std::time::Duration;
 
-use hooklake_tests::{eventually, kafka, lake::TestLake, metrics, python, sink::SinkService, tools};
+use hooklake_tests::{
+    broker::{Broker, TestBroker},
+    eventually, kafka,
+    lake::TestLake,
+    metrics, python,
+    sink::SinkService,
+    tools,
+};
 use rdkafka::{
     ClientConfig,
     producer::{FutureProducer, FutureRecord},
@@ -186,4 +193,32 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     }
     assert!(missing.is_empty(), "used by deploy/ but not exported: {missing:?}\nexported: {exported:?}");
     sink.stop().await;
+}
+
+/// A table whose offsets are past the end of its topic (the topic was deleted and
+/// recreated) makes runs fail with a reason and a gauge, and the table is left alone:
+/// loading the new topic from its start would skip or duplicate records silently.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_ahead_of_its_recreated_topic_fails_runs_loudly() {
+    // Its own broker: tansu's topic deletion disturbs the other tests' topics.
+    let p = Pipeline::start_on(TestBroker::Own(Broker::start()), TestLake::sqlite(), "off", "{}").await;
+    let ids = p.post_keys("before", 6).await;
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let topic = p.keys_topic();
+    let ahead = |text: &str| metrics::value(text, "hooklake_sink_offsets_ahead_partitions", &[("topic", &topic)]);
+    assert_eq!(ahead(&sink.metrics().await), Some(0.0));
+
+    kafka::recreate_topic(&p.broker.bootstrap(), &topic, 2).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ahead of the topic") && error.contains(&topic), "{error}");
+    assert!(ahead(&sink.metrics().await).unwrap_or(0.0) >= 1.0, "{}", sink.metrics().await);
+    assert_eq!(runs(&sink.metrics().await, "manual", "failure"), 1.0);
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids), "the table is untouched");
+    assert!(sink.stop().await);
 }
