@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use hooklake_schemas::config::Config;
+use hooklake_schemas::config::{Config, redact_url_password};
 use tokio::sync::watch;
 
 use crate::{progress::Bar, send};
@@ -30,7 +30,7 @@ pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> 
     });
 
     wait_ready(&config).await;
-    print_banner(&config, config_label, broker.describe());
+    print!("{}", banner(&config, config_label, &broker.describe()));
 
     let early = tokio::select! {
         () = crate::telemetry::shutdown_signal() => None,
@@ -82,43 +82,60 @@ async fn wait_ready(config: &Config) {
     tracing::warn!("ingest is not ready after 30 s; see its /readyz");
 }
 
-fn print_banner(config: &Config, config_label: &str, broker: String) {
+/// What `hooklake dev` prints once it is ready: URLs, a `curl` and a `hooklake send` line
+/// per source, and where the tables are. The catalog's password (a PostgreSQL URI holds
+/// one) is shown as `***`; the dev API key in the curl lines is the example's, on purpose.
+fn banner(config: &Config, config_label: &str, broker: &str) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
     let ingest = send::base_url(config, None);
-    println!();
-    println!("hooklake dev is running (configuration: {config_label}). Ctrl-C loads what is left and stops.");
-    println!();
-    println!("  broker   {broker}");
-    println!("  ingest   POST {ingest}/webhook/<source>   (metrics: http://{}/metrics)", config.ingest.admin_listen);
-    println!(
+    line(String::new());
+    line(format!("hooklake dev is running (configuration: {config_label}). Ctrl-C loads what is left and stops."));
+    line(String::new());
+    line(format!("  broker   {broker}"));
+    line(format!(
+        "  ingest   POST {ingest}/webhook/<source>   (metrics: http://{}/metrics)",
+        config.ingest.admin_listen
+    ));
+    line(format!(
         "  sink     {}, and on Ctrl-C   (POST http://{}/runs starts a run now)",
         config.sink.schedule, config.sink.admin_listen
-    );
-    println!("  tables   catalog {}, files under {}", config.catalog.uri, config.catalog.warehouse);
-    println!();
+    ));
+    line(format!(
+        "  tables   catalog {}, files under {}",
+        redact_url_password(&config.catalog.uri),
+        redact_url_password(&config.catalog.warehouse)
+    ));
+    line(String::new());
     for (name, source) in &config.sources {
         let table = source.table_for(name);
-        println!("  source {name} ({}) → table {table}", source.auth.scheme());
+        line(format!("  source {name} ({}) → table {table}", source.auth.scheme()));
         let body = format!(r#"{{"event_type":"{name}.created","id":"{name}-1"}}"#);
         match send::curl_line(config, name, source, &body) {
-            Ok(line) => println!("    {line}"),
-            Err(e) => println!("    (no curl line: {e})"),
+            Ok(curl) => line(format!("    {curl}")),
+            Err(e) => line(format!("    (no curl line: {e})")),
         }
-        println!("    hooklake send {name} --count 10");
+        line(format!("    hooklake send {name} --count 10"));
     }
     if config.sources.values().any(|s| matches!(s.auth.scheme(), "standard_webhooks" | "stripe")) {
-        println!();
-        println!(
+        line(String::new());
+        line(
             "  (signed curl lines carry a timestamp: they are valid for the source's tolerance; `hooklake send` signs afresh)"
+                .into(),
         );
     }
     if let Some((name, source)) = config.sources.iter().next() {
-        println!();
-        println!(
+        line(String::new());
+        line(format!(
             "  then:    hooklake query \"SELECT event_type, count(*) FROM {} GROUP BY event_type\"",
             source.table_for(name)
-        );
+        ));
     }
-    println!();
+    line(String::new());
+    out
 }
 
 /// The broker `hooklake dev` talks to: embedded tansu, or with the `embedded-broker`
@@ -145,4 +162,27 @@ impl External {
         format!("{} (kafka.brokers; this build has no embedded broker)", self.0)
     }
     fn stop(&self) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use hooklake_schemas::config::Env;
+
+    use super::*;
+
+    #[test]
+    fn the_banner_hides_the_catalog_password() {
+        let text = r#"
+[catalog]
+uri = "postgres://hook:${PGPASSWORD}@db.internal:5432/lake"
+[sources.orders]
+auth = { type = "api_key", keys = ["dev-orders-key"] }
+"#;
+        let env: Env = [("PGPASSWORD".to_owned(), "pg-s3cr3t-pw".to_owned())].into();
+        let config = Config::from_toml(text, &env).unwrap();
+        let banner = banner(&config, "test.toml", "127.0.0.1:9092");
+        assert!(!banner.contains("pg-s3cr3t-pw"), "{banner}");
+        assert!(banner.contains("catalog postgres://hook:***@db.internal:5432/lake"), "{banner}");
+        assert!(banner.contains("hooklake send orders --count 10"), "{banner}");
+    }
 }

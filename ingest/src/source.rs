@@ -13,8 +13,8 @@ pub struct Source {
     pub name: Arc<str>,
     pub topic: Arc<str>,
     pub verifier: Verifier,
-    /// Headers whose value becomes `message_id`, in order of preference.
-    id_headers: Vec<HeaderName>,
+    /// The configured `id_header` (`x-github-delivery` for GitHub by default).
+    id_header: Option<HeaderName>,
     pub event_type_pointer: Option<String>,
     forward_headers: Vec<HeaderName>,
 }
@@ -29,30 +29,34 @@ impl Source {
             HeaderName::try_from(h.to_ascii_lowercase())
                 .map_err(|_| ConfigError::invalid(key(k), format!("`{h}` is not a valid header name")))
         };
-        let mut id_headers: Vec<HeaderName> =
-            vec![HeaderName::from_static("webhook-id"), HeaderName::from_static("svix-id")];
-        match (&config.id_header, &config.auth) {
-            (Some(h), _) => id_headers.push(header("id_header", h)?),
-            (None, AuthConfig::Github { .. }) => id_headers.push(HeaderName::from_static("x-github-delivery")),
-            (None, _) => {}
-        }
+        let id_header = match (&config.id_header, &config.auth) {
+            (Some(h), _) => Some(header("id_header", h)?),
+            (None, AuthConfig::Github { .. }) => Some(HeaderName::from_static("x-github-delivery")),
+            (None, _) => None,
+        };
         let forward_headers =
             config.forwarded_headers().iter().map(|h| header("forward_headers", h)).collect::<Result<_, _>>()?;
         Ok(Self {
             name: name.into(),
             topic: config.topic_for(name).into(),
             verifier: Verifier::from_config(&key("auth"), &config.auth)?,
-            id_headers,
+            id_header,
             event_type_pointer: config.event_type_pointer.clone(),
             forward_headers,
         })
     }
 
-    /// The sender's delivery id when it gives a usable one, else a new UUIDv7.
+    /// The sender's delivery id when it gives a usable one, else a new UUIDv7. An id the
+    /// scheme signs (`webhook-id`, else `svix-id`: the one the verifier read) comes first,
+    /// then the configured `id_header`. Unsigned `webhook-id`s are not used: anyone could
+    /// set one to collide with another delivery's id, which the sink deduplicates on.
     pub fn message_id(&self, headers: &HeaderMap) -> String {
-        self.id_headers
-            .iter()
-            .filter_map(|h| headers.get(h)?.to_str().ok())
+        let signed = self.verifier.signed_id_headers().iter().find_map(|h| headers.get(*h));
+        let configured = self.id_header.as_ref().and_then(|h| headers.get(h));
+        signed
+            .into_iter()
+            .chain(configured)
+            .filter_map(|v| v.to_str().ok())
             .map(str::trim)
             .find(|id| !id.is_empty() && id.len() <= MAX_ID_LEN)
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
@@ -80,21 +84,43 @@ mod tests {
         Source::from_config("s", &c.sources["s"]).unwrap()
     }
 
+    fn with(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        pairs.iter().map(|(k, v)| (HeaderName::from_static(k), HeaderValue::from_str(v).unwrap())).collect()
+    }
+
+    fn is_uuid_v7(id: &str) -> bool {
+        uuid::Uuid::parse_str(id).is_ok_and(|u| u.get_version_num() == 7)
+    }
+
     #[test]
-    fn message_ids_prefer_the_senders_delivery_id() {
+    fn unsigned_sources_take_only_their_id_header() {
         let s = source("id_header = \"X-Request-Id\"", "{ type = \"none\" }");
-        let mut h = HeaderMap::new();
-        h.insert("x-request-id", HeaderValue::from_static("req-7"));
-        assert_eq!(s.message_id(&h), "req-7");
-        h.insert("svix-id", HeaderValue::from_static("msg_svix"));
-        assert_eq!(s.message_id(&h), "msg_svix");
-        h.insert("webhook-id", HeaderValue::from_static("msg_std"));
-        assert_eq!(s.message_id(&h), "msg_std");
-        let generated = s.message_id(&HeaderMap::new());
-        assert_eq!(uuid::Uuid::parse_str(&generated).unwrap().get_version_num(), 7);
-        let mut long = HeaderMap::new();
-        long.insert("webhook-id", HeaderValue::from_str(&"x".repeat(300)).unwrap());
-        assert_ne!(s.message_id(&long).len(), 300);
+        assert_eq!(s.message_id(&with(&[("x-request-id", "req-7")])), "req-7");
+        // Anyone can send webhook-id/svix-id to a source that does not verify them.
+        let forged = with(&[("x-request-id", "req-7"), ("webhook-id", "msg_other"), ("svix-id", "msg_svix")]);
+        assert_eq!(s.message_id(&forged), "req-7");
+        assert!(is_uuid_v7(&s.message_id(&with(&[("webhook-id", "msg_other")]))));
+        assert!(is_uuid_v7(&s.message_id(&HeaderMap::new())));
+        let keys = source("", "{ type = \"api_key\", keys = [\"k\"] }");
+        assert!(is_uuid_v7(&keys.message_id(&with(&[("svix-id", "msg_svix")]))));
+        let stripe = source("", "{ type = \"stripe\", secrets = [\"whsec_x\"] }");
+        assert!(is_uuid_v7(&stripe.message_id(&with(&[("webhook-id", "msg_std")]))));
+    }
+
+    #[test]
+    fn standard_webhooks_sources_take_the_signed_id_first() {
+        let s = source("id_header = \"X-Request-Id\"", "{ type = \"standard_webhooks\", secrets = [\"whsec_AAAA\"] }");
+        assert_eq!(s.message_id(&with(&[("x-request-id", "req-7"), ("svix-id", "msg_svix")])), "msg_svix");
+        let both = with(&[("x-request-id", "req-7"), ("svix-id", "msg_svix"), ("webhook-id", "msg_std")]);
+        assert_eq!(s.message_id(&both), "msg_std", "the verifier reads webhook-id first");
+        assert_eq!(s.message_id(&with(&[("x-request-id", "req-7")])), "req-7");
+        let long = "x".repeat(300);
+        assert_eq!(
+            s.message_id(&with(&[("webhook-id", long.as_str()), ("svix-id", "msg_svix")])).len(),
+            36,
+            "not svix-id"
+        );
+        assert!(is_uuid_v7(&s.message_id(&with(&[("webhook-id", long.as_str())]))));
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub fn envelope_fingerprint() -> [u8; 8] {
 /// One accepted webhook, as put on Kafka.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WebhookEnvelope {
-    /// The sender's delivery id (`webhook-id`, `svix-id`, configured header) or a UUIDv7.
+    /// The sender's delivery id (the signed `webhook-id`/`svix-id`, the configured header) or a UUIDv7.
     pub message_id: String,
     /// The configured source name.
     pub source: String,

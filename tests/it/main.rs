@@ -6,6 +6,8 @@ mod common;
 mod confluent;
 mod faults;
 mod ingest_broker_faults;
+mod ingest_hostile;
+mod ingest_hostile_auth;
 mod ingest_process;
 mod ingest_records;
 mod ingest_rejections;

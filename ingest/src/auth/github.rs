@@ -1,4 +1,7 @@
 //! `github`: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+//!
+//! One signature per header: anything but 64 hex digits after `sha256=` (an empty value,
+//! a list) is refused before the body is read, without hashing.
 
 use hooklake_schemas::config::Secret;
 use http::HeaderMap;
@@ -20,11 +23,16 @@ impl Github {
         Self { secrets: secrets.iter().map(|s| KeyBytes(s.expose().as_bytes().to_vec())).collect() }
     }
 
-    pub(super) fn check_headers(&self, headers: &HeaderMap) -> Result<Vec<u8>, AuthError> {
+    pub(super) fn check_headers(&self, headers: &HeaderMap) -> Result<[u8; 32], AuthError> {
         let value = header(headers, SIGNATURE_HEADER)?;
         let hex_sig =
             value.strip_prefix("sha256=").ok_or(AuthError::Invalid("signature does not start with sha256="))?;
-        hex::decode(hex_sig).map_err(|_| AuthError::Invalid("signature is not hex"))
+        let mut signature = [0u8; 32];
+        if hex_sig.len() != 2 * signature.len() {
+            return Err(AuthError::Invalid("signature has the wrong length"));
+        }
+        hex::decode_to_slice(hex_sig, &mut signature).map_err(|_| AuthError::Invalid("signature is not hex"))?;
+        Ok(signature)
     }
 
     pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {

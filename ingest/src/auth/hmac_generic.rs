@@ -1,5 +1,9 @@
 //! `hmac`: a generic HMAC of the body in one header — configurable algorithm (sha1,
 //! sha256, sha512), encoding (hex or base64) and prefix (e.g. `sha256=`).
+//!
+//! One signature per header: a value that does not decode to the algorithm's digest
+//! length (empty, a list, another algorithm) is refused before the body is read, without
+//! hashing.
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::SimpleHmac;
@@ -44,12 +48,26 @@ impl GenericHmac {
             Some(p) => value.strip_prefix(p.as_str()).ok_or(AuthError::Invalid("signature lacks its prefix"))?,
             None => value,
         };
-        match self.encoding {
-            SignatureEncoding::Hex => hex::decode(sig).map_err(|_| AuthError::Invalid("signature is not hex")),
-            SignatureEncoding::Base64 => {
-                STANDARD.decode(sig).map_err(|_| AuthError::Invalid("signature is not base64"))
-            }
+        let len = digest_len(self.algorithm);
+        // Checked before decoding, so that a long value is never decoded.
+        let encoded_len = match self.encoding {
+            SignatureEncoding::Hex => 2 * len,
+            SignatureEncoding::Base64 => len.div_ceil(3) * 4,
+        };
+        if sig.len() != encoded_len {
+            return Err(AuthError::Invalid("signature has the wrong length"));
         }
+        let decoded = match self.encoding {
+            SignatureEncoding::Hex => hex::decode(sig).map_err(|_| AuthError::Invalid("signature is not hex"))?,
+            SignatureEncoding::Base64 => {
+                STANDARD.decode(sig).map_err(|_| AuthError::Invalid("signature is not base64"))?
+            }
+        };
+        // Base64 of 33 bytes is as long as that of 32 (padded).
+        if decoded.len() != len {
+            return Err(AuthError::Invalid("signature has the wrong length"));
+        }
+        Ok(decoded)
     }
 
     pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
@@ -76,5 +94,14 @@ impl GenericHmac {
             SignatureEncoding::Base64 => STANDARD.encode(sig),
         };
         Ok(vec![(self.header.clone(), format!("{}{encoded}", self.prefix.as_deref().unwrap_or_default()))])
+    }
+}
+
+/// Bytes of the algorithm's MAC.
+fn digest_len(algorithm: HmacAlgorithm) -> usize {
+    match algorithm {
+        HmacAlgorithm::Sha1 => 20,
+        HmacAlgorithm::Sha256 => 32,
+        HmacAlgorithm::Sha512 => 64,
     }
 }

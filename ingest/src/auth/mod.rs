@@ -1,6 +1,11 @@
 //! Request authentication. A handler can only publish a [`Verified`] body, and the only way
 //! to make one is [`Verifier::verify`]. One file per scheme; every scheme accepts several
 //! secrets at once (rotation), compares in constant time and works on the raw bytes.
+//!
+//! Signature headers come from strangers, so their cost is bounded before any secret is
+//! used: at most [`MAX_SIGNATURE_ENTRIES`] entries per header, empty or undecodable entries
+//! are dropped without hashing, and each scheme computes its MAC once per secret and
+//! compares every candidate with it in constant time.
 
 mod api_key;
 mod github;
@@ -14,6 +19,14 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use hooklake_schemas::config::{AuthConfig, ConfigError, Secret};
 use http::HeaderMap;
+
+/// Most entries a signature header may hold (`webhook-signature`'s space-separated list,
+/// `Stripe-Signature`'s comma-separated elements besides `t=`). A sender signs with one
+/// entry per secret it rotates through; a longer list is refused before the body is read.
+pub const MAX_SIGNATURE_ENTRIES: usize = 32;
+
+/// The [`AuthError::Invalid`] text of a header over [`MAX_SIGNATURE_ENTRIES`].
+const TOO_MANY_ENTRIES: &str = "the signature header has more than 32 entries";
 
 /// A body that passed its source's verifier.
 #[derive(Debug)]
@@ -86,6 +99,16 @@ impl Verifier {
             Scheme::Stripe(_) => "stripe",
             Scheme::Hmac(_) => "hmac",
             Scheme::None => "none",
+        }
+    }
+
+    /// The headers whose value the scheme signs as the message id, in the order the
+    /// verifier reads them (the first present one is the signed one). Empty for schemes
+    /// that do not sign an id: their `webhook-id` could be set by anyone.
+    pub fn signed_id_headers(&self) -> &'static [&'static str] {
+        match self.scheme {
+            Scheme::StandardWebhooks(_) => standard_webhooks::ID_HEADERS,
+            _ => &[],
         }
     }
 
@@ -180,6 +203,19 @@ fn header_any<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Result<&'h 
     header(headers, name)
 }
 
+/// The first [`MAX_SIGNATURE_ENTRIES`] items of `entries`; one more is an error. Stops
+/// at that one, so a header of any length costs at most that many items.
+fn bounded<'h>(entries: impl Iterator<Item = &'h str>) -> Result<Vec<&'h str>, AuthError> {
+    let mut kept = Vec::new();
+    for entry in entries {
+        if kept.len() == MAX_SIGNATURE_ENTRIES {
+            return Err(AuthError::Invalid(TOO_MANY_ENTRIES));
+        }
+        kept.push(entry);
+    }
+    Ok(kept)
+}
+
 /// Checks a signature timestamp (Unix seconds) against `now` ± `tolerance`.
 fn check_timestamp(ts: &str, now: SystemTime, tolerance: std::time::Duration) -> Result<i64, AuthError> {
     let ts: i64 = ts.trim().parse().map_err(|_| AuthError::Invalid("signature timestamp is not a number"))?;
@@ -190,5 +226,7 @@ fn check_timestamp(ts: &str, now: SystemTime, tolerance: std::time::Duration) ->
     Ok(ts)
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

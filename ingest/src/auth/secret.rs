@@ -4,6 +4,7 @@ use std::fmt;
 
 use hmac::{Mac, SimpleHmac};
 use sha2::Sha256;
+use subtle::ConstantTimeEq;
 
 /// Key bytes that never show in `Debug`.
 #[derive(Clone)]
@@ -40,6 +41,19 @@ where
     M: Mac + hmac::digest::KeyInit,
 {
     keys.iter().fold(false, |found, key| hmac_matches::<M>(&key.0, parts, expected) | found)
+}
+
+/// Whether any of `candidates` equals any of `macs`. Every pair is compared in constant
+/// time, so the time taken tells neither which secret nor which entry matched. The MACs
+/// are computed once per secret by the caller ([`hmac_of`]), never once per candidate.
+pub(super) fn any_candidate_matches(macs: &[Vec<u8>], candidates: &[&[u8]]) -> bool {
+    let mut found = subtle::Choice::from(0);
+    for mac in macs {
+        for candidate in candidates {
+            found |= mac.as_slice().ct_eq(candidate);
+        }
+    }
+    found.into()
 }
 
 /// HMAC(`key`, concatenation of `parts`): the signing side of [`hmac_matches`].

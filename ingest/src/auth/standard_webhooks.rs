@@ -5,6 +5,11 @@
 //! space-separated list of `v1,<base64 HMAC-SHA256>` (keyed with the base64-decoded
 //! `whsec_` secret) and `v1a,<base64 ed25519 signature>` (checked with a `whpk_` public
 //! key); one valid entry for one configured secret is enough.
+//!
+//! The list holds at most [`super::MAX_SIGNATURE_ENTRIES`] entries. Entries of another version,
+//! or whose signature does not decode to the length of its algorithm, are dropped without
+//! hashing; a header left with none is refused before the body is read. The HMAC is
+//! computed once per secret and compared with every `v1` entry.
 
 use std::time::{Duration, SystemTime};
 
@@ -17,8 +22,8 @@ use hooklake_schemas::config::{ConfigError, Secret};
 use http::HeaderMap;
 
 use super::{
-    AuthError, check_timestamp, header_any,
-    secret::{HmacSha256, KeyBytes, any_key_matches, hmac_of},
+    AuthError, bounded, check_timestamp, header_any,
+    secret::{HmacSha256, KeyBytes, any_candidate_matches, hmac_of},
 };
 
 /// Standard base64 that accepts padded and unpadded input, as the Svix libraries do.
@@ -27,7 +32,7 @@ const LENIENT: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
-const ID_HEADERS: &[&str] = &["webhook-id", "svix-id"];
+pub(super) const ID_HEADERS: &[&str] = &["webhook-id", "svix-id"];
 const TIMESTAMP_HEADERS: &[&str] = &["webhook-timestamp", "svix-timestamp"];
 const SIGNATURE_HEADERS: &[&str] = &["webhook-signature", "svix-signature"];
 
@@ -41,7 +46,53 @@ pub(super) struct StandardWebhooks {
 pub(super) struct Signed<'h> {
     id: &'h str,
     timestamp: &'h str,
-    signatures: &'h str,
+    signatures: Candidates,
+}
+
+/// The usable entries of a signature header, decoded.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(super) struct Candidates {
+    /// `v1,` entries: HMAC-SHA256 digests.
+    pub(super) v1: Vec<[u8; HMAC_LEN]>,
+    /// `v1a,` entries: ed25519 signatures, without repeats.
+    pub(super) v1a: Vec<[u8; ED25519_LEN]>,
+}
+
+const HMAC_LEN: usize = 32;
+const ED25519_LEN: usize = 64;
+/// The longest base64 text of an entry we can use (64 bytes, padded); longer ones are
+/// dropped before decoding.
+const MAX_ENTRY_B64: usize = ED25519_LEN.div_ceil(3) * 4;
+
+/// Parses a signature header: at most [`super::MAX_SIGNATURE_ENTRIES`] space-separated
+/// entries, of which the `v1,` and `v1a,` ones of the right length are kept. `Err` when
+/// there are too many, or none is usable.
+pub(super) fn parse_signatures(value: &str) -> Result<Candidates, AuthError> {
+    let mut found = Candidates::default();
+    for entry in bounded(value.split_ascii_whitespace())? {
+        let Some((version, b64)) = entry.split_once(',') else { continue };
+        match version {
+            "v1" => found.v1.extend(decode_fixed::<HMAC_LEN>(b64)),
+            "v1a" => found.v1a.extend(decode_fixed::<ED25519_LEN>(b64)),
+            _ => {}
+        }
+    }
+    found.v1a.sort_unstable();
+    found.v1a.dedup();
+    if found.v1.is_empty() && found.v1a.is_empty() {
+        return Err(AuthError::Invalid("the signature header has no usable v1 or v1a entry"));
+    }
+    Ok(found)
+}
+
+/// `b64` decoded, when it is exactly `N` bytes.
+fn decode_fixed<const N: usize>(b64: &str) -> Option<[u8; N]> {
+    if b64.is_empty() || b64.len() > MAX_ENTRY_B64 {
+        return None;
+    }
+    let mut out = [0u8; MAX_ENTRY_B64];
+    let len = LENIENT.decode_slice(b64, &mut out).ok()?;
+    out[..len].try_into().ok()
 }
 
 impl StandardWebhooks {
@@ -83,7 +134,7 @@ impl StandardWebhooks {
         let signed = Signed {
             id: header_any(headers, ID_HEADERS)?,
             timestamp: header_any(headers, TIMESTAMP_HEADERS)?,
-            signatures: header_any(headers, SIGNATURE_HEADERS)?,
+            signatures: parse_signatures(header_any(headers, SIGNATURE_HEADERS)?)?,
         };
         check_timestamp(signed.timestamp, now, self.tolerance)?;
         Ok(signed)
@@ -92,17 +143,19 @@ impl StandardWebhooks {
     pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8], now: SystemTime) -> Result<(), AuthError> {
         let s = self.check_headers(headers, now)?;
         let parts: [&[u8]; 5] = [s.id.as_bytes(), b".", s.timestamp.as_bytes(), b".", body];
-        let mut matched = false;
-        for entry in s.signatures.split_whitespace() {
-            let Some((version, b64)) = entry.split_once(',') else { continue };
-            let Ok(sig) = LENIENT.decode(b64) else { continue };
-            matched |= match version {
-                "v1" => any_key_matches::<HmacSha256>(&self.hmac_keys, &parts, &sig),
-                "v1a" => self.ed25519_matches(&parts.concat(), &sig),
-                _ => false,
-            };
-        }
+        // `|`, not `||`: both kinds are checked, whichever matched.
+        let matched = self.hmac_matches(&parts, &s.signatures.v1) | self.ed25519_matches(&parts, &s.signatures.v1a);
         if matched { Ok(()) } else { Err(AuthError::Invalid("no signature matches")) }
+    }
+
+    /// One HMAC per secret, compared with every `v1` entry.
+    fn hmac_matches(&self, parts: &[&[u8]], entries: &[[u8; HMAC_LEN]]) -> bool {
+        if entries.is_empty() {
+            return false;
+        }
+        let macs: Vec<Vec<u8>> = self.hmac_keys.iter().map(|k| hmac_of::<HmacSha256>(&k.0, parts)).collect();
+        let entries: Vec<&[u8]> = entries.iter().map(|e| e.as_slice()).collect();
+        any_candidate_matches(&macs, &entries)
     }
 
     /// Headers that sign `body` as the sender would: `v1,<base64 HMAC>` with the first
@@ -119,8 +172,18 @@ impl StandardWebhooks {
         ])
     }
 
-    fn ed25519_matches(&self, message: &[u8], sig: &[u8]) -> bool {
-        let Ok(sig) = Signature::from_slice(sig) else { return false };
-        self.public_keys.iter().fold(false, |found, key| key.verify_strict(message, &sig).is_ok() | found)
+    /// Each `v1a` entry against each public key. ed25519 hashes the message with the
+    /// signature's `R`, so this work is per entry; the entries are bounded and without
+    /// repeats, and the message is joined once.
+    fn ed25519_matches(&self, parts: &[&[u8]], entries: &[[u8; ED25519_LEN]]) -> bool {
+        if entries.is_empty() || self.public_keys.is_empty() {
+            return false;
+        }
+        let message = parts.concat();
+        let mut found = false;
+        for sig in entries.iter().map(Signature::from_bytes) {
+            found |= self.public_keys.iter().fold(false, |f, key| key.verify_strict(&message, &sig).is_ok() | f);
+        }
+        found
     }
 }

@@ -247,3 +247,138 @@ fn a_standard_webhooks_source_with_only_public_keys_cannot_sign() {
     let err = super::Signer::from_config("k", &auth).unwrap().sign("id", b"{}", now()).unwrap_err();
     assert!(err.contains("whsec_"), "{err}");
 }
+
+/// `n` copies of `entry` joined by `sep`.
+fn repeated(entry: &str, n: usize, sep: &str) -> String {
+    vec![entry; n].join(sep)
+}
+
+fn check(v: &Verifier, h: &HeaderMap) -> Result<(), AuthError> {
+    v.check_headers(h, now())
+}
+
+const TOO_MANY: AuthError = AuthError::Invalid(super::TOO_MANY_ENTRIES);
+
+#[test]
+fn the_bound_is_the_one_its_error_names() {
+    assert!(super::TOO_MANY_ENTRIES.contains(&format!(" {} ", super::MAX_SIGNATURE_ENTRIES)));
+}
+
+#[test]
+fn standard_webhooks_refuses_signature_lists_over_the_bound_before_the_body() {
+    let v = standard(secrets(&[&whsec(KEY_A)]));
+    let good = sw_sig(KEY_A, "msg_1", NOW, BODY);
+    // Well-formed entries of the right length, which an unbounded verifier would hash.
+    let wrong = sw_sig(KEY_B, "msg_1", NOW, BODY);
+    let v1a = format!("v1a,{}", STANDARD.encode([9u8; 64]));
+    let max = super::MAX_SIGNATURE_ENTRIES;
+    for junk in [wrong.as_str(), v1a.as_str(), "v1,AA", "v1,"] {
+        let at_bound = format!("{} {good}", repeated(junk, max - 1, " "));
+        assert_eq!(verify(&v, &sw_headers("webhook", "msg_1", NOW, &at_bound), BODY), Ok("standard_webhooks"));
+        for n in [max, 50_000] {
+            let over = format!("{} {good}", repeated(junk, n, " "));
+            let h = sw_headers("webhook", "msg_1", NOW, &over);
+            assert_eq!(check(&v, &h), Err(TOO_MANY), "{junk} x {n}: refused from the headers alone");
+            assert_eq!(verify(&v, &h, BODY), Err(TOO_MANY));
+        }
+    }
+    // Separators do not count as entries.
+    let spaced = format!("  {}  {good}  ", repeated(&wrong, max - 1, "   "));
+    assert!(verify(&v, &sw_headers("webhook", "msg_1", NOW, &spaced), BODY).is_ok());
+}
+
+#[test]
+fn standard_webhooks_drops_empty_and_undecodable_entries_without_hashing() {
+    let v = standard(secrets(&[&whsec(KEY_A)]));
+    let short = format!("v1,{}", STANDARD.encode([1u8; 31]));
+    let long = format!("v1,{}", STANDARD.encode([1u8; 33]));
+    let v1a_short = format!("v1a,{}", STANDARD.encode([1u8; 63]));
+    let huge = format!("v1,{}", "A".repeat(4000));
+    let built = [short.as_str(), long.as_str(), v1a_short.as_str(), huge.as_str()];
+    for junk in ["v1,", "v1a,", "v1,!!!!", "v1,AA", "v1", ",", "v2,AAAA"].into_iter().chain(built) {
+        let h = sw_headers("webhook", "msg_1", NOW, junk);
+        assert_eq!(
+            check(&v, &h),
+            Err(AuthError::Invalid("the signature header has no usable v1 or v1a entry")),
+            "{junk}: refused from the headers alone"
+        );
+        let with_good = format!("{junk} {}", sw_sig(KEY_A, "msg_1", NOW, BODY));
+        assert!(verify(&v, &sw_headers("webhook", "msg_1", NOW, &with_good), BODY).is_ok(), "{junk}");
+    }
+    assert_eq!(
+        super::standard_webhooks::parse_signatures("v1, v1,AA v1a,zz v1a,  v3,AAAA"),
+        Err(AuthError::Invalid("the signature header has no usable v1 or v1a entry"))
+    );
+}
+
+#[test]
+fn stripe_refuses_lists_over_the_bound_and_unusable_v1_before_the_body() {
+    let secret = "whsec_stripe_bound";
+    let auth = AuthConfig::Stripe { secrets: secrets(&[secret]), tolerance: HumanDuration::from_secs(300) };
+    let v = Verifier::from_config("k", &auth).unwrap();
+    let good = hmac_hex(secret.as_bytes(), &[format!("{NOW}.").as_bytes(), BODY].concat());
+    let sh = |value: &str| headers(&[("stripe-signature", value)]);
+    let max = super::MAX_SIGNATURE_ENTRIES;
+    let wrong = format!("v1={}", "ab".repeat(32));
+    for junk in [wrong.as_str(), "v1=00", "v1=", "v0=abc", ""] {
+        let at_bound = format!("t={NOW},{},v1={good}", repeated(junk, max - 1, ","));
+        assert_eq!(verify(&v, &sh(&at_bound), BODY), Ok("stripe"), "{junk}");
+        for n in [max, 50_000] {
+            let over = format!("t={NOW},{},v1={good}", repeated(junk, n, ","));
+            assert_eq!(check(&v, &sh(&over)), Err(TOO_MANY), "{junk} x {n}");
+        }
+    }
+    let not_hex = format!("v1={}", "g".repeat(64));
+    for unusable in ["v1=", "v1=zz", "v1=00ff", "v1=ab,v1=", "v0=ab", not_hex.as_str()] {
+        let h = sh(&format!("t={NOW},{unusable}"));
+        assert_eq!(check(&v, &h), Err(AuthError::Invalid("Stripe-Signature has no v1= signature")), "{unusable}");
+    }
+    let twice = format!("t={NOW},t={NOW},v1={good}");
+    assert_eq!(check(&v, &sh(&twice)), Err(AuthError::Invalid("Stripe-Signature has more than one t=")));
+}
+
+#[test]
+fn github_takes_exactly_one_hex_signature() {
+    let v = Verifier::from_config("k", &AuthConfig::Github { secrets: secrets(&["gh"]) }).unwrap();
+    let good = format!("sha256={}", hmac_hex(b"gh", BODY));
+    let gh = |value: &str| headers(&[("x-hub-signature-256", value)]);
+    let list = repeated(&good, 50_000, ",");
+    let spaced = repeated(&good, 2, " ");
+    let not_hex = format!("sha256={}", "z".repeat(64));
+    for bad in ["sha256=", "sha256=00", list.as_str(), spaced.as_str(), not_hex.as_str()] {
+        assert!(matches!(check(&v, &gh(bad)), Err(AuthError::Invalid(_))), "{}", &bad[..bad.len().min(80)]);
+    }
+    assert_eq!(verify(&v, &gh(&good), BODY), Ok("github"));
+}
+
+#[test]
+fn generic_hmac_takes_exactly_one_signature_of_its_algorithms_length() {
+    for (algorithm, encoding, len) in [
+        (HmacAlgorithm::Sha1, SignatureEncoding::Hex, 20),
+        (HmacAlgorithm::Sha256, SignatureEncoding::Base64, 32),
+        (HmacAlgorithm::Sha512, SignatureEncoding::Hex, 64),
+    ] {
+        let auth = AuthConfig::Hmac {
+            header: "X-Sig".into(),
+            algorithm,
+            encoding,
+            prefix: None,
+            secrets: secrets(&["generic"]),
+        };
+        let v = Verifier::from_config("k", &auth).unwrap();
+        let encode = |bytes: &[u8]| match encoding {
+            SignatureEncoding::Hex => hex::encode(bytes),
+            SignatureEncoding::Base64 => STANDARD.encode(bytes),
+        };
+        let sh = |value: &str| headers(&[("x-sig", value)]);
+        let one = encode(&vec![7u8; len]);
+        let list = repeated(&one, 50_000, ",");
+        for bad in
+            [String::new(), encode(&vec![7u8; len - 1]), encode(&vec![7u8; len + 1]), list, "!".repeat(one.len())]
+        {
+            assert!(matches!(check(&v, &sh(&bad)), Err(AuthError::Invalid(_))), "{algorithm:?} {}", bad.len());
+        }
+        assert_eq!(check(&v, &sh(&one)), Ok(()), "{algorithm:?}: the right length passes the header check");
+        assert!(verify(&v, &sh(&one), BODY).is_err());
+    }
+}

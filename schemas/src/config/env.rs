@@ -14,13 +14,17 @@ use super::ConfigError;
 /// A snapshot of environment variables.
 pub type Env = BTreeMap<String, String>;
 
+/// Strings the environment put into the configuration, with the key they went to
+/// (`sources.a.auth.keys[0]`): the values a configuration error must not print.
+pub type FromEnv = Vec<(String, String)>;
+
 /// The prefix of override variables: `HOOKLAKE__KAFKA__BROKERS=host:9092`.
 pub const OVERRIDE_PREFIX: &str = "HOOKLAKE__";
 
 /// Applies every `HOOKLAKE__A__B__C=value` to `a.b.c`. The value is read as a TOML value
 /// when it is one (`true`, `3`, `["a", "b"]`, `{ type = "none" }`), else as a string;
-/// quote it (`'"123"'`) to force a string.
-pub fn apply_overrides(root: &mut Table, env: &Env) -> Result<(), ConfigError> {
+/// quote it (`'"123"'`) to force a string. The strings set are added to `from_env`.
+pub fn apply_overrides(root: &mut Table, env: &Env, from_env: &mut FromEnv) -> Result<(), ConfigError> {
     for (name, raw) in env {
         let Some(rest) = name.strip_prefix(OVERRIDE_PREFIX) else {
             continue;
@@ -29,9 +33,21 @@ pub fn apply_overrides(root: &mut Table, env: &Env) -> Result<(), ConfigError> {
         if path.iter().any(String::is_empty) {
             return Err(ConfigError::invalid(name, "an override needs non-empty key segments"));
         }
-        set_path(root, &path, parse_scalar(raw)).map_err(|msg| ConfigError::invalid(name, msg))?;
+        let value = parse_scalar(raw);
+        strings_in(&value, &path.join("."), from_env);
+        set_path(root, &path, value).map_err(|msg| ConfigError::invalid(name, msg))?;
     }
     Ok(())
+}
+
+/// Every string inside `value`, under `key` (an override sets a whole subtree).
+fn strings_in(value: &Value, key: &str, out: &mut FromEnv) {
+    match value {
+        Value::String(s) => out.push((key.to_owned(), s.clone())),
+        Value::Array(items) => items.iter().for_each(|v| strings_in(v, key, out)),
+        Value::Table(table) => table.values().for_each(|v| strings_in(v, key, out)),
+        _ => {}
+    }
 }
 
 fn parse_scalar(raw: &str) -> Value {
@@ -53,19 +69,23 @@ fn set_path(root: &mut Table, path: &[String], value: Value) -> Result<(), Strin
 }
 
 /// Replaces every `${NAME}` inside string values with the variable's value. A missing
-/// variable is an error naming the key (never the value around it).
-pub fn expand_references(value: &mut Value, key: &str, env: &Env) -> Result<(), ConfigError> {
+/// variable is an error naming the key (never the value around it). The variables' values
+/// and the strings they end up in are added to `from_env`.
+pub fn expand_references(value: &mut Value, key: &str, env: &Env, from_env: &mut FromEnv) -> Result<(), ConfigError> {
     match value {
-        Value::String(s) if s.contains("${") => *s = expand(s, key, env)?,
+        Value::String(s) if s.contains("${") => {
+            *s = expand(s, key, env, from_env)?;
+            from_env.push((key.to_owned(), s.clone()));
+        }
         Value::Array(items) => {
             for (i, item) in items.iter_mut().enumerate() {
-                expand_references(item, &format!("{key}[{i}]"), env)?;
+                expand_references(item, &format!("{key}[{i}]"), env, from_env)?;
             }
         }
         Value::Table(table) => {
             for (k, v) in table.iter_mut() {
                 let child = if key.is_empty() { k.clone() } else { format!("{key}.{k}") };
-                expand_references(v, &child, env)?;
+                expand_references(v, &child, env, from_env)?;
             }
         }
         _ => {}
@@ -73,7 +93,7 @@ pub fn expand_references(value: &mut Value, key: &str, env: &Env) -> Result<(), 
     Ok(())
 }
 
-fn expand(s: &str, key: &str, env: &Env) -> Result<String, ConfigError> {
+fn expand(s: &str, key: &str, env: &Env, from_env: &mut FromEnv) -> Result<String, ConfigError> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
     while let Some(start) = rest.find("${") {
@@ -87,6 +107,7 @@ fn expand(s: &str, key: &str, env: &Env) -> Result<String, ConfigError> {
                     .get(name)
                     .ok_or_else(|| ConfigError::MissingEnv { key: key.to_owned(), var: name.to_owned() })?;
                 out.push_str(v);
+                from_env.push((key.to_owned(), v.clone()));
                 rest = &after[end + 1..];
             }
             None => {
@@ -121,7 +142,7 @@ mod tests {
             ("HOOKLAKE__INGEST__MAX_BODY_BYTES", "2048"),
             ("HOOKLAKE_NOT_AN_OVERRIDE", "x"),
         ]);
-        apply_overrides(&mut root, &e).unwrap();
+        apply_overrides(&mut root, &e, &mut Vec::new()).unwrap();
         assert_eq!(root["kafka"]["brokers"].as_str(), Some("b:2"));
         assert_eq!(root["ingest"]["max_body_bytes"].as_integer(), Some(2048));
         assert_eq!(root.len(), 2);
@@ -130,10 +151,13 @@ mod tests {
     #[test]
     fn references_expand_inside_strings_and_name_the_key_when_missing() {
         let mut v = Value::Table(toml::from_str("uri = \"postgres://u:${PW}@h/db\"\nk = [\"${NOPE}\"]").unwrap());
-        let err = expand_references(&mut v, "", &env(&[("PW", "s3cret")])).unwrap_err();
+        let err = expand_references(&mut v, "", &env(&[("PW", "s3cret")]), &mut Vec::new()).unwrap_err();
         assert_eq!(err.to_string(), "k[0]: environment variable NOPE is not set");
         let mut v = Value::Table(toml::from_str("uri = \"postgres://u:${PW}@h/db ${not a ref}\"").unwrap());
-        expand_references(&mut v, "", &env(&[("PW", "s3cret")])).unwrap();
+        let mut from_env = Vec::new();
+        expand_references(&mut v, "", &env(&[("PW", "s3cret")]), &mut from_env).unwrap();
+        let uri = |v: &str| ("uri".to_owned(), v.to_owned());
+        assert_eq!(from_env, [uri("s3cret"), uri("postgres://u:s3cret@h/db ${not a ref}")]);
         assert_eq!(v["uri"].as_str(), Some("postgres://u:s3cret@h/db ${not a ref}"));
     }
 }

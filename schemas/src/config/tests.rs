@@ -110,6 +110,23 @@ fn worker_threads_default_to_one_per_cpu_and_are_at_least_one() {
 }
 
 #[test]
+fn connection_limits_have_defaults_and_are_validated() {
+    let e = env(&[("ORDERS_KEY", "k")]);
+    let c = Config::from_toml(MINIMAL, &e).unwrap();
+    assert_eq!(c.ingest.header_read_timeout.get().as_secs(), 10);
+    assert_eq!((c.ingest.max_connections, c.ingest.max_in_flight), (1024, 256));
+    for (line, key) in [
+        ("header_read_timeout = \"100ms\"", "ingest.header_read_timeout: must be at least 1s"),
+        ("max_connections = 0", "ingest.max_connections: must be at least 1"),
+        ("max_in_flight = 0", "ingest.max_in_flight: must be at least 1"),
+        ("max_connections = 10\nmax_in_flight = 11", "ingest.max_in_flight: must be at least 1"),
+    ] {
+        let err = Config::from_toml(&format!("{MINIMAL}\n[ingest]\n{line}\n"), &e).unwrap_err();
+        assert!(err.to_string().starts_with(key), "{line}: {err}");
+    }
+}
+
+#[test]
 fn debug_output_never_holds_secrets() {
     let text = r#"
 [kafka.properties]
@@ -132,4 +149,52 @@ auth = { type = "standard_webhooks", secrets = ["whsec_c2VjcmV0LXh5eg=="] }
         assert!(!debug.contains(secret), "{secret} leaked into Debug output");
     }
     assert!(debug.contains("postgres://hook:***@db/lake"));
+}
+
+#[test]
+fn syntax_errors_give_the_line_and_the_problem_not_the_lines_text() {
+    let text = "[sources.a]\nauth = { type = \"github\", secrets = [\"x\"] }\nsecret = \"s3cr3t-value\n";
+    let err = Config::from_toml(text, &Env::new()).unwrap_err();
+    assert!(matches!(err, ConfigError::Syntax(_)), "{err:?}");
+    let err = err.to_string();
+    assert!(!err.contains("s3cr3t"), "the secret leaked: {err}");
+    assert!(err.starts_with("invalid TOML at line 3, column "), "{err}");
+    assert!(err.contains("string"), "the kind of problem: {err}");
+    // An inline table on one line, the way sources carry their secrets.
+    let text = "[sources.a]\nauth = { type = \"api_key\", keys = [\"k3y-s3cr3t\" }\n";
+    let err = Config::from_toml(text, &Env::new()).unwrap_err().to_string();
+    assert!(!err.contains("k3y-s3cr3t") && err.starts_with("invalid TOML at line 2, column "), "{err}");
+}
+
+#[test]
+fn type_errors_hide_values_from_the_environment() {
+    let secret = "s3cr3t-value";
+    let cases = [
+        ("[kafka]\ntopic_partitions = \"${V}\"", secret, "kafka.topic_partitions: invalid type: string"),
+        ("[ingest]\nresponse_deadline = \"${V}\"", "10s3cr3t", "ingest.response_deadline: `***` is not a duration"),
+        ("[ingest]\nmax_body_bytes = \"${V}\"", "12 s3cr3t", "ingest.max_body_bytes: "),
+        ("[catalog]\ntype = \"${V}\"", secret, "catalog.type: unknown variant `***`"),
+        ("[ingest]\nlisten = \"${V}\"", secret, "ingest.listen: "),
+        ("[kafka]\nbrokers = [\"${V}\"]", secret, "kafka.brokers: invalid type: sequence"),
+        ("[ingest]\nresponse_deadline = \"1m ${V}\"", "s3cr3t", "ingest.response_deadline: `***` is not a duration"),
+    ];
+    for (extra, value, expected) in cases {
+        let text = format!("{MINIMAL}\n{extra}\n");
+        let err = Config::from_toml(&text, &env(&[("ORDERS_KEY", "k"), ("V", value)])).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t"), "the value leaked: {err}");
+        assert!(err.starts_with(expected), "{extra}: {err}");
+    }
+    // Overrides may carry secrets too.
+    for (name, value) in
+        [("HOOKLAKE__KAFKA__TOPIC_PARTITIONS", "\"s3cr3t\""), ("HOOKLAKE__INGEST__RETRY_AFTER", secret)]
+    {
+        let err = Config::from_toml(MINIMAL, &env(&[("ORDERS_KEY", "k"), (name, value)])).unwrap_err().to_string();
+        assert!(!err.contains("s3cr3t") && err.contains("***"), "{name}: {err}");
+    }
+    // Values written in the file itself are still shown: they help find the mistake.
+    let err =
+        Config::from_toml(&format!("{MINIMAL}\n[kafka]\ntopic_partitions = \"three\"\n"), &env(&[("ORDERS_KEY", "k")]))
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("\"three\""), "{err}");
 }

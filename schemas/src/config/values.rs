@@ -28,7 +28,16 @@ impl FromStr for HumanDuration {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         humantime::parse_duration(s.trim())
             .map(Self)
-            .map_err(|e| format!("`{s}` is not a duration like \"10s\", \"5m\" or \"24h\": {e}"))
+            .map_err(|e| format!("`{s}` is not a duration like \"10s\", \"5m\" or \"24h\": {}", why(&e)))
+    }
+}
+
+/// humantime's reason without the piece of the value it quotes (see `ByteSize`'s units).
+fn why(e: &humantime::DurationError) -> String {
+    match e {
+        humantime::DurationError::UnknownUnit { unit, .. } if unit.is_empty() => "a time unit is needed".into(),
+        humantime::DurationError::UnknownUnit { .. } => "unknown time unit".into(),
+        other => other.to_string(),
     }
 }
 
@@ -64,7 +73,9 @@ impl FromStr for ByteSize {
             "mib" | "m" => 1 << 20,
             "gb" => 1_000_000_000,
             "gib" | "g" => 1 << 30,
-            other => return Err(format!("`{s}`: unknown size unit `{other}` (use B, KiB, MiB, GiB, KB, MB, GB)")),
+            // The unit is not quoted alone: errors hide values from the environment by
+            // replacing them whole (`Config::from_toml`), and a piece would slip through.
+            _ => return Err(format!("`{s}` has an unknown size unit (use B, KiB, MiB, GiB, KB, MB, GB)")),
         };
         n.checked_mul(mult).map(Self).ok_or_else(|| format!("`{s}` is too large"))
     }
