@@ -4,6 +4,7 @@
 
 mod common;
 mod confluent;
+mod faults;
 mod ingest_broker_faults;
 mod ingest_hostile;
 mod ingest_hostile_auth;

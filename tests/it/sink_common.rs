@@ -31,6 +31,17 @@ impl Pipeline {
 
     /// On `broker` (a test that deletes topics or stops the broker needs its own).
     pub async fn start_on(broker: TestBroker, lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
+        Self::start_partitioned(broker, lake, schedule, lag_trigger, 2).await
+    }
+
+    /// [`Self::start_on`] with topics of `partitions` partitions.
+    pub async fn start_partitioned(
+        broker: TestBroker,
+        lake: TestLake,
+        schedule: &str,
+        lag_trigger: &str,
+        partitions: u32,
+    ) -> Self {
         let prefix = unique("sk");
         let api_key = format!("key-{}", uuid::Uuid::new_v4().simple());
         let whsec = format!(
@@ -42,7 +53,7 @@ impl Pipeline {
             r#"
 [kafka]
 brokers = "{brokers}"
-topic_partitions = 2
+topic_partitions = {partitions}
 
 {catalog}
 

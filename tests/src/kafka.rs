@@ -1,14 +1,14 @@
-//! Small Kafka look-ups for assertions (record counts), with rdkafka.
+//! Small Kafka look-ups for assertions (record counts, high watermarks), with rdkafka.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use rdkafka::{
     ClientConfig,
     consumer::{BaseConsumer, Consumer},
 };
 
-/// The number of records in `topic` (sum of high watermarks; hooklake topics are never compacted).
-pub fn record_count(brokers: &str, topic: &str) -> i64 {
+/// The high watermark (next offset) of every partition of `topic`.
+pub fn high_watermarks(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "hooklake-tests-watermarks")
@@ -19,8 +19,13 @@ pub fn record_count(brokers: &str, topic: &str) -> i64 {
     assert!(t.error().is_none(), "topic {topic}: {:?}", t.error());
     t.partitions()
         .iter()
-        .map(|p| consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1)
-        .sum()
+        .map(|p| (p.id(), consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1))
+        .collect()
+}
+
+/// The number of records in `topic` (sum of high watermarks; hooklake topics are never compacted).
+pub fn record_count(brokers: &str, topic: &str) -> i64 {
+    high_watermarks(brokers, topic).values().sum()
 }
 
 /// An admin client of `brokers`.

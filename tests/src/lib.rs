@@ -2,10 +2,13 @@
 //! SQLite), and independent readers (Python libraries in the project's venv). Nothing
 //! here is compiled into hooklake itself.
 
+pub mod audit;
 pub mod broker;
 pub mod dev;
+pub mod faults;
 pub mod http;
 pub mod ingest;
+pub mod ingest_process;
 pub mod kafka;
 pub mod lake;
 pub mod logs;
@@ -13,6 +16,7 @@ pub mod metrics;
 pub mod python;
 pub mod sink;
 pub mod tools;
+pub mod traffic;
 
 use std::time::Duration;
 

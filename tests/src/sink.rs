@@ -68,13 +68,27 @@ pub struct SinkService {
     /// `http://127.0.0.1:<port>` of `sink.admin_listen`.
     pub admin: String,
     child: Child,
+    log: Option<PathBuf>,
 }
 
 impl SinkService {
     /// Starts the service; `admin_port` must be the port of `sink.admin_listen` in `config`.
     /// Returns once `/livez` answers.
     pub async fn start(config: &Path, admin_port: u16) -> Self {
-        let child = sink_command(config, &[], &[]).stdout(Stdio::null()).spawn().expect("hooklake runs");
+        Self::start_logged(config, admin_port, None).await
+    }
+
+    /// [`Self::start`] on another admin port than the configuration's (a second replica of
+    /// one configuration), logging to `log` when given (else to the test's stderr).
+    pub async fn start_logged(config: &Path, admin_port: u16, log: Option<&Path>) -> Self {
+        let listen = format!("\"127.0.0.1:{admin_port}\"");
+        let mut cmd = sink_command(config, &[], &[("HOOKLAKE__SINK__ADMIN_LISTEN", &listen)]);
+        cmd.stdout(Stdio::null());
+        if let Some(log) = log {
+            let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("log file");
+            cmd.stderr(Stdio::from(file));
+        }
+        let child = cmd.spawn().expect("hooklake runs");
         let admin = format!("http://127.0.0.1:{admin_port}");
         let livez = format!("{admin}/livez");
         crate::eventually(Duration::from_secs(60), "the sink's /livez", || async {
@@ -82,7 +96,18 @@ impl SinkService {
             r.status().is_success().then_some(())
         })
         .await;
-        Self { admin, child }
+        Self { admin, child, log: log.map(Path::to_owned) }
+    }
+
+    /// What the service logged so far (empty when it logs to the test's stderr).
+    pub fn log(&self) -> String {
+        self.log.as_deref().and_then(|l| std::fs::read_to_string(l).ok()).unwrap_or_default()
+    }
+
+    /// SIGKILL: the run in progress, if any, is cut wherever it was.
+    pub async fn kill(mut self) {
+        let _ = self.child.start_kill();
+        let _ = self.child.wait().await;
     }
 
     pub async fn metrics(&self) -> String {

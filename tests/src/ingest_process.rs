@@ -1,0 +1,90 @@
+//! `hooklake ingest` as a process, the way production runs it, on two ports fixed when it
+//! is first started: it can be stopped with SIGTERM and started again on the same address
+//! while clients keep posting to it.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
+};
+
+use tokio::process::{Child, Command};
+
+use crate::{free_port, tools};
+
+#[derive(Debug)]
+pub struct IngestProcess {
+    pub port: u16,
+    pub admin_port: u16,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl IngestProcess {
+    /// Starts `hooklake ingest --config <config>` (listen addresses moved to free ports
+    /// through `HOOKLAKE__INGEST__…` overrides), logging to `log`; returns once `/livez`
+    /// answers.
+    pub async fn start(config: &Path, log: &Path) -> Self {
+        let mut p = Self {
+            port: free_port(),
+            admin_port: free_port(),
+            config: config.to_owned(),
+            log: log.to_owned(),
+            child: None,
+        };
+        p.restart().await;
+        p
+    }
+
+    /// `http://127.0.0.1:<port>/webhook/<source>`.
+    pub fn url(&self, source: &str) -> String {
+        format!("http://127.0.0.1:{}/webhook/{source}", self.port)
+    }
+
+    pub fn admin(&self) -> String {
+        format!("http://127.0.0.1:{}", self.admin_port)
+    }
+
+    /// Starts the process again (after [`Self::terminate`]) on the same ports.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "ingest is still running");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(tools::hooklake_bin())
+            .args(["ingest", "--config"])
+            .arg(&self.config)
+            .env("HOOKLAKE__INGEST__LISTEN", format!("\"127.0.0.1:{}\"", self.port))
+            .env("HOOKLAKE__INGEST__ADMIN_LISTEN", format!("\"127.0.0.1:{}\"", self.admin_port))
+            .env("RUST_LOG", "info,librdkafka=warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()
+            .expect("hooklake ingest runs");
+        self.child = Some(child);
+        let livez = format!("{}/livez", self.admin());
+        crate::eventually(Duration::from_secs(60), "ingest's /livez", || async {
+            let r = crate::http::client().get(&livez).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+    }
+
+    /// SIGTERM and the wait for the exit (ingest drains the requests in flight first);
+    /// whether it exited with 0.
+    pub async fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return true };
+        if let Some(pid) = child.id() {
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
+            Ok(Ok(status)) => status.success(),
+            _ => false,
+        }
+    }
+
+    /// What the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
