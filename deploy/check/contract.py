@@ -25,7 +25,8 @@ import metrics_used  # noqa: E402
 ANY = None  # a label with free-form values (source names, topics, tables)
 STATUS = re.compile(r"^[1-5][0-9][0-9]$")
 REASONS = {"malformed_json", "missing_credentials", "invalid_credentials", "unknown_source",
-           "body_too_large", "unsupported_media_type", "unavailable", "body_timeout", "overloaded"}
+           "body_too_large", "unsupported_media_type", "unavailable", "body_timeout", "overloaded",
+           "topic_missing"}
 TRIGGERS = {"manual", "schedule", "lag"}
 OUTCOMES = {"success", "failure"}
 # What a run did after another writer committed to the table first.
@@ -40,6 +41,8 @@ CONTRACT = {
     "hooklake_ingest_produce_duration_seconds": ("histogram", {}),
     "hooklake_ingest_producer_queue_messages": ("gauge", {}),
     "hooklake_ingest_producer_queue_capacity": ("gauge", {}),
+    "hooklake_ingest_open_connections": ("gauge", {}),
+    "hooklake_ingest_source_ready": ("gauge", {"source": ANY}),
     "hooklake_sink_lag_messages": ("gauge", {"topic": ANY, "partition": ANY}),
     "hooklake_sink_lag_seconds": ("gauge", {"topic": ANY}),
     "hooklake_sink_runs_total": ("counter", {"trigger": TRIGGERS, "outcome": OUTCOMES}),
