@@ -389,6 +389,7 @@ async fn sigterm_ends_the_process_in_time_despite_half_sent_requests() {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         None
     })
     .await

@@ -192,7 +192,9 @@ async fn signature_headers_of_50000_entries_are_refused_at_once_while_livez_answ
     };
     // Each entry decodes (to 1 byte), so a verifier without a bound hashes the body for it.
     let too_many = "the signature header has more than 32 entries";
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, &str)> = vec![
+    /// What is posted (name, source, headers) and the reason expected.
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         ("v1 list", "std", std_headers(WEBHOOK, repeat("v1,AA", " ")), too_many),
         ("v1a list", "std", std_headers(WEBHOOK, repeat("v1a,AA", " ")), too_many),
         ("svix v1 list", "std", std_headers(SVIX, repeat("v1,AA", " ")), too_many),
