@@ -167,6 +167,9 @@ fn poll_livez(url: String, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Vec
     })
 }
 
+/// (what, source, headers, expected `detail`) of one hostile request.
+type Case = (&'static str, &'static str, Vec<(&'static str, String)>, &'static str);
+
 const WEBHOOK: [&str; 3] = ["webhook-id", "webhook-timestamp", "webhook-signature"];
 const SVIX: [&str; 3] = ["svix-id", "svix-timestamp", "svix-signature"];
 
@@ -192,7 +195,7 @@ async fn signature_headers_of_50000_entries_are_refused_at_once_while_livez_answ
     };
     // Each entry decodes (to 1 byte), so a verifier without a bound hashes the body for it.
     let too_many = "the signature header has more than 32 entries";
-    let cases: Vec<(&str, &str, Vec<(&str, String)>, &str)> = vec![
+    let cases: Vec<Case> = vec![
         ("v1 list", "std", std_headers(WEBHOOK, repeat("v1,AA", " ")), too_many),
         ("v1a list", "std", std_headers(WEBHOOK, repeat("v1a,AA", " ")), too_many),
         ("svix v1 list", "std", std_headers(SVIX, repeat("v1,AA", " ")), too_many),
