@@ -25,9 +25,11 @@ import metrics_used  # noqa: E402
 ANY = None  # a label with free-form values (source names, topics, tables)
 STATUS = re.compile(r"^[1-5][0-9][0-9]$")
 REASONS = {"malformed_json", "missing_credentials", "invalid_credentials", "unknown_source",
-           "body_too_large", "unsupported_media_type", "unavailable"}
+           "body_too_large", "unsupported_media_type", "unavailable", "body_timeout", "overloaded"}
 TRIGGERS = {"manual", "schedule", "lag"}
 OUTCOMES = {"success", "failure"}
+# What a run did after another writer committed to the table first.
+CONFLICT_OUTCOMES = {"rebased", "replanned"}
 
 # metric -> (type, {label: allowed values or ANY or a regex})
 CONTRACT = {
@@ -48,6 +50,10 @@ CONTRACT = {
     "hooklake_sink_duplicates_dropped_total": ("counter", {"table": ANY}),
     "hooklake_sink_dlq_records_total": ("counter", {"topic": ANY}),
     "hooklake_sink_last_success_timestamp_seconds": ("gauge", {"table": ANY}),
+    "hooklake_sink_offsets_ahead_partitions": ("gauge", {"topic": ANY}),
+    "hooklake_sink_offset_gaps_total": ("counter", {"topic": ANY}),
+    "hooklake_sink_records_expired_total": ("counter", {"topic": ANY}),
+    "hooklake_sink_commit_conflicts_total": ("counter", {"table": ANY, "outcome": CONFLICT_OUTCOMES}),
 }
 
 

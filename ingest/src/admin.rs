@@ -1,5 +1,6 @@
 //! The admin port: `/livez` (the process works), `/readyz` (it can serve: broker
-//! reachable, topics exist, not draining) and `/metrics`.
+//! reachable, not draining) and `/metrics`. A missing topic fails only its own source
+//! (`hooklake_ingest_source_ready`), not the readiness of the whole instance.
 
 use std::sync::{
     Arc,
@@ -38,7 +39,20 @@ async fn readyz<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoRespon
         return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n".to_owned());
     }
     match a.app.publisher.check_ready().await {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(()) => {
+            let missing: Vec<&str> = a
+                .app
+                .sources
+                .iter()
+                .filter(|(_, r)| !a.app.publisher.topic_ready(&r.source.topic))
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if missing.is_empty() {
+                (StatusCode::OK, "ready\n".to_owned())
+            } else {
+                (StatusCode::OK, format!("ready; sources whose topic is missing: {missing:?}\n"))
+            }
+        }
         Err(reason) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {reason}\n")),
     }
 }
@@ -46,5 +60,9 @@ async fn readyz<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoRespon
 async fn metrics<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoResponse {
     let m = &a.app.metrics;
     m.queue_messages.set(a.app.publisher.queue_len() as i64);
+    for (name, route) in &a.app.sources {
+        let ready = a.app.publisher.topic_ready(&route.source.topic);
+        m.source_ready.with_label_values(&[name]).set(i64::from(ready));
+    }
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], m.render())
 }

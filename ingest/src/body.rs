@@ -1,8 +1,11 @@
-//! Reading request bodies within `max_body_bytes`: enforced while streaming (chunked
-//! bodies, lying Content-Length) and again after Content-Encoding is undone, so a small
-//! gzip bomb cannot expand past the cap.
+//! Reading request bodies within `max_body_bytes` and before the request's deadline:
+//! the cap is enforced while streaming (chunked bodies, lying Content-Length) and again
+//! after Content-Encoding is undone, so a small gzip bomb cannot expand past the cap.
+//! Large compressed bodies are inflated on the blocking pool, off the async workers.
 
 use std::{io::Read, time::Duration};
+
+use tokio::time::Instant;
 
 use axum::body::Body;
 use bytes::{Bytes, BytesMut};
@@ -38,6 +41,8 @@ pub enum BodyError {
     TooLarge { drained: bool },
     /// The client went away or the stream broke.
     Read(String),
+    /// The body had not fully arrived by the deadline (a stalled or very slow client).
+    TimedOut,
     /// The compressed stream is corrupt.
     Corrupt(String),
 }
@@ -48,8 +53,29 @@ fn drain_budget(limit: usize) -> usize {
     limit.saturating_mul(4).max(1 << 20)
 }
 
-/// Reads the whole body if it is at most `limit` bytes.
-pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, BodyError> {
+/// How long an oversized body is read and discarded at most (see [`drain_budget`]).
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads the whole body if it is at most `limit` bytes and arrives before `deadline`.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, BodyError> {
+    tokio::time::timeout_at(deadline, read_within_limit(headers, body, limit, deadline))
+        .await
+        .unwrap_or(Err(BodyError::TimedOut))
+}
+
+async fn read_within_limit(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    deadline: Instant,
+) -> Result<Bytes, BodyError> {
+    // Draining never takes the answer past the deadline.
+    let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
     let declared =
         headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if let Some(len) = declared
@@ -57,7 +83,9 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     {
         // With `Expect: 100-continue` the client has not sent the body and will not.
         let expects_continue = headers.contains_key(header::EXPECT);
-        let drained = !expects_continue && len <= drain_budget(limit) as u64 && drain(body, drain_budget(limit)).await;
+        let drained = !expects_continue
+            && len <= drain_budget(limit) as u64
+            && drain(body, drain_budget(limit), drain_until).await;
         return Err(BodyError::TooLarge { drained });
     }
     let mut received = Bytes::new();
@@ -67,7 +95,7 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
         let Ok(data) = frame.into_data() else { continue };
         if received.len() + data.len() > limit {
             let budget = drain_budget(limit).saturating_sub(received.len() + data.len());
-            return Err(BodyError::TooLarge { drained: drain(body, budget).await });
+            return Err(BodyError::TooLarge { drained: drain(body, budget, drain_until).await });
         }
         received = if received.is_empty() {
             // A body in one frame (most webhooks) is kept as hyper read it, without a copy.
@@ -82,8 +110,8 @@ pub async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Resu
     Ok(received)
 }
 
-/// Reads and discards up to `budget` bytes; true when the body ended within it.
-async fn drain(mut body: Body, budget: usize) -> bool {
+/// Reads and discards up to `budget` bytes until `until`; true when the body ended within both.
+async fn drain(mut body: Body, budget: usize, until: Instant) -> bool {
     let mut seen = 0usize;
     let read_rest = async {
         while let Some(frame) = body.frame().await {
@@ -97,7 +125,23 @@ async fn drain(mut body: Body, budget: usize) -> bool {
         }
         true
     };
-    tokio::time::timeout(Duration::from_secs(2), read_rest).await.unwrap_or(false)
+    tokio::time::timeout_at(until, read_rest).await.unwrap_or(false)
+}
+
+/// Compressed bodies up to this size are inflated on the calling worker: deflate expands
+/// at most about 1032:1, so their output stays near 1 MiB and takes well under a
+/// millisecond. Larger ones (and gzip bombs against a large cap) go to the blocking pool,
+/// so that one sender's big body does not stall the other requests on the worker.
+const INLINE_DECODE_MAX: usize = 1024;
+
+/// [`decode`], on the blocking pool when `raw` is large enough to take real CPU time.
+pub async fn decode_off_worker(encoding: ContentEncoding, raw: Bytes, limit: usize) -> Result<Bytes, BodyError> {
+    if encoding == ContentEncoding::Identity || raw.len() <= INLINE_DECODE_MAX {
+        return decode(encoding, raw, limit);
+    }
+    tokio::task::spawn_blocking(move || decode(encoding, raw, limit))
+        .await
+        .map_err(|e| BodyError::Corrupt(format!("the body could not be decompressed: {e}")))?
 }
 
 /// Undoes `encoding`, refusing output over `limit` bytes.
@@ -126,6 +170,7 @@ mod tests {
     use std::io::Write;
 
     use flate2::{Compression, write::GzEncoder};
+    use futures::StreamExt;
 
     use super::*;
 
@@ -154,9 +199,9 @@ mod tests {
         let body = Body::from_stream(futures::stream::iter(chunks));
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "10".parse().unwrap());
-        assert_eq!(read_limited(&headers, body, 1000).await, Err(BodyError::TooLarge { drained: true }));
+        assert_eq!(read_limited(&headers, body, 1000, later()).await, Err(BodyError::TooLarge { drained: true }));
         let body = Body::from(vec![b'x'; 1000]);
-        assert_eq!(read_limited(&HeaderMap::new(), body, 1000).await.unwrap().len(), 1000);
+        assert_eq!(read_limited(&HeaderMap::new(), body, 1000, later()).await.unwrap().len(), 1000);
     }
 
     #[tokio::test]
@@ -164,9 +209,51 @@ mod tests {
         let chunks: Vec<Result<Bytes, std::io::Error>> =
             [&b"{\"a\":"[..], b"[1,", b"2]}"].into_iter().map(|c| Ok(Bytes::from_static(c))).collect();
         let body = Body::from_stream(futures::stream::iter(chunks));
-        assert_eq!(&read_limited(&HeaderMap::new(), body, 100).await.unwrap()[..], br#"{"a":[1,2]}"#);
-        let empty = read_limited(&HeaderMap::new(), Body::empty(), 100).await.unwrap();
+        assert_eq!(&read_limited(&HeaderMap::new(), body, 100, later()).await.unwrap()[..], br#"{"a":[1,2]}"#);
+        let empty = read_limited(&HeaderMap::new(), Body::empty(), 100, later()).await.unwrap();
         assert!(empty.is_empty());
+    }
+
+    fn later() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stalls_times_out_at_the_deadline() {
+        let first: Result<Bytes, std::io::Error> = Ok(Bytes::from_static(b"{\"a\":"));
+        let stalled = futures::stream::iter([first]).chain(futures::stream::pending());
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(300);
+        let got = read_limited(&HeaderMap::new(), Body::from_stream(stalled), 100, deadline).await;
+        assert_eq!(got, Err(BodyError::TimedOut));
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "{took:?}");
+    }
+
+    /// On a single-threaded runtime, other tasks must still run while a large body is
+    /// inflated: the inflating happens on the blocking pool.
+    #[tokio::test(flavor = "current_thread")]
+    async fn large_compressed_bodies_are_inflated_off_the_worker() {
+        let bomb = gzip(&vec![b' '; 60 << 20]);
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let ticker = tokio::spawn({
+            let ticks = ticks.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    ticks.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
+            }
+        });
+        tokio::task::yield_now().await;
+        let before = ticks.load(std::sync::atomic::Ordering::SeqCst);
+        let started = std::time::Instant::now();
+        let out = decode_off_worker(ContentEncoding::Gzip, bomb, 64 << 20).await.unwrap();
+        let took = started.elapsed();
+        let during = ticks.load(std::sync::atomic::Ordering::SeqCst) - before;
+        ticker.abort();
+        assert_eq!(out.len(), 60 << 20);
+        assert!(during >= 3, "the worker ran {during} timer ticks during {took:?} of inflating");
     }
 
     #[test]

@@ -29,9 +29,19 @@ pub enum IngestError {
     },
     #[error("{0}")]
     MalformedJson(String),
+    /// The client sent the request head but not its whole body in time: its fault, not
+    /// ours, so 408 rather than 503. The rest of the body was not read.
+    #[error("the body did not arrive within the response deadline")]
+    BodyTimeout,
     /// Kafka (or the schema registry) cannot take the record in time: retry later.
     #[error("{reason}")]
     Unavailable { reason: String, retry_after: Duration },
+    /// `ingest.max_in_flight` requests are being handled already.
+    #[error("too many requests in flight; retry later")]
+    Overloaded { retry_after: Duration },
+    /// The source's topic does not exist on the broker; other sources are not affected.
+    #[error("the topic of this source does not exist on the broker: {topic}")]
+    TopicMissing { topic: String, retry_after: Duration },
     /// The broker refuses the record as too large even though the body was within the limit.
     #[error("{0}")]
     RecordTooLarge(String),
@@ -55,7 +65,10 @@ impl IngestError {
             Self::UnknownSource(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } | Self::RecordTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::Unavailable { .. } | Self::Overloaded { .. } | Self::TopicMissing { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 
@@ -68,7 +81,10 @@ impl IngestError {
             Self::UnknownSource(_) => "unknown_source",
             Self::BodyTooLarge { .. } | Self::RecordTooLarge(_) => "body_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::BodyTimeout => "body_timeout",
             Self::Unavailable { .. } => "unavailable",
+            Self::Overloaded { .. } => "overloaded",
+            Self::TopicMissing { .. } => "topic_missing",
         }
     }
 }
@@ -79,10 +95,15 @@ impl IntoResponse for IngestError {
         let mut response = (self.status(), Json(body)).into_response();
         let headers = response.headers_mut();
         match &self {
-            Self::Unavailable { retry_after, .. } => {
+            Self::Unavailable { retry_after, .. } | Self::TopicMissing { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
-            Self::BodyTooLarge { close_connection: true, .. } => {
+            Self::Overloaded { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+                // The body was not read: the connection cannot carry another request.
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Self::BodyTooLarge { close_connection: true, .. } | Self::BodyTimeout => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod connections;
 pub mod error;
 pub mod metrics;
 pub mod publisher;
@@ -23,15 +24,33 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use hooklake_schemas::config::{Config, ConfigError};
+use prometheus::IntGauge;
 use tokio::{net::TcpListener, sync::watch};
 
 pub use crate::error::IngestError;
 use crate::{
+    connections::ConnectionLimits,
     publisher::{KafkaPublisher, Publisher, producer_config},
     server::AppState,
+};
+
+/// How often the broker's metadata is read, so that sources whose topic went missing (or
+/// came back) are known without waiting for a `/readyz` probe.
+const READINESS_REFRESH: Duration = Duration::from_secs(5);
+
+/// On shutdown, the producer gets this long to deliver what is still queued. By then
+/// every request has been answered, so only records of requests that gave up remain.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The admin port's limits: few scrapers and probes, each request quick.
+const ADMIN_LIMITS: ConnectionLimits = ConnectionLimits {
+    header_read_timeout: Duration::from_secs(10),
+    max_connections: 64,
+    drain: Duration::from_secs(1),
 };
 
 /// The two sockets ingest serves on.
@@ -72,12 +91,27 @@ pub async fn run(
         // Not fatal: the broker may come up later; /readyz keeps trying.
         tracing::warn!(error = %e, "could not make sure the source topics exist");
     }
-    serve(&config, publisher, listeners, shutdown).await
+    let refresher = tokio::spawn(refresh_readiness(publisher.clone()));
+    let served = serve(&config, publisher, listeners, shutdown).await;
+    refresher.abort();
+    served
+}
+
+/// Reads the broker's metadata every [`READINESS_REFRESH`] (the first time at once).
+async fn refresh_readiness<P: Publisher>(publisher: Arc<P>) {
+    let mut every = tokio::time::interval(READINESS_REFRESH);
+    loop {
+        every.tick().await;
+        if let Err(e) = publisher.check_ready().await {
+            tracing::debug!(error = %e, "broker not reachable");
+        }
+    }
 }
 
 /// Serves with any [`Publisher`]. On `shutdown`: `/readyz` turns 503, the listener stops
-/// accepting, in-flight requests finish (each within the response deadline), then the
-/// producer is flushed.
+/// accepting, in-flight requests finish (each within the response deadline; connections
+/// still open after it are closed), then the producer is flushed. Ingest thus stops within
+/// about `response_deadline` + 3 s of the signal.
 pub async fn serve<P: Publisher>(
     config: &Config,
     publisher: Arc<P>,
@@ -88,28 +122,43 @@ pub async fn serve<P: Publisher>(
     let draining = Arc::new(AtomicBool::new(false));
     let (admin_stop, mut admin_stopped) = watch::channel(false);
 
-    let admin = axum::serve(listeners.admin, admin::admin_router(state.clone(), draining.clone()))
-        .with_graceful_shutdown(async move {
+    let admin_router = admin::admin_router(state.clone(), draining.clone());
+    let admin = tokio::spawn(connections::serve(
+        listeners.admin,
+        admin_router,
+        ADMIN_LIMITS,
+        // Admin connections are not exported: a gauge nobody registers.
+        IntGauge::new("admin_connections", "open admin connections").expect("valid metric"),
+        async move {
             let _ = admin_stopped.wait_for(|stop| *stop).await;
-        });
-    let admin = tokio::spawn(admin.into_future());
+        },
+    ));
 
+    let i = &config.ingest;
     tracing::info!(
         listen = %listeners.http.local_addr()?,
         sources = state.sources.len(),
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
+        max_connections = i.max_connections,
+        max_in_flight = i.max_in_flight,
         "ingest is serving"
     );
-    let http = axum::serve(listeners.http, server::webhook_router(state.clone())).with_graceful_shutdown(async move {
+    let limits = ConnectionLimits {
+        header_read_timeout: i.header_read_timeout.get(),
+        max_connections: i.max_connections as usize,
+        drain: i.response_deadline.get(),
+    };
+    let webhooks = server::webhook_router(state.clone());
+    connections::serve(listeners.http, webhooks, limits, state.metrics.open_connections.clone(), async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight requests");
-    });
-    let served = http.await;
+    })
+    .await;
 
-    publisher.flush(state.response_deadline).await;
+    publisher.flush(FLUSH_TIMEOUT).await;
     let _ = admin_stop.send(true);
     let _ = admin.await;
     tracing::info!("ingest stopped");
-    Ok(served?)
+    Ok(())
 }

@@ -4,8 +4,8 @@
 //! rejection reason.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
-    exponential_buckets,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder, exponential_buckets,
 };
 
 pub const REQUESTS_TOTAL: &str = "hooklake_ingest_requests_total";
@@ -16,6 +16,10 @@ pub const PRODUCE_DURATION_SECONDS: &str = "hooklake_ingest_produce_duration_sec
 pub const PRODUCER_QUEUE_MESSAGES: &str = "hooklake_ingest_producer_queue_messages";
 /// Not in DESIGN.md's list: the bound of the queue above, so alerts can compute a fill ratio.
 pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capacity";
+/// Open webhook connections (bounded by `ingest.max_connections`).
+pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
+/// 1 while a source can take webhooks (the broker's last metadata answer held its topic), else 0.
+pub const SOURCE_READY: &str = "hooklake_ingest_source_ready";
 
 /// The `source` label of requests for sources that do not exist.
 pub const UNKNOWN_SOURCE_LABEL: &str = "_unknown";
@@ -28,7 +32,10 @@ pub const REJECTION_REASONS: &[&str] = &[
     "unknown_source",
     "body_too_large",
     "unsupported_media_type",
+    "body_timeout",
     "unavailable",
+    "overloaded",
+    "topic_missing",
 ];
 
 #[derive(Clone, Debug)]
@@ -41,6 +48,8 @@ pub struct IngestMetrics {
     pub produce_duration: Histogram,
     pub queue_messages: IntGauge,
     pub queue_capacity: IntGauge,
+    pub open_connections: IntGauge,
+    pub source_ready: IntGaugeVec,
 }
 
 /// One source's handles on the series of [`IngestMetrics`] (see [`IngestMetrics::for_source`]).
@@ -89,6 +98,12 @@ impl IngestMetrics {
                 .expect("valid metric"),
             queue_capacity: IntGauge::new(PRODUCER_QUEUE_CAPACITY, "Most records that may wait for acknowledgement")
                 .expect("valid metric"),
+            open_connections: IntGauge::new(OPEN_CONNECTIONS, "Open webhook connections").expect("valid metric"),
+            source_ready: IntGaugeVec::new(
+                Opts::new(SOURCE_READY, "1 while the source's topic exists on the broker, else 0"),
+                &["source"],
+            )
+            .expect("valid metric"),
             registry,
         };
         for c in [
@@ -99,11 +114,14 @@ impl IngestMetrics {
             Box::new(m.produce_duration.clone()),
             Box::new(m.queue_messages.clone()),
             Box::new(m.queue_capacity.clone()),
+            Box::new(m.open_connections.clone()),
+            Box::new(m.source_ready.clone()),
         ] {
             m.registry.register(c).expect("names are unique");
         }
         for source in sources {
             m.requests.with_label_values(&[source, "200"]);
+            m.source_ready.with_label_values(&[source]).set(1);
             for reason in REJECTION_REASONS.iter().filter(|r| **r != "unknown_source") {
                 m.rejected.with_label_values(&[source, reason]);
             }
@@ -150,6 +168,10 @@ mod tests {
             "hooklake_ingest_produce_duration_seconds_bucket",
             "hooklake_ingest_producer_queue_messages 0",
             "hooklake_ingest_producer_queue_capacity 0",
+            "hooklake_ingest_open_connections 0",
+            "hooklake_ingest_source_ready{source=\"orders\"} 1",
+            "hooklake_ingest_rejected_total{reason=\"body_timeout\",source=\"orders\"} 0",
+            "hooklake_ingest_rejected_total{reason=\"overloaded\",source=\"orders\"} 0",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }

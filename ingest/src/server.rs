@@ -19,7 +19,7 @@ use hooklake_schemas::{
     kafka::{CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT},
 };
 use http::HeaderMap;
-use tokio::time::Instant;
+use tokio::{sync::Semaphore, time::Instant};
 
 use crate::{
     body::{self, BodyError, ContentEncoding},
@@ -57,6 +57,8 @@ pub struct AppState<P> {
     pub max_body_bytes: usize,
     pub response_deadline: Duration,
     pub retry_after: Duration,
+    /// `ingest.max_in_flight` permits; a request without one gets 503 `overloaded`.
+    pub in_flight: Semaphore,
 }
 
 impl<P: Publisher> AppState<P> {
@@ -85,6 +87,7 @@ impl<P: Publisher> AppState<P> {
             max_body_bytes: config.ingest.max_body_bytes.get() as usize,
             response_deadline: config.ingest.response_deadline.get(),
             retry_after: config.ingest.retry_after.get(),
+            in_flight: Semaphore::new(config.ingest.max_in_flight as usize),
         })
     }
 
@@ -106,6 +109,12 @@ async fn handle<P: Publisher>(
     let Some(route) = state.sources.get(&source_name) else {
         let e = IngestError::UnknownSource(truncate(&source_name, 64));
         return rejected(&state, UNKNOWN_SOURCE_LABEL, e, started);
+    };
+    // Bodies are read only by requests holding a permit: with `max_body_bytes` this bounds
+    // the memory bodies take, however many clients send at once.
+    let Ok(_permit) = state.in_flight.try_acquire() else {
+        let e = IngestError::Overloaded { retry_after: state.retry_after };
+        return rejected(&state, &route.source.name, e, started);
     };
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
     let outcome = tokio::time::timeout_at(deadline, accept(&state, route, request, deadline))
@@ -158,8 +167,11 @@ async fn accept<P: Publisher>(
     let (parts, body) = request.into_parts();
     source.verifier.check_headers(&parts.headers, received)?;
     let encoding = check_content_headers(&parts.headers)?;
-    let raw = body::read_limited(&parts.headers, body, state.max_body_bytes).await.map_err(|e| body_error(e, state))?;
-    let decoded = body::decode(encoding, raw, state.max_body_bytes).map_err(|e| body_error(e, state))?;
+    let raw = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline)
+        .await
+        .map_err(|e| body_error(e, state))?;
+    let decoded =
+        body::decode_off_worker(encoding, raw, state.max_body_bytes).await.map_err(|e| body_error(e, state))?;
     route.metrics.body_bytes.observe(decoded.len() as f64);
     let verified = source.verifier.verify(&parts.headers, decoded, received)?;
     let payload = std::str::from_utf8(verified.body())
@@ -198,6 +210,7 @@ fn body_error<P>(e: BodyError, state: &AppState<P>) -> IngestError {
         }
         BodyError::Corrupt(detail) => IngestError::MalformedJson(detail),
         BodyError::Read(detail) => IngestError::MalformedJson(format!("the body could not be read: {detail}")),
+        BodyError::TimedOut => IngestError::BodyTimeout,
     }
 }
 
@@ -230,6 +243,9 @@ async fn produce<P: Publisher>(
     match result {
         Ok(_) => Ok(()),
         Err(PublishError::TooLarge(detail)) => Err(IngestError::RecordTooLarge(detail)),
+        Err(PublishError::TopicMissing(topic)) => {
+            Err(IngestError::TopicMissing { topic, retry_after: state.retry_after })
+        }
         Err(e @ (PublishError::Unavailable(_) | PublishError::Fatal(_))) => Err(state.unavailable(e.to_string())),
     }
 }

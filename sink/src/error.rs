@@ -20,6 +20,11 @@ pub enum SinkError {
     Io(String),
     #[error("the run made no progress: {0}")]
     Stalled(String),
+    /// A table's offsets are past the end of their partition: the topic was recreated or
+    /// the table copied. Loading from the topic's start could duplicate or skip records,
+    /// so the run refuses until an operator repairs the offsets.
+    #[error("table offsets ahead of the topic (recreated topic or copied table?): {0}")]
+    OffsetsAhead(String),
 }
 
 impl SinkError {

@@ -4,6 +4,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use iceberg::spec::DataFile;
+
 use hooklake_schemas::config::TableRef;
 
 use crate::{
@@ -34,19 +36,46 @@ pub struct Prepared {
     pub records: u64,
     pub dead_letters: u64,
     pub duplicates: u64,
+    /// Records that expired from Kafka before they were loaded, by topic.
+    pub expired: BTreeMap<String, u64>,
 }
+
+/// Deletes the data files of commits that will not be made.
+pub async fn discard(prepared: &[Prepared]) {
+    for p in prepared {
+        discard_files(&p.planned, &p.commit.files).await;
+    }
+}
+
+async fn discard_files(table: &LakeTable, files: &[DataFile]) {
+    if !files.is_empty() {
+        tracing::info!(table = %table.table.identifier(), files = files.len(), "deleting the files of an uncommitted attempt");
+        Lake::delete_files(&table.table, files.iter().map(DataFile::file_path)).await;
+    }
+}
+
+/// The dedupe set of a table, with the earliest `webhook_received_at` it covers.
+struct Seen {
+    ids: SeenIds,
+    since_micros: i64,
+}
+
+/// When a record needs the table's ids from before what is loaded, this much more is
+/// loaded at once, so records a little out of order do not each cost a scan.
+const DEDUPE_EXTEND_MICROS: i64 = 10 * 60 * 1_000_000;
 
 struct TableLoad {
     table: TableRef,
     planned: Option<LakeTable>,
     writer: Option<TableWriter>,
-    /// Message ids of the table within the dedupe window and of this run; `None` until
-    /// the first row needs them.
-    seen: Option<SeenIds>,
+    /// Message ids of the table within the dedupe window of the run's records, and of
+    /// this run; `None` until the first row needs them.
+    seen: Option<Seen>,
     offsets: BTreeMap<TopicPartition, i64>,
     records: u64,
     dead_letters: u64,
     duplicates: u64,
+    expired: BTreeMap<String, u64>,
 }
 
 pub struct Loader<'a> {
@@ -86,6 +115,7 @@ impl<'a> Loader<'a> {
                     records: 0,
                     dead_letters: 0,
                     duplicates: 0,
+                    expired: BTreeMap::new(),
                 };
                 (r.table_label.clone(), load)
             })
@@ -112,11 +142,17 @@ impl<'a> Loader<'a> {
             load.planned = Some(ensure_unchanged(self.lake, &load.table).await?);
         }
         let planned = load.planned.as_ref().expect("ensured above");
-        if load.seen.is_none() {
-            let since = chrono::Utc::now().timestamp_micros() - self.settings.dedupe_window.as_micros() as i64;
-            load.seen = Some(self.lake.recent_message_ids(planned, since).await?);
+        // The window is anchored on when ingest received the record, not on now: after a
+        // sink outage longer than the window, a sender's retry still meets its first try.
+        let since = envelope.received_at_micros - self.settings.dedupe_window.as_micros() as i64;
+        let seen = load.seen.get_or_insert_with(|| Seen { ids: SeenIds::default(), since_micros: i64::MAX });
+        if since < seen.since_micros {
+            let from = since - DEDUPE_EXTEND_MICROS;
+            let until = (seen.since_micros != i64::MAX).then_some(seen.since_micros);
+            self.lake.add_message_ids(planned, from, until, &mut seen.ids).await?;
+            seen.since_micros = from;
         }
-        if !load.seen.as_mut().expect("loaded above").insert(fingerprint(&envelope.message_id)).await? {
+        if !seen.ids.insert(fingerprint(&envelope.message_id)).await? {
             load.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }
@@ -140,6 +176,31 @@ impl<'a> Loader<'a> {
         {
             let entry = load.offsets.entry(tp.clone()).or_insert(next);
             *entry = (*entry).max(next);
+        }
+    }
+
+    /// Records that `tp`'s records before `low` expired from Kafka unloaded (`lost` of
+    /// them): the commit moves the partition's offset to `low`.
+    pub fn expired(&mut self, tp: &TopicPartition, low: i64, lost: u64) {
+        self.advance(tp, low);
+        if let Some(route) = self.settings.route(&tp.0)
+            && let Some(load) = self.tables.get_mut(&route.table_label)
+        {
+            *load.expired.entry(tp.0.clone()).or_default() += lost;
+        }
+    }
+
+    /// Gives up the attempt: closes the files written so far and deletes them.
+    pub async fn abandon(self) {
+        for (_, load) in self.tables {
+            if let (Some(writer), Some(planned)) = (load.writer, load.planned) {
+                match writer.close().await {
+                    Ok((files, _)) => discard_files(&planned, &files).await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not close the files of a failed attempt: they stay as orphans")
+                    }
+                }
+            }
         }
     }
 
@@ -167,6 +228,7 @@ impl<'a> Loader<'a> {
                 records: load.records,
                 dead_letters: load.dead_letters,
                 duplicates: load.duplicates,
+                expired: load.expired,
             });
         }
         Ok(out)

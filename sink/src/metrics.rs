@@ -12,6 +12,10 @@ pub const BYTES_WRITTEN_TOTAL: &str = "hooklake_sink_bytes_written_total";
 pub const DUPLICATES_DROPPED_TOTAL: &str = "hooklake_sink_duplicates_dropped_total";
 pub const DLQ_RECORDS_TOTAL: &str = "hooklake_sink_dlq_records_total";
 pub const LAST_SUCCESS_TIMESTAMP_SECONDS: &str = "hooklake_sink_last_success_timestamp_seconds";
+pub const OFFSETS_AHEAD_PARTITIONS: &str = "hooklake_sink_offsets_ahead_partitions";
+pub const OFFSET_GAPS_TOTAL: &str = "hooklake_sink_offset_gaps_total";
+pub const RECORDS_EXPIRED_TOTAL: &str = "hooklake_sink_records_expired_total";
+pub const COMMIT_CONFLICTS_TOTAL: &str = "hooklake_sink_commit_conflicts_total";
 
 #[derive(Clone, Debug)]
 pub struct SinkMetrics {
@@ -26,6 +30,10 @@ pub struct SinkMetrics {
     pub duplicates: IntCounterVec,
     pub dlq: IntCounterVec,
     pub last_success: IntGaugeVec,
+    pub offsets_ahead: IntGaugeVec,
+    pub offset_gaps: IntCounterVec,
+    pub expired: IntCounterVec,
+    pub conflicts: IntCounterVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -55,6 +63,26 @@ impl SinkMetrics {
             duplicates: counter(DUPLICATES_DROPPED_TOTAL, "Records dropped as duplicate deliveries", &["table"]),
             dlq: counter(DLQ_RECORDS_TOTAL, "Records sent to the dead-letter topic", &["topic"]),
             last_success: gauge(LAST_SUCCESS_TIMESTAMP_SECONDS, "Unix time of the last successful run", &["table"]),
+            offsets_ahead: gauge(
+                OFFSETS_AHEAD_PARTITIONS,
+                "Partitions whose table offset is past the topic's end (runs fail until repaired)",
+                &["topic"],
+            ),
+            offset_gaps: counter(
+                OFFSET_GAPS_TOTAL,
+                "Offsets skipped because the broker returned no record",
+                &["topic"],
+            ),
+            expired: counter(
+                RECORDS_EXPIRED_TOTAL,
+                "Records that left Kafka (retention) before they were loaded",
+                &["topic"],
+            ),
+            conflicts: counter(
+                COMMIT_CONFLICTS_TOTAL,
+                "Table commits refused because another writer committed first, by what the run did next",
+                &["table", "outcome"],
+            ),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.lag_messages.clone()),
@@ -67,6 +95,10 @@ impl SinkMetrics {
             Box::new(m.duplicates.clone()),
             Box::new(m.dlq.clone()),
             Box::new(m.last_success.clone()),
+            Box::new(m.offsets_ahead.clone()),
+            Box::new(m.offset_gaps.clone()),
+            Box::new(m.expired.clone()),
+            Box::new(m.conflicts.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("names are unique");
@@ -75,10 +107,16 @@ impl SinkMetrics {
             for c in [&m.rows, &m.files, &m.bytes, &m.duplicates] {
                 c.with_label_values(&[table]);
             }
+            for outcome in ["rebased", "replanned"] {
+                m.conflicts.with_label_values(&[table, outcome]);
+            }
         }
         for topic in topics {
-            m.dlq.with_label_values(&[topic]);
+            for c in [&m.dlq, &m.offset_gaps, &m.expired] {
+                c.with_label_values(&[topic]);
+            }
             m.lag_seconds.with_label_values(&[topic]);
+            m.offsets_ahead.with_label_values(&[topic]);
         }
         for trigger in ["manual", "schedule", "lag"] {
             for outcome in ["success", "failure"] {
@@ -117,6 +155,10 @@ mod tests {
             "hooklake_sink_duplicates_dropped_total{table=\"raw.shop.orders\"} 0",
             "hooklake_sink_dlq_records_total{topic=\"hooklake.orders\"} 0",
             "hooklake_sink_last_success_timestamp_seconds{table=\"raw.shop.orders\"} 1",
+            "hooklake_sink_offsets_ahead_partitions{topic=\"hooklake.orders\"} 0",
+            "hooklake_sink_offset_gaps_total{topic=\"hooklake.orders\"} 0",
+            "hooklake_sink_records_expired_total{topic=\"hooklake.orders\"} 0",
+            "hooklake_sink_commit_conflicts_total{outcome=\"rebased\",table=\"raw.shop.orders\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -1,9 +1,11 @@
 //! One sink run: plan from the tables' offsets and the high watermarks taken at the start,
-//! consume up to them, write, commit one snapshot per table, then mirror the offsets into
-//! the consumer group. A conflict or a rebalance starts the run over from the tables.
+//! read up to them with a reader of this attempt's own, write, commit one snapshot per
+//! table, then mirror the offsets into the consumer group. A conflict on a partition this
+//! run read, or a rebalance, starts the run over from the tables; files of an attempt
+//! that cannot commit are deleted.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     time::{Duration, Instant},
 };
 
@@ -13,9 +15,9 @@ use crate::{
     SinkError,
     decode::Decoder,
     failpoint,
-    kafka::{Assignment, DeadLetters, GroupConsumer},
+    kafka::{Assignment, DeadLetters, GroupConsumer, RunReader},
     lake::{Lake, LakeTable, TopicPartition},
-    loader::{Loader, Outcome, Prepared},
+    loader::{Loader, Outcome, Prepared, discard},
     metrics::SinkMetrics,
     settings::Settings,
 };
@@ -24,6 +26,8 @@ use crate::{
 const MAX_ATTEMPTS: usize = 5;
 /// No record for this long while records are due: the run fails.
 const STALL: Duration = Duration::from_secs(120);
+/// Commits of one table on top of other writers' snapshots before the run re-plans.
+const MAX_REBASES: usize = 20;
 
 /// Everything a run uses, owned by the service (or by `--once`).
 #[derive(Debug)]
@@ -72,6 +76,25 @@ pub struct RunReport {
     pub duration_seconds: f64,
 }
 
+impl RunReport {
+    /// Counts what one table's commit took in.
+    fn add(&mut self, p: &Prepared) {
+        self.records += p.records;
+        self.dead_letters += p.dead_letters;
+        self.rows += p.stats.rows;
+        self.files += p.stats.files;
+        self.bytes += p.stats.bytes;
+        self.duplicates += p.duplicates;
+        self.tables.push(TableReport {
+            table: p.table_label.clone(),
+            rows: p.stats.rows,
+            files: p.stats.files,
+            bytes: p.stats.bytes,
+            duplicates: p.duplicates,
+        });
+    }
+}
+
 /// Runs until everything below the high watermarks (taken at the start of the
 /// successful attempt) is in the tables.
 pub async fn run(ctx: &RunContext, run_id: &str, progress: &dyn Progress) -> Result<RunReport, SinkError> {
@@ -86,12 +109,8 @@ pub async fn run(ctx: &RunContext, run_id: &str, progress: &dyn Progress) -> Res
             }
             Err(e) if e.is_replan() && attempt < MAX_ATTEMPTS => {
                 tracing::warn!(run_id, attempt, error = %e, "re-reading the tables' offsets and planning again");
-                ctx.consumer.pause_all();
             }
-            Err(e) => {
-                ctx.consumer.pause_all();
-                return Err(e);
-            }
+            Err(e) => return Err(e),
         }
     }
     unreachable!("the last attempt returns")
@@ -102,6 +121,17 @@ pub async fn run(ctx: &RunContext, run_id: &str, progress: &dyn Progress) -> Res
 struct Span {
     start: i64,
     target: i64,
+}
+
+/// What an attempt reads: each table as planned, and the spans of the partitions with
+/// records to load.
+#[derive(Debug)]
+struct Plan {
+    tables: HashMap<String, Option<LakeTable>>,
+    spans: HashMap<TopicPartition, Span>,
+    /// Partitions whose next records expired from Kafka: `(partition, low watermark,
+    /// records lost to retention)`. The commit moves their offsets to the low watermark.
+    expired: Vec<(TopicPartition, i64, u64)>,
 }
 
 async fn attempt_run(
@@ -115,66 +145,118 @@ async fn attempt_run(
         tracing::info!(run_id, "no partitions assigned to this instance: nothing to do");
         return Ok(());
     }
-    let (planned, spans) = plan(ctx, &assignment).await?;
-    if spans.is_empty() {
+    let plan = plan(ctx, &assignment).await?;
+    if plan.spans.is_empty() && plan.expired.is_empty() {
         tracing::info!(run_id, "no new records: nothing to commit");
         return Ok(());
     }
-    progress.planned(spans.values().map(|s| (s.target - s.start) as u64).sum());
+    progress.planned(plan.spans.values().map(|s| (s.target - s.start) as u64).sum());
     failpoint::hit(failpoint::BEFORE_FILES).await;
 
-    let mut loader = Loader::new(&ctx.lake, &ctx.settings, &ctx.decoder, run_id, planned);
-    let starts: Vec<(TopicPartition, i64)> = spans.iter().map(|(tp, s)| (tp.clone(), s.start)).collect();
-    ctx.consumer.seek_and_resume(&starts).await?;
-    consume(ctx, &assignment, &spans, &mut loader, progress).await?;
-    ctx.consumer.pause_all();
-
-    // Before any commit, so that a committed offset never skips an unsent dead letter. An
-    // attempt that ends in a re-plan reads its records again and sends its dead letters
-    // again: the DLQ is at-least-once (hooklake-origin names the source record).
-    let dead = ctx.dead_letters.lock().await.flush().await?;
-    for topic in &dead {
-        ctx.metrics.dlq.with_label_values(&[topic]).inc();
+    let mut loader = Loader::new(&ctx.lake, &ctx.settings, &ctx.decoder, run_id, plan.tables);
+    for (tp, low, lost) in &plan.expired {
+        loader.expired(tp, *low, *lost);
     }
+    let dlq_failed = match load(ctx, &assignment, &plan.spans, &mut loader, progress).await {
+        Ok(failed) => failed,
+        Err(e) => {
+            loader.abandon().await;
+            return Err(e);
+        }
+    };
     let prepared = loader.finish().await?;
     failpoint::hit(failpoint::AFTER_FILES).await;
     if ctx.consumer.assignment().generation != assignment.generation {
+        discard(&prepared).await;
         return Err(SinkError::Rebalanced);
     }
-    commit(ctx, prepared, report).await
+    // A table whose dead letters did not reach their DLQ keeps its offsets (its records
+    // are read again next run); the other tables commit.
+    let (blocked, ready): (Vec<Prepared>, Vec<Prepared>) =
+        prepared.into_iter().partition(|p| p.commit.offsets.keys().any(|(topic, _)| dlq_failed.contains_key(topic)));
+    discard(&blocked).await;
+    commit(ctx, ready, report).await?;
+    if dlq_failed.is_empty() {
+        Ok(())
+    } else {
+        Err(SinkError::Kafka(dlq_failed.into_values().collect::<Vec<_>>().join("; ")))
+    }
+}
+
+/// Reads the spans into `loader` and sends its dead letters. Returns the source topics
+/// whose dead letters could not be delivered, with the reason.
+async fn load(
+    ctx: &RunContext,
+    assignment: &Assignment,
+    spans: &HashMap<TopicPartition, Span>,
+    loader: &mut Loader<'_>,
+    progress: &dyn Progress,
+) -> Result<BTreeMap<String, String>, SinkError> {
+    if !spans.is_empty() {
+        let starts: Vec<(TopicPartition, i64)> = spans.iter().map(|(tp, s)| (tp.clone(), s.start)).collect();
+        let reader = ctx.consumer.reader(&starts).await?;
+        consume(ctx, &reader, assignment, spans, loader, progress).await?;
+    }
+    // Before any commit, so that a committed offset never skips an unsent dead letter. An
+    // attempt that ends in a re-plan reads its records again and sends its dead letters
+    // again: the DLQ is at-least-once (hooklake-origin names the source record).
+    let (delivered, failed) = ctx.dead_letters.lock().await.flush().await;
+    for topic in &delivered {
+        ctx.metrics.dlq.with_label_values(&[topic]).inc();
+    }
+    Ok(failed)
 }
 
 /// Each assigned partition's start (the table's next offset) and target (the high
-/// watermark now); partitions with nothing new are left out.
-async fn plan(
-    ctx: &RunContext,
-    assignment: &Assignment,
-) -> Result<(HashMap<String, Option<LakeTable>>, HashMap<TopicPartition, Span>), SinkError> {
-    let mut tables: HashMap<String, Option<LakeTable>> = HashMap::new();
-    let mut spans = HashMap::new();
+/// watermark now); partitions with nothing new are left out. A table whose offsets are
+/// past the end of their partition (the topic was deleted and recreated, or the table
+/// copied from elsewhere) fails the run: loading from there would skip records.
+async fn plan(ctx: &RunContext, assignment: &Assignment) -> Result<Plan, SinkError> {
+    let mut plan = Plan { tables: HashMap::new(), spans: HashMap::new(), expired: Vec::new() };
+    let mut ahead: HashMap<&str, i64> = HashMap::new();
+    let mut errors = Vec::new();
     for tp in &assignment.partitions {
         let Some(route) = ctx.settings.route(&tp.0) else { continue };
-        if !tables.contains_key(&route.table_label) {
-            tables.insert(route.table_label.clone(), ctx.lake.load(&route.table).await?);
+        if !plan.tables.contains_key(&route.table_label) {
+            plan.tables.insert(route.table_label.clone(), ctx.lake.load(&route.table).await?);
         }
-        let stored = tables[&route.table_label].as_ref().and_then(|t| t.next_offset(&tp.0, tp.1));
+        let stored = plan.tables[&route.table_label].as_ref().and_then(|t| t.next_offset(&tp.0, tp.1));
         let (low, high) = ctx.consumer.watermarks(&tp.0, tp.1).await?;
-        if let Some(s) = stored
-            && s < low
-        {
-            tracing::error!(topic = %tp.0, partition = tp.1, stored = s, low, "records expired from Kafka before they were loaded");
+        // Every topic's gauge is set: back to 0 once its table is repaired.
+        ahead.entry(&tp.0).or_default();
+        match stored {
+            Some(s) if s > high => {
+                *ahead.entry(&tp.0).or_default() += 1;
+                errors.push(format!(
+                    "{}/{}: table {} is at offset {s}, the topic ends at {high}",
+                    tp.0, tp.1, route.table_label
+                ));
+                continue;
+            }
+            Some(s) if s < low => {
+                tracing::error!(topic = %tp.0, partition = tp.1, stored = s, low, "records expired from Kafka before they were loaded");
+                plan.expired.push((tp.clone(), low, (low - s) as u64));
+            }
+            _ => {}
         }
         let start = stored.unwrap_or(low).max(low);
         if start < high {
-            spans.insert(tp.clone(), Span { start, target: high });
+            plan.spans.insert(tp.clone(), Span { start, target: high });
         }
     }
-    Ok((tables, spans))
+    for (topic, partitions) in ahead {
+        ctx.metrics.offsets_ahead.with_label_values(&[topic]).set(partitions);
+    }
+    if !errors.is_empty() {
+        return Err(SinkError::OffsetsAhead(errors.join("; ")));
+    }
+    Ok(plan)
 }
 
 /// Reads every planned partition from its start to its target into `loader`.
 async fn consume(
     ctx: &RunContext,
+    reader: &RunReader,
     assignment: &Assignment,
     spans: &HashMap<TopicPartition, Span>,
     loader: &mut Loader<'_>,
@@ -187,8 +269,8 @@ async fn consume(
         if ctx.consumer.assignment().generation != assignment.generation {
             return Err(SinkError::Rebalanced);
         }
-        let Some(m) = ctx.consumer.next(Duration::from_secs(1)).await else {
-            close_finished_by_position(ctx, spans, &mut open, loader);
+        let Some(m) = reader.next(Duration::from_secs(1)).await else {
+            close_finished_by_position(reader, spans, &mut open, loader);
             if last_progress.elapsed() > STALL {
                 return Err(SinkError::Stalled(format!("no record for {}s; waiting for {open:?}", STALL.as_secs())));
             }
@@ -196,10 +278,18 @@ async fn consume(
         };
         let tp = (m.topic().to_owned(), m.partition());
         let (Some(span), Some(expected)) = (spans.get(&tp), next.get_mut(&tp)) else { continue };
-        // Records before the expected offset were prefetched before a seek; records at or
-        // past the target belong to the next run.
+        // The reader starts at the span's start, so nothing comes before `expected`;
+        // records at or past the target belong to the next run.
         if m.offset() < *expected || m.offset() >= span.target {
             continue;
+        }
+        if m.offset() > *expected {
+            // Offsets the broker did not return: compaction or transaction markers, never
+            // records of ingest's (its producer is not transactional). Counted, so an
+            // alert shows it.
+            let missing = m.offset() - *expected;
+            tracing::warn!(topic = %tp.0, partition = tp.1, from = *expected, to = m.offset(), "offset gap in the topic");
+            ctx.metrics.offset_gaps.with_label_values(&[&tp.0]).inc_by(missing as u64);
         }
         *expected = m.offset() + 1;
         last_progress = Instant::now();
@@ -221,12 +311,12 @@ async fn consume(
 /// Partitions whose read position passed the target without a record at the end
 /// (offset gaps such as transaction markers) are done.
 fn close_finished_by_position(
-    ctx: &RunContext,
+    reader: &RunReader,
     spans: &HashMap<TopicPartition, Span>,
     open: &mut HashSet<TopicPartition>,
     loader: &mut Loader<'_>,
 ) {
-    let positions = ctx.consumer.positions();
+    let positions = reader.positions();
     open.retain(|tp| match (positions.get(tp), spans.get(tp)) {
         (Some(pos), Some(span)) if *pos >= span.target => {
             loader.advance(tp, span.target);
@@ -238,36 +328,36 @@ fn close_finished_by_position(
 
 /// Commits each table, then mirrors the offsets into the consumer group. The report counts
 /// what each table's commit took in, so an attempt that ends in a re-plan after some
-/// tables committed counts each record once.
+/// tables committed counts each record once. When a table cannot commit, the files of the
+/// tables not committed are deleted (a commit that failed for another reason than a
+/// conflict may have landed: its files stay, for the orphan clean-up to judge).
 async fn commit(ctx: &RunContext, prepared: Vec<Prepared>, report: &mut RunReport) -> Result<(), SinkError> {
     let mut group_offsets = Vec::new();
-    for p in prepared {
-        let offsets: Vec<(TopicPartition, i64)> = p.commit.offsets.iter().map(|(tp, o)| (tp.clone(), *o)).collect();
-        ctx.lake.commit(&p.planned, p.commit).await?;
+    let mut pending = prepared.into_iter();
+    while let Some(mut p) = pending.next() {
+        if let Err(e) = commit_table(ctx, &mut p).await {
+            let rest: Vec<Prepared> = pending.collect();
+            discard(&rest).await;
+            if matches!(e, SinkError::Conflict(_)) {
+                discard(std::slice::from_ref(&p)).await;
+            }
+            return Err(e);
+        }
         let m = &ctx.metrics;
         let label = [p.table_label.as_str()];
         m.rows.with_label_values(&label).inc_by(p.stats.rows);
         m.files.with_label_values(&label).inc_by(p.stats.files);
         m.bytes.with_label_values(&label).inc_by(p.stats.bytes);
         m.duplicates.with_label_values(&label).inc_by(p.duplicates);
+        for (topic, lost) in &p.expired {
+            m.expired.with_label_values(&[topic]).inc_by(*lost);
+        }
         tracing::info!(
             table = %p.table_label, rows = p.stats.rows, files = p.stats.files, bytes = p.stats.bytes,
             duplicates = p.duplicates, "committed"
         );
-        report.records += p.records;
-        report.dead_letters += p.dead_letters;
-        report.rows += p.stats.rows;
-        report.files += p.stats.files;
-        report.bytes += p.stats.bytes;
-        report.duplicates += p.duplicates;
-        report.tables.push(TableReport {
-            table: p.table_label.clone(),
-            rows: p.stats.rows,
-            files: p.stats.files,
-            bytes: p.stats.bytes,
-            duplicates: p.duplicates,
-        });
-        group_offsets.extend(offsets);
+        report.add(&p);
+        group_offsets.extend(p.commit.offsets.iter().map(|(tp, o)| (tp.clone(), *o)));
     }
     failpoint::hit(failpoint::AFTER_TABLE_COMMIT).await;
     if let Err(e) = ctx.consumer.commit_offsets(&group_offsets, CommitMode::Sync) {
@@ -275,4 +365,40 @@ async fn commit(ctx: &RunContext, prepared: Vec<Prepared>, report: &mut RunRepor
         tracing::warn!(error = %e, "could not mirror offsets into the consumer group");
     }
     Ok(())
+}
+
+/// Commits one table. When another writer committed first without touching the
+/// partitions this run read (a replica with other partitions of the same table), the
+/// same files and offsets are committed on top of its snapshot: nothing this run read
+/// was loaded by the other. Otherwise the conflict goes up and the run re-plans.
+async fn commit_table(ctx: &RunContext, p: &mut Prepared) -> Result<(), SinkError> {
+    let mut rebases = 0;
+    loop {
+        match ctx.lake.commit(&p.planned, &p.commit).await {
+            Ok(_) => return Ok(()),
+            Err(SinkError::Conflict(table)) => {
+                let now = ctx.lake.reload(&p.planned).await?;
+                let rebase = rebases < MAX_REBASES && p.commit.can_rebase(&p.planned, &now);
+                ctx.metrics
+                    .conflicts
+                    .with_label_values(&[p.table_label.as_str(), if rebase { "rebased" } else { "replanned" }])
+                    .inc();
+                if !rebase {
+                    return Err(SinkError::Conflict(table));
+                }
+                rebases += 1;
+                tracing::info!(table = %p.table_label, rebases, "another writer committed first, to other partitions: committing on top");
+                p.planned = now;
+                // Replicas that collided will likely collide again at once: spread them.
+                tokio::time::sleep(Duration::from_millis(rand_millis(10, 100))).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A pseudo-random duration in `[lo, hi)` ms (jitter needs no quality).
+fn rand_millis(lo: u64, hi: u64) -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
+    lo + u64::from(nanos) % (hi - lo).max(1)
 }

@@ -10,7 +10,7 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::{
     SinkError, admin,
     decode::Decoder,
-    kafka::{DeadLetters, GroupConsumer, LagProbe, PartitionLag},
+    kafka::{DeadLetters, GroupConsumer, LagProbe, PartitionLag, ensure_dlq_topics},
     lake::{Lake, LakeTable, TopicPartition},
     metrics::SinkMetrics,
     run::{self, Progress, RunContext, RunReport},
@@ -44,6 +44,12 @@ impl Sink {
         let base = std::env::current_dir().map_err(|e| SinkError::Io(e.to_string()))?;
         let settings = Settings::from_config(config, &base)?;
         let lake = Lake::connect(config, &settings).await?;
+        if config.kafka.create_topics
+            && let Err(e) = ensure_dlq_topics(config, &settings.topics()).await
+        {
+            // Not fatal: only a run with a dead letter needs its DLQ, and only its table waits.
+            tracing::warn!(error = %e, "could not create the dead-letter topics");
+        }
         let consumer = match membership {
             Membership::Group => GroupConsumer::subscribe(config, &settings.group_id, &settings.topics())?,
             Membership::All => GroupConsumer::assign_all(config, &settings.group_id, &settings.topics()).await?,

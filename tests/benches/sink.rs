@@ -338,7 +338,7 @@ async fn sink_engine(dir: &Path, rows: u64) -> (u64, u64, u64) {
         written += prepared.stats.rows;
         bytes += prepared.stats.bytes;
         files += prepared.stats.files;
-        lake.commit(&prepared.planned, prepared.commit).await.expect("commit");
+        lake.commit(&prepared.planned, &prepared.commit).await.expect("commit");
     }
     (written, bytes, files)
 }

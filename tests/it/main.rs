@@ -5,6 +5,7 @@
 mod common;
 mod confluent;
 mod ingest_broker_faults;
+mod ingest_hostile;
 mod ingest_hostile_auth;
 mod ingest_process;
 mod ingest_records;

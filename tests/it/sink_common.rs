@@ -26,7 +26,11 @@ impl Pipeline {
 
     /// With the sink's `schedule` and `lag_trigger` (TOML inline table) set.
     pub async fn start_with(lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
-        let broker = TestBroker::get();
+        Self::start_on(TestBroker::get(), lake, schedule, lag_trigger).await
+    }
+
+    /// On `broker` (a test that deletes topics or stops the broker needs its own).
+    pub async fn start_on(broker: TestBroker, lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
         let prefix = unique("sk");
         let api_key = format!("key-{}", uuid::Uuid::new_v4().simple());
         let whsec = format!(

@@ -6,7 +6,7 @@
 use std::{collections::BTreeMap, time::Duration};
 
 use hooklake_sink::failpoint;
-use hooklake_tests::{lake::TestLake, python, sink, unix_now};
+use hooklake_tests::{eventually, lake::TestLake, python, sink, unix_now};
 use serde_json::{Value, json};
 
 use crate::sink_common::{Pipeline, reported, sorted};
@@ -252,4 +252,31 @@ async fn sink_once_on_a_terminal_shows_a_progress_bar_and_a_summary() {
     let out = sink::once(&p.config, &[], Duration::from_secs(120)).await;
     assert!(out.success && out.stdout.contains("5 records → 5 rows"), "{}\n{}", out.stdout, out.stderr);
     assert!(!out.stderr.contains("/5 records"), "a bar was drawn without a terminal:\n{}", out.stderr);
+}
+
+/// The dedupe window is anchored on when ingest received a record, not on when the sink
+/// loads it: a sender's retry that waited in Kafka through a sink outage longer than the
+/// window still meets its first delivery in the table.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_retry_loaded_after_an_outage_longer_than_the_dedupe_window_is_still_a_duplicate() {
+    let p = Pipeline::start(TestLake::sqlite()).await;
+    const WINDOW_SECS: u64 = 4;
+    let toml = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace("[sink]\n", &format!("[sink]\ndedupe_window = \"{WINDOW_SECS}s\"\n"));
+    std::fs::write(&p.config, toml).unwrap();
+
+    p.post_key("retried-1", "{\"try\":1}").await;
+    let stdout = p.once().await;
+    assert_eq!(reported(&stdout, "rows in"), 1, "{stdout}");
+    p.post_key("retried-1", "{\"try\":2}").await;
+    let retried_at = unix_now();
+    // The sink is "down" until the retry is older than the window.
+    eventually(Duration::from_secs(WINDOW_SECS + 5), "the retry to age past the window", || async {
+        (unix_now() > retried_at + WINDOW_SECS + 1).then_some(())
+    })
+    .await;
+    let stdout = p.once().await;
+    assert_eq!(reported(&stdout, "duplicates dropped"), 1, "{stdout}");
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), vec!["retried-1".to_owned()]);
 }

@@ -4,10 +4,13 @@
 
 use std::time::Duration;
 
-use hooklake_tests::{eventually, kafka, lake::TestLake, metrics, python, sink::SinkService, tools};
-use rdkafka::{
-    ClientConfig,
-    producer::{FutureProducer, FutureRecord},
+use hooklake_tests::{
+    broker::{Broker, TestBroker},
+    eventually, kafka,
+    lake::TestLake,
+    metrics, python,
+    sink::SinkService,
+    tools,
 };
 
 use crate::sink_common::{Pipeline, sorted};
@@ -34,15 +37,7 @@ async fn a_manual_run_dead_letters_an_undecodable_record_and_goes_on() {
     let p = Pipeline::start(TestLake::sqlite()).await;
     let ids = p.post_keys("ok", 2).await;
     // A record no hooklake ingest wrote: neither encoding decodes it.
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", p.broker.bootstrap())
-        .set("message.timeout.ms", "10000")
-        .create()
-        .expect("producer");
-    producer
-        .send(FutureRecord::to(&p.keys_topic()).key("junk").payload("this is not avro"), Duration::from_secs(10))
-        .await
-        .expect("garbage record acknowledged");
+    kafka::produce_raw(&p.broker.bootstrap(), &p.keys_topic(), "junk", "this is not avro").await;
     let ids = [ids, p.post_keys("ok2", 1).await].concat();
 
     let sink = SinkService::start(&p.config, p.admin_port).await;
@@ -186,4 +181,76 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
     }
     assert!(missing.is_empty(), "used by deploy/ but not exported: {missing:?}\nexported: {exported:?}");
     sink.stop().await;
+}
+
+/// A table whose offsets are past the end of its topic (the topic was deleted and
+/// recreated) makes runs fail with a reason and a gauge, and the table is left alone:
+/// loading the new topic from its start would skip or duplicate records silently.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_table_ahead_of_its_recreated_topic_fails_runs_loudly() {
+    // Its own broker: tansu's topic deletion disturbs the other tests' topics.
+    let p = Pipeline::start_on(TestBroker::Own(Broker::start()), TestLake::sqlite(), "off", "{}").await;
+    let ids = p.post_keys("before", 6).await;
+    let sink = SinkService::start(&p.config, p.admin_port).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let topic = p.keys_topic();
+    let ahead = |text: &str| metrics::value(text, "hooklake_sink_offsets_ahead_partitions", &[("topic", &topic)]);
+    assert_eq!(ahead(&sink.metrics().await), Some(0.0));
+
+    kafka::recreate_topic(&p.broker.bootstrap(), &topic, 2).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    let error = done["error"].as_str().unwrap_or_default();
+    assert!(error.contains("ahead of the topic") && error.contains(&topic), "{error}");
+    assert!(ahead(&sink.metrics().await).unwrap_or(0.0) >= 1.0, "{}", sink.metrics().await);
+    assert_eq!(runs(&sink.metrics().await, "manual", "failure"), 1.0);
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids), "the table is untouched");
+    assert!(sink.stop().await);
+}
+
+/// A table whose dead letters cannot reach their DLQ (missing, and the sink may not
+/// create topics) keeps its offsets while the other tables commit; the run fails with
+/// the reason. With `kafka.create_topics` on, the sink creates the DLQ itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_dlq_holds_back_only_its_table_and_the_sink_creates_it() {
+    let p = Pipeline::start(TestLake::sqlite()).await;
+    let brokers = p.broker.bootstrap();
+    let ids = p.post_keys("ok", 2).await;
+    // The sink reads `std` from a topic that has no DLQ (ingest created only its own).
+    let bare = format!("{}.bare", p.prefix);
+    kafka::create_topic(&brokers, &bare, 2).await;
+    kafka::produce_raw(&brokers, &bare, "junk", "this is not avro").await;
+    let toml = std::fs::read_to_string(&p.config)
+        .unwrap()
+        .replace(&format!("topic = \"{}.std\"", p.prefix), &format!("topic = \"{bare}\""));
+    let creates = hooklake_tests::sink::write_config(&p.lake.path(), &toml);
+    let no_create = hooklake_tests::sink::write_config(
+        &p.lake.path(),
+        &toml.replace("[kafka]\n", "[kafka]\ncreate_topics = false\n"),
+    );
+
+    let sink = SinkService::start(&no_create, p.admin_port).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(180)).await;
+    assert_eq!(done["state"], "failed", "{done}");
+    assert!(done["error"].as_str().unwrap_or_default().contains(&format!("{bare}.dlq")), "{done}");
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids.clone()), "the other table committed");
+    let std = p.lake.read(&p.std_table()).await;
+    for partition in 0..2 {
+        let offset = std.property(&format!("hooklake.offset.{bare}.{partition}"));
+        assert!(offset.is_none(), "the blocked table kept its offsets: {offset:?}");
+    }
+    assert!(sink.stop().await);
+
+    let sink = SinkService::start(&creates, p.admin_port).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().unwrap(), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["dead_letters"], 1, "{done}");
+    assert_eq!(kafka::record_count(&brokers, &format!("{bare}.dlq")), 1);
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids), "nothing loaded twice");
+    assert!(sink.stop().await);
 }

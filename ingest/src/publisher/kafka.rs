@@ -1,17 +1,14 @@
 //! The rdkafka publisher: an idempotent producer with acks=all, a bounded queue and a
-//! delivery timeout below the response deadline, so every send ends in time.
-//!
-//! After a delivery timeout the producer is replaced by a fresh one (a new producer id)
-//! and the old one's queue is purged. librdkafka would otherwise bump the idempotent
-//! epoch locally (KIP-360); Kafka and Redpanda accept that, but some Kafka-API brokers
-//! do not (tansu 0.6 panics in its storage task and stops taking writes). A new producer
-//! works with every broker and costs one InitProducerId after an outage. The requests
-//! whose records were purged were answered 503 already or get 503 now.
+//! delivery timeout below the response deadline, so every send ends in time. The producer
+//! is replaced after a delivery timeout ([`super::generations`]). Records for a topic the
+//! broker does not have are refused at once, so that one missing topic fails only its
+//! own source.
 
 use std::{
+    collections::BTreeSet,
     sync::{
         Arc, RwLock,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -21,10 +18,14 @@ use rdkafka::{
     ClientConfig,
     error::{KafkaError, RDKafkaErrorCode},
     message::{Header, OwnedHeaders},
-    producer::{FutureProducer, FutureRecord, Producer, PurgeConfig},
+    producer::{FutureRecord, Producer},
 };
 
-use super::{Delivered, OutgoingRecord, PublishError, Publisher, ensure_topics};
+use super::{
+    Delivered, OutgoingRecord, PublishError, Publisher, ensure_topics_with,
+    generations::{Followed, Producers, is_delivery_timeout, is_purged},
+};
+use crate::connections::MAX_REQUEST_HEAD_BYTES;
 
 /// How long a readiness answer is reused, so that probes do not hammer the broker.
 const READY_CACHE: Duration = Duration::from_secs(1);
@@ -75,7 +76,20 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
         c.set("request.timeout.ms", message_timeout.min(5000).to_string());
     }
     c.set("queue.buffering.max.messages", config.ingest.producer_queue_messages.to_string());
+    if !config.kafka.properties.contains_key("message.max.bytes") {
+        c.set("message.max.bytes", max_record_bytes(config).to_string());
+    }
     Ok(c)
+}
+
+/// The largest record a request within `ingest.max_body_bytes` can make: the payload, an
+/// event type taken from it (at most as long again), the forwarded headers, message id
+/// and Kafka headers (all from the request head, which hyper caps), and the Avro and
+/// Kafka framing (well under the fixed slack). librdkafka's default `message.max.bytes`
+/// (1,000,000) would refuse bodies near the default cap of 1 MiB.
+pub fn max_record_bytes(config: &Config) -> u64 {
+    const FRAMING_SLACK: u64 = 16 << 10;
+    2 * config.ingest.max_body_bytes.get() + MAX_REQUEST_HEAD_BYTES as u64 + FRAMING_SLACK
 }
 
 /// The record as rdkafka sends it: topic, key, value and headers.
@@ -86,22 +100,11 @@ pub fn future_record(record: &OutgoingRecord) -> FutureRecord<'_, String, Vec<u8
     FutureRecord::to(&record.topic).key(&record.key).payload(&record.value).headers(headers)
 }
 
-/// One producer instance; replaced after delivery timeouts (see the module docs).
-struct Generation {
-    id: u64,
-    producer: FutureProducer,
-}
-
-fn create_producer(config: &Config) -> Result<FutureProducer, ConfigError> {
-    producer_config(config)?
-        .create()
-        .map_err(|e| ConfigError::invalid("kafka.properties", format!("librdkafka refused the producer: {e}")))
-}
-
 pub struct KafkaPublisher {
-    current: RwLock<Arc<Generation>>,
-    generations: AtomicU64,
+    producers: Arc<Producers>,
     topics: Vec<String>,
+    /// Source topics the broker's last metadata answer lacked.
+    missing: RwLock<BTreeSet<String>>,
     config: Arc<Config>,
     fatal: AtomicBool,
     /// The last readiness answer; the lock also keeps probes (and topic creation) one at a time.
@@ -116,12 +119,12 @@ impl std::fmt::Debug for KafkaPublisher {
 
 impl KafkaPublisher {
     pub fn new(config: Arc<Config>) -> Result<Self, ConfigError> {
-        let producer = create_producer(&config)?;
+        let producers = Arc::new(Producers::new(config.clone())?);
         let topics = config.sources.iter().map(|(name, s)| s.topic_for(name)).collect();
         Ok(Self {
-            current: RwLock::new(Arc::new(Generation { id: 0, producer })),
-            generations: AtomicU64::new(1),
+            producers,
             topics,
+            missing: RwLock::new(BTreeSet::new()),
             config,
             fatal: AtomicBool::new(false),
             ready: tokio::sync::Mutex::new(None),
@@ -129,7 +132,8 @@ impl KafkaPublisher {
     }
 
     /// Creates missing source topics, and the `<topic>.dlq` the sink dead-letters into,
-    /// when `kafka.create_topics` is on.
+    /// when `kafka.create_topics` is on, with a `max.message.bytes` that fits the largest
+    /// record ingest can make.
     pub async fn ensure_topics(&self) -> Result<(), String> {
         if !self.config.kafka.create_topics {
             return Ok(());
@@ -140,29 +144,8 @@ impl KafkaPublisher {
             .cloned()
             .chain(self.topics.iter().map(|t| hooklake_schemas::kafka::dlq_topic(t)))
             .collect();
-        ensure_topics(&self.config.kafka, &all).await
-    }
-
-    fn current(&self) -> Arc<Generation> {
-        self.current.read().expect("not poisoned").clone()
-    }
-
-    /// Replaces generation `failed` by a fresh producer, unless another request already did.
-    fn replace_after_timeout(&self, failed: &Generation) {
-        let mut current = self.current.write().expect("not poisoned");
-        if current.id != failed.id {
-            return;
-        }
-        let producer = match create_producer(&self.config) {
-            Ok(p) => p,
-            Err(e) => return tracing::error!(error = %e, "cannot create a new Kafka producer"),
-        };
-        let id = self.generations.fetch_add(1, Ordering::SeqCst);
-        let old = std::mem::replace(&mut *current, Arc::new(Generation { id, producer }));
-        tracing::warn!(generation = id, "replaced the Kafka producer after a delivery timeout");
-        // Nothing the old producer still holds may reach the broker under a bumped epoch.
-        old.producer.purge(PurgeConfig::default().queue().inflight());
-        tokio::task::spawn_blocking(move || drop(old));
+        let max_message = max_record_bytes(&self.config).to_string();
+        ensure_topics_with(&self.config.kafka, &all, &[("max.message.bytes", &max_message)]).await
     }
 
     fn classify(&self, e: KafkaError) -> PublishError {
@@ -181,48 +164,72 @@ impl KafkaPublisher {
         }
     }
 
+    /// Asks the broker for metadata and records which source topics it lacks, creating
+    /// them first when `kafka.create_topics` is on. Fails only when the broker cannot be
+    /// reached: a missing topic fails its own source, not the instance.
     async fn probe(&self) -> Result<(), String> {
-        let producer = self.current().producer.clone();
+        let mut missing = self.fetch_missing_topics().await?;
+        if !missing.is_empty() && self.config.kafka.create_topics {
+            match self.ensure_topics().await {
+                Ok(()) => missing = self.fetch_missing_topics().await?,
+                Err(e) => tracing::warn!(error = %e, "could not create the missing topics"),
+            }
+        }
+        if !missing.is_empty() {
+            tracing::warn!(?missing, "source topics do not exist; their sources answer 503 topic_missing");
+        }
+        *self.missing.write().expect("not poisoned") = missing;
+        Ok(())
+    }
+
+    async fn fetch_missing_topics(&self) -> Result<BTreeSet<String>, String> {
+        let producer = self.producers.current().producer.clone();
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, METADATA_TIMEOUT))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("broker metadata unreachable: {e}"))?;
-        let missing: Vec<&String> = self
+        Ok(self
             .topics
             .iter()
             .filter(|t| !metadata.topics().iter().any(|m| m.name() == t.as_str() && m.error().is_none()))
-            .collect();
-        if missing.is_empty() {
-            return Ok(());
-        }
-        if self.config.kafka.create_topics {
-            return self.ensure_topics().await;
-        }
-        Err(format!("topics do not exist: {missing:?}"))
+            .cloned()
+            .collect())
     }
 }
 
 impl Publisher for KafkaPublisher {
+    /// Sends on the current producer. A record purged because another record's delivery
+    /// timed out and the producer was replaced is sent again on the new producer, within
+    /// the same timeout.
     async fn publish(&self, record: OutgoingRecord, timeout: Duration) -> Result<Delivered, PublishError> {
-        let generation = self.current();
-        let delivery = generation.producer.send_result(future_record(&record)).map_err(|(e, _)| self.classify(e))?;
-        let (outcome, timed_out) = match tokio::time::timeout(timeout, delivery).await {
-            Err(_) => (Err(PublishError::Unavailable("no acknowledgement within the deadline".into())), true),
-            Ok(Err(_canceled)) => (Err(PublishError::Unavailable("the producer is shutting down".into())), false),
-            Ok(Ok(Err((e, _)))) => {
-                let timed_out = e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut);
-                (Err(self.classify(e)), timed_out)
-            }
-            Ok(Ok(Ok(d))) => (Ok(Delivered { partition: d.partition, offset: d.offset }), false),
-        };
-        if timed_out {
-            self.replace_after_timeout(&generation);
+        if !self.topic_ready(&record.topic) {
+            return Err(PublishError::TopicMissing(record.topic.to_string()));
         }
-        outcome
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let generation = self.producers.current();
+            let delivery =
+                generation.producer.send_result(future_record(&record)).map_err(|(e, _)| self.classify(e))?;
+            let followed = Followed::new(delivery, generation.clone(), self.producers.clone());
+            let report = tokio::time::timeout_at(deadline, followed)
+                .await
+                .map_err(|_| PublishError::Unavailable("no acknowledgement within the deadline".into()))?;
+            match report {
+                Ok(Ok(d)) => return Ok(Delivered { partition: d.partition, offset: d.offset }),
+                Ok(Err((e, _))) if is_purged(&e) && self.producers.replaced(&generation) => continue,
+                Ok(Err((e, _))) => {
+                    if is_delivery_timeout(&e) {
+                        self.producers.replace_after_timeout(&generation);
+                    }
+                    return Err(self.classify(e));
+                }
+                Err(_canceled) => return Err(PublishError::Unavailable("the producer is shutting down".into())),
+            }
+        }
     }
 
     fn queue_len(&self) -> usize {
-        self.current().producer.in_flight_count().max(0) as usize
+        self.producers.current().producer.in_flight_count().max(0) as usize
     }
 
     async fn check_ready(&self) -> Result<(), String> {
@@ -237,12 +244,16 @@ impl Publisher for KafkaPublisher {
         result
     }
 
+    fn topic_ready(&self, topic: &str) -> bool {
+        !self.missing.read().expect("not poisoned").contains(topic)
+    }
+
     fn is_alive(&self) -> bool {
         !self.fatal.load(Ordering::SeqCst)
     }
 
     async fn flush(&self, timeout: Duration) {
-        let producer = self.current().producer.clone();
+        let producer = self.producers.current().producer.clone();
         let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
         if let Ok(Err(e)) = flushed {
             tracing::warn!(error = %e, "records were still unacknowledged when the flush timed out");
@@ -270,6 +281,11 @@ mod tests {
         assert_eq!(c.get("request.timeout.ms"), Some("5000"));
         assert_eq!(c.get("queue.buffering.max.messages"), Some("100000"));
         assert_eq!(c.get("bootstrap.servers"), Some("localhost:9092"));
+        // 1 MiB bodies fit (librdkafka's default of 1,000,000 would refuse them).
+        let max: u64 = c.get("message.max.bytes").unwrap().parse().unwrap();
+        assert!(max >= 2 * (1 << 20) + MAX_REQUEST_HEAD_BYTES as u64, "{max}");
+        let own = producer_config(&config("[kafka.properties]\n\"message.max.bytes\" = \"5000000\"")).unwrap();
+        assert_eq!(own.get("message.max.bytes"), Some("5000000"));
     }
 
     #[test]

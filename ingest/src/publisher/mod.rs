@@ -1,6 +1,7 @@
 //! Putting records on Kafka behind a small trait: [`KafkaPublisher`] is the real one;
 //! `MemoryPublisher` (feature `test-util`) lets HTTP tests inject broker outcomes.
 
+mod generations;
 mod kafka;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
@@ -12,10 +13,10 @@ use hooklake_schemas::{
     EnvelopeRef,
     kafka::{HEADER_CONTENT_TYPE, HEADER_MESSAGE_ID, HEADER_SOURCE},
 };
-pub use kafka::{KafkaPublisher, future_record, producer_config};
+pub use kafka::{KafkaPublisher, future_record, max_record_bytes, producer_config};
 #[cfg(any(test, feature = "test-util"))]
 pub use memory::MemoryPublisher;
-pub use topics::ensure_topics;
+pub use topics::{ensure_topics, ensure_topics_with};
 
 /// One record to produce.
 #[derive(Debug, Clone)]
@@ -64,6 +65,9 @@ pub enum PublishError {
     /// The producer is broken and the process must restart (503; `/livez` fails).
     #[error("the Kafka producer failed: {0}")]
     Fatal(String),
+    /// The record's topic does not exist (503 for its source only; nothing was sent).
+    #[error("topic {0} does not exist")]
+    TopicMissing(String),
 }
 
 pub trait Publisher: Send + Sync + 'static {
@@ -78,8 +82,14 @@ pub trait Publisher: Send + Sync + 'static {
     /// Records waiting for an acknowledgement.
     fn queue_len(&self) -> usize;
 
-    /// Whether the broker can be reached and every source topic exists.
+    /// Whether the broker can be reached. Also refreshes what [`Publisher::topic_ready`] says.
     fn check_ready(&self) -> impl Future<Output = Result<(), String>> + Send;
+
+    /// False when the broker's last metadata answer lacked `topic` (its source cannot
+    /// take webhooks); true when it held it or nothing is known yet.
+    fn topic_ready(&self, _topic: &str) -> bool {
+        true
+    }
 
     /// False once the producer hit a fatal error.
     fn is_alive(&self) -> bool;

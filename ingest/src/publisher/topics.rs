@@ -12,13 +12,26 @@ use rdkafka::{
 
 /// Creates each of `topics` that does not exist yet; existing ones are left alone.
 pub async fn ensure_topics(kafka: &KafkaConfig, topics: &[String]) -> Result<(), String> {
+    ensure_topics_with(kafka, topics, &[]).await
+}
+
+/// [`ensure_topics`], creating topics with the topic-level `settings` (e.g. `max.message.bytes`).
+pub async fn ensure_topics_with(
+    kafka: &KafkaConfig,
+    topics: &[String],
+    settings: &[(&str, &str)],
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> =
         ClientConfig::from_iter(kafka.client_properties().map(|(k, v)| (k.to_owned(), v.to_owned())))
             .create()
             .map_err(|e| e.to_string())?;
     let new: Vec<NewTopic> = topics
         .iter()
-        .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor)))
+        .map(|t| {
+            let topic =
+                NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor));
+            settings.iter().fold(topic, |topic, (k, v)| topic.set(k, v))
+        })
         .collect();
     let options = AdminOptions::new()
         .operation_timeout(Some(Duration::from_secs(5)))

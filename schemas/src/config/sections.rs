@@ -181,6 +181,16 @@ pub struct IngestConfig {
     /// cores ingest shares with a broker or other services, fewer threads hand fewer
     /// requests between threads (BENCHMARKS.md measures 1 against 2 on 2 cores).
     pub worker_threads: Option<u16>,
+    /// A connection must send a complete request head within this time, and a kept-alive
+    /// connection is closed when no next request starts within it (hyper runs one timer
+    /// for both). Stalled and idle connections free their slot this way.
+    pub header_read_timeout: HumanDuration,
+    /// Most open webhook connections; at the cap ingest stops accepting until one closes
+    /// (new ones wait in the kernel's backlog).
+    pub max_connections: u32,
+    /// Most requests handled at once; beyond it requests get 503 `overloaded` at once. With
+    /// `max_body_bytes` it bounds the memory bodies can take (README, `[ingest]`).
+    pub max_in_flight: u32,
 }
 
 impl Default for IngestConfig {
@@ -193,6 +203,9 @@ impl Default for IngestConfig {
             retry_after: HumanDuration::from_secs(5),
             producer_queue_messages: 100_000,
             worker_threads: None,
+            header_read_timeout: HumanDuration::from_secs(10),
+            max_connections: 1024,
+            max_in_flight: 256,
         }
     }
 }
@@ -458,6 +471,18 @@ impl Config {
             return Err(ConfigError::invalid(
                 "ingest.worker_threads",
                 "must be at least 1 (leave it out for one per CPU)",
+            ));
+        }
+        if i.header_read_timeout.get() < std::time::Duration::from_secs(1) {
+            return Err(ConfigError::invalid("ingest.header_read_timeout", "must be at least 1s"));
+        }
+        if i.max_connections == 0 {
+            return Err(ConfigError::invalid("ingest.max_connections", "must be at least 1"));
+        }
+        if i.max_in_flight == 0 || i.max_in_flight > i.max_connections {
+            return Err(ConfigError::invalid(
+                "ingest.max_in_flight",
+                "must be at least 1 and at most ingest.max_connections",
             ));
         }
         Ok(())

@@ -110,6 +110,23 @@ fn worker_threads_default_to_one_per_cpu_and_are_at_least_one() {
 }
 
 #[test]
+fn connection_limits_have_defaults_and_are_validated() {
+    let e = env(&[("ORDERS_KEY", "k")]);
+    let c = Config::from_toml(MINIMAL, &e).unwrap();
+    assert_eq!(c.ingest.header_read_timeout.get().as_secs(), 10);
+    assert_eq!((c.ingest.max_connections, c.ingest.max_in_flight), (1024, 256));
+    for (line, key) in [
+        ("header_read_timeout = \"100ms\"", "ingest.header_read_timeout: must be at least 1s"),
+        ("max_connections = 0", "ingest.max_connections: must be at least 1"),
+        ("max_in_flight = 0", "ingest.max_in_flight: must be at least 1"),
+        ("max_connections = 10\nmax_in_flight = 11", "ingest.max_in_flight: must be at least 1"),
+    ] {
+        let err = Config::from_toml(&format!("{MINIMAL}\n[ingest]\n{line}\n"), &e).unwrap_err();
+        assert!(err.to_string().starts_with(key), "{line}: {err}");
+    }
+}
+
+#[test]
 fn debug_output_never_holds_secrets() {
     let text = r#"
 [kafka.properties]

@@ -1,20 +1,28 @@
-//! The group consumer. Partitions are shared between sink replicas through the consumer
-//! group; which offsets to read comes from the tables, never from the group (its offsets
-//! only mirror the tables', for lag tools). Assigned partitions stay paused between runs;
-//! a run seeks them to the tables' offsets and resumes them.
+//! The sink's Kafka consumers.
 //!
-//! One task owns `recv()` and forwards records into a channel, so the group membership is
-//! served (heartbeats, rebalances) also while no run is active.
+//! [`GroupConsumer`] holds the partitions: as a member of the consumer group (replicas
+//! share the partitions) or owning every partition (`--once`, `hooklake dev`). It never
+//! reads records: its partitions stay paused, and one task polls it so that the group
+//! membership is served (heartbeats, rebalances) also while no run is active. Which
+//! offsets to read comes from the tables, never from the group (its offsets only mirror
+//! the tables', for lag tools).
+//!
+//! [`RunReader`] reads one run attempt's records: a fresh client assigned to the planned
+//! partitions at the tables' offsets. Because nothing outlives the attempt, no record
+//! fetched for an earlier attempt (a failed run, a re-plan after a conflict or a
+//! rebalance) can reach a later one; each partition's records arrive in offset order
+//! from exactly the start the run planned.
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use rdkafka::{
-    ClientContext, Offset, TopicPartitionList,
-    consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance, StreamConsumer},
+    ClientConfig, ClientContext, Message, Offset, TopicPartitionList,
+    consumer::{
+        BaseConsumer, CommitMode, Consumer, ConsumerContext, DefaultConsumerContext, Rebalance, StreamConsumer,
+    },
     message::OwnedMessage,
-    util::Timeout,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use super::client_config;
 use crate::{SinkError, lake::TopicPartition};
@@ -45,7 +53,7 @@ impl ConsumerContext for GroupContext {
 
     fn post_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Assign(tpl) = rebalance {
-            // Nothing is read until a run seeks to the tables' offsets.
+            // The group consumer never reads: runs read with a `RunReader` of their own.
             if let Err(e) = consumer.pause(tpl) {
                 tracing::warn!(error = %e, "cannot pause newly assigned partitions");
             }
@@ -65,10 +73,12 @@ pub type Incoming = OwnedMessage;
 pub struct GroupConsumer {
     consumer: Arc<StreamConsumer<GroupContext>>,
     assignment: watch::Receiver<Assignment>,
-    records: tokio::sync::Mutex<mpsc::Receiver<Incoming>>,
-    reader: tokio::task::JoinHandle<()>,
+    /// Polls the group consumer (membership, rebalance callbacks).
+    pump: tokio::task::JoinHandle<()>,
     /// A group member's assignment comes later, with a rebalance; `assign_all`'s is final.
     in_group: bool,
+    /// The configuration of each attempt's [`RunReader`].
+    reader_config: ClientConfig,
 }
 
 impl std::fmt::Debug for GroupConsumer {
@@ -77,7 +87,6 @@ impl std::fmt::Debug for GroupConsumer {
     }
 }
 
-const FORWARD_BUFFER: usize = 4096;
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl GroupConsumer {
@@ -90,7 +99,7 @@ impl GroupConsumer {
         let (consumer, assignment) = Self::create(config, group_id)?;
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
-        Ok(Self::start_reader(consumer, assignment, true))
+        Ok(Self::start(config, group_id, consumer, assignment, true))
     }
 
     /// Takes every partition of `topics` without joining the group: the `--once` way. A
@@ -120,7 +129,6 @@ impl GroupConsumer {
                 }
             }
             c.assign(&tpl).map_err(SinkError::kafka("assign"))?;
-            // Nothing is read until the run seeks to the tables' offsets.
             c.pause(&tpl).map_err(SinkError::kafka("pause"))?;
             Ok(tpl)
         })
@@ -130,14 +138,11 @@ impl GroupConsumer {
         consumer.context().assignment.send_replace(Assignment { generation: 1, partitions });
         tracing::info!(partitions = tpl.count(), "took every partition of the source topics");
         let consumer = Arc::into_inner(consumer).expect("the metadata task has finished");
-        Ok(Self::start_reader(consumer, assignment, false))
+        Ok(Self::start(config, group_id, consumer, assignment, false))
     }
 
-    fn create(
-        config: &hooklake_schemas::config::Config,
-        group_id: &str,
-    ) -> Result<(StreamConsumer<GroupContext>, watch::Receiver<Assignment>), SinkError> {
-        let (tx, assignment) = watch::channel(Assignment::default());
+    /// The consumer settings of the group consumer and of the run readers.
+    fn consumer_config(config: &hooklake_schemas::config::Config, group_id: &str) -> ClientConfig {
         let mut c = client_config(config);
         c.set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -150,20 +155,31 @@ impl GroupConsumer {
         for (k, v) in &config.kafka.properties {
             c.set(k, v);
         }
-        let consumer: StreamConsumer<GroupContext> =
-            c.create_with_context(GroupContext { assignment: tx }).map_err(SinkError::kafka("create the consumer"))?;
+        c
+    }
+
+    fn create(
+        config: &hooklake_schemas::config::Config,
+        group_id: &str,
+    ) -> Result<(StreamConsumer<GroupContext>, watch::Receiver<Assignment>), SinkError> {
+        let (tx, assignment) = watch::channel(Assignment::default());
+        let consumer: StreamConsumer<GroupContext> = Self::consumer_config(config, group_id)
+            .create_with_context(GroupContext { assignment: tx })
+            .map_err(SinkError::kafka("create the consumer"))?;
         Ok((consumer, assignment))
     }
 
-    fn start_reader(
+    fn start(
+        config: &hooklake_schemas::config::Config,
+        group_id: &str,
         consumer: StreamConsumer<GroupContext>,
         assignment: watch::Receiver<Assignment>,
         in_group: bool,
     ) -> Self {
         let consumer = Arc::new(consumer);
-        let (records_tx, records_rx) = mpsc::channel(FORWARD_BUFFER);
-        let reader = tokio::spawn(forward(consumer.clone(), records_tx));
-        Self { consumer, assignment, records: tokio::sync::Mutex::new(records_rx), reader, in_group }
+        let pump = tokio::spawn(pump(consumer.clone()));
+        let reader_config = Self::consumer_config(config, group_id);
+        Self { consumer, assignment, pump, in_group, reader_config }
     }
 
     pub fn assignment(&self) -> Assignment {
@@ -181,64 +197,9 @@ impl GroupConsumer {
         self.assignment()
     }
 
-    /// Moves each partition to its offset and starts reading them.
-    pub async fn seek_and_resume(&self, starts: &[(TopicPartition, i64)]) -> Result<(), SinkError> {
-        let consumer = self.consumer.clone();
-        let starts = starts.to_vec();
-        tokio::task::spawn_blocking(move || {
-            let mut tpl = TopicPartitionList::new();
-            for ((topic, partition), offset) in &starts {
-                // A partition is seekable once its fetcher started, shortly after assignment.
-                let mut tries = 0;
-                loop {
-                    match consumer.seek(
-                        topic,
-                        *partition,
-                        Offset::Offset(*offset),
-                        Timeout::After(Duration::from_secs(5)),
-                    ) {
-                        Ok(()) => break,
-                        Err(e) if tries < 50 => {
-                            tries += 1;
-                            tracing::debug!(%topic, partition, error = %e, "seek not possible yet");
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                        Err(e) => return Err(SinkError::Kafka(format!("seek {topic}/{partition} to {offset}: {e}"))),
-                    }
-                }
-                tpl.add_partition(topic, *partition);
-            }
-            consumer.resume(&tpl).map_err(SinkError::kafka("resume"))
-        })
-        .await
-        .map_err(|e| SinkError::Kafka(e.to_string()))?
-    }
-
-    /// Stops reading every assigned partition (between runs).
-    pub fn pause_all(&self) {
-        if let Ok(tpl) = self.consumer.assignment()
-            && let Err(e) = self.consumer.pause(&tpl)
-        {
-            tracing::warn!(error = %e, "cannot pause partitions");
-        }
-    }
-
-    /// The next record, or `None` after `idle` without one.
-    pub async fn next(&self, idle: Duration) -> Option<Incoming> {
-        let mut records = self.records.lock().await;
-        tokio::time::timeout(idle, records.recv()).await.ok().flatten()
-    }
-
-    /// The current read positions (next offsets) of `partitions`.
-    pub fn positions(&self) -> HashMap<TopicPartition, i64> {
-        let Ok(tpl) = self.consumer.position() else { return HashMap::new() };
-        tpl.elements()
-            .iter()
-            .filter_map(|e| match e.offset() {
-                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
-                _ => None,
-            })
-            .collect()
+    /// A reader of `starts`' partitions, each from its offset.
+    pub async fn reader(&self, starts: &[(TopicPartition, i64)]) -> Result<RunReader, SinkError> {
+        RunReader::open(&self.reader_config, starts).await
     }
 
     /// Low and high watermarks of a partition.
@@ -275,24 +236,90 @@ impl GroupConsumer {
 
     /// Leaves the group (a `--once` run ends this way, so the next one joins at once).
     pub async fn close(self) {
-        self.reader.abort();
+        self.pump.abort();
         let consumer = self.consumer;
         let _ = tokio::task::spawn_blocking(move || consumer.unsubscribe()).await;
     }
 }
 
-async fn forward(consumer: Arc<StreamConsumer<GroupContext>>, tx: mpsc::Sender<Incoming>) {
+/// Serves the group consumer. Its partitions are paused, so a record only arrives if one
+/// was fetched in the moment between an assignment and its pause; runs never read here.
+async fn pump(consumer: Arc<StreamConsumer<GroupContext>>) {
     loop {
         match consumer.recv().await {
-            Ok(m) => {
-                if tx.send(m.detach()).await.is_err() {
-                    return;
-                }
-            }
+            Ok(m) => tracing::debug!(topic = m.topic(), partition = m.partition(), "group consumer record ignored"),
             Err(e) => {
                 tracing::warn!(error = %e, "consumer error");
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
+        }
+    }
+}
+
+/// One attempt's records: the planned partitions from their start offsets.
+pub struct RunReader {
+    /// `None` once closed; dropped on a blocking thread (closing a client waits for its
+    /// threads).
+    consumer: Option<StreamConsumer<DefaultConsumerContext>>,
+}
+
+impl std::fmt::Debug for RunReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunReader").finish_non_exhaustive()
+    }
+}
+
+impl RunReader {
+    async fn open(config: &ClientConfig, starts: &[(TopicPartition, i64)]) -> Result<Self, SinkError> {
+        let consumer: StreamConsumer = config.create().map_err(SinkError::kafka("create the run reader"))?;
+        let mut tpl = TopicPartitionList::new();
+        for ((topic, partition), offset) in starts {
+            tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .map_err(SinkError::kafka("reader offsets"))?;
+        }
+        consumer.assign(&tpl).map_err(SinkError::kafka("assign the run reader"))?;
+        Ok(Self { consumer: Some(consumer) })
+    }
+
+    fn consumer(&self) -> &StreamConsumer {
+        self.consumer.as_ref().expect("open until dropped")
+    }
+
+    /// The next record, or `None` after `idle` without one. A consumer error (a broker
+    /// going away) is logged and retried by librdkafka: the run's stall timeout bounds it.
+    pub async fn next(&self, idle: Duration) -> Option<Incoming> {
+        let deadline = tokio::time::Instant::now() + idle;
+        loop {
+            match tokio::time::timeout_at(deadline, self.consumer().recv()).await {
+                Err(_) => return None,
+                Ok(Ok(m)) => return Some(m.detach()),
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "run reader error");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    /// The read positions (next offsets) of the reader's partitions.
+    pub fn positions(&self) -> HashMap<TopicPartition, i64> {
+        let Ok(tpl) = self.consumer().position() else { return HashMap::new() };
+        tpl.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(((e.topic().to_owned(), e.partition()), o)),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for RunReader {
+    fn drop(&mut self) {
+        if let Some(consumer) = self.consumer.take()
+            && let Ok(rt) = tokio::runtime::Handle::try_current()
+        {
+            rt.spawn_blocking(move || drop(consumer));
         }
     }
 }

@@ -2,13 +2,16 @@
 //! reason in a header, and the run goes on. The run commits its offsets only after every
 //! dead letter is acknowledged, so none is lost.
 
-use std::time::Duration;
+use std::{collections::BTreeMap, time::Duration};
 
 use hooklake_schemas::kafka::{HEADER_ERROR, HEADER_ORIGIN, dlq_topic};
 use rdkafka::{
     Message,
+    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+    client::DefaultClientContext,
     message::{Header, Headers, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
+    types::RDKafkaErrorCode,
 };
 
 use super::{Incoming, client_config};
@@ -57,16 +60,46 @@ impl DeadLetters {
         Ok(())
     }
 
-    /// Waits for every dead letter sent so far; returns how many went to each source topic's DLQ.
-    pub async fn flush(&mut self) -> Result<Vec<String>, SinkError> {
-        let mut topics = Vec::with_capacity(self.pending.len());
+    /// Waits for every dead letter sent so far. Returns the source topic of each one
+    /// delivered, and the source topics whose DLQ failed (with the first error): only
+    /// their tables' commits must wait.
+    pub async fn flush(&mut self) -> (Vec<String>, BTreeMap<String, String>) {
+        let mut delivered = Vec::with_capacity(self.pending.len());
+        let mut failed = BTreeMap::new();
         for (topic, delivery) in self.pending.drain(..) {
-            match tokio::time::timeout(Duration::from_secs(60), delivery).await {
-                Ok(Ok(Ok(_))) => topics.push(topic),
-                Ok(Ok(Err((e, _)))) => return Err(SinkError::Kafka(format!("DLQ delivery: {e}"))),
-                Ok(Err(_)) | Err(_) => return Err(SinkError::Kafka("DLQ delivery was not confirmed".into())),
-            }
+            let error = match tokio::time::timeout(Duration::from_secs(60), delivery).await {
+                Ok(Ok(Ok(_))) => {
+                    delivered.push(topic);
+                    continue;
+                }
+                Ok(Ok(Err((e, _)))) => format!("DLQ delivery to {}: {e}", dlq_topic(&topic)),
+                Ok(Err(_)) | Err(_) => format!("DLQ delivery to {} was not confirmed", dlq_topic(&topic)),
+            };
+            failed.entry(topic).or_insert(error);
         }
-        Ok(topics)
+        (delivered, failed)
     }
+}
+
+/// Creates the `<topic>.dlq` of each source topic that lacks one (`kafka.create_topics`):
+/// the sink does not count on ingest having created them.
+pub async fn ensure_dlq_topics(config: &hooklake_schemas::config::Config, topics: &[String]) -> Result<(), SinkError> {
+    let kafka = &config.kafka;
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(config).create().map_err(SinkError::kafka("create the admin client"))?;
+    let new: Vec<String> = topics.iter().map(|t| dlq_topic(t)).collect();
+    let new: Vec<NewTopic> = new
+        .iter()
+        .map(|t| NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
+    let results = admin.create_topics(&new, &options).await.map_err(SinkError::kafka("create DLQ topics"))?;
+    for result in results {
+        match result {
+            Ok(topic) => tracing::info!(%topic, "created dead-letter topic"),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(SinkError::Kafka(format!("cannot create {topic}: {code}"))),
+        }
+    }
+    Ok(())
 }

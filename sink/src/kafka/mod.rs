@@ -8,8 +8,8 @@ use hooklake_schemas::config::Config;
 use rdkafka::ClientConfig;
 
 pub use self::{
-    consumer::{Assignment, GroupConsumer, Incoming},
-    dlq::DeadLetters,
+    consumer::{Assignment, GroupConsumer, Incoming, RunReader},
+    dlq::{DeadLetters, ensure_dlq_topics},
     lag::{LagProbe, PartitionLag},
 };
 

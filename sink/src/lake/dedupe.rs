@@ -50,20 +50,28 @@ impl Hasher for IdentityHasher {
 /// A set of message-id fingerprints in memory.
 pub type Fingerprints = HashSet<u128, BuildHasherDefault<IdentityHasher>>;
 
-/// Fingerprints of the ids in `table` with `webhook_received_at >= since_micros`. Only the
-/// two columns are read, and only from files whose day partition can hold such rows.
-pub async fn recent_message_ids(table: &Table, since_micros: i64) -> Result<SeenIds, SinkError> {
-    let mut set = SeenIds::default();
+/// Adds to `set` the fingerprints of the ids in `table` with `webhook_received_at` in
+/// `[since_micros, until_micros)` (no upper bound when `None`). Only the two columns are
+/// read, and only from files whose day partition can hold such rows.
+pub async fn add_message_ids(
+    table: &Table,
+    since_micros: i64,
+    until_micros: Option<i64>,
+    set: &mut SeenIds,
+) -> Result<(), SinkError> {
     if table.metadata().current_snapshot().is_none() {
-        return Ok(set);
+        return Ok(());
     }
+    let received = || Reference::new(columns::WEBHOOK_RECEIVED_AT);
+    let mut filter = received().greater_than_or_equal_to(Datum::timestamptz_micros(since_micros));
+    if let Some(until) = until_micros {
+        filter = filter.and(received().less_than(Datum::timestamptz_micros(until)));
+    }
+    let until = until_micros.unwrap_or(i64::MAX);
     let scan = table
         .scan()
         .select([columns::MESSAGE_ID, columns::WEBHOOK_RECEIVED_AT])
-        .with_filter(
-            Reference::new(columns::WEBHOOK_RECEIVED_AT)
-                .greater_than_or_equal_to(Datum::timestamptz_micros(since_micros)),
-        )
+        .with_filter(filter)
         .build()
         .map_err(SinkError::catalog("plan the dedupe scan"))?;
     let mut batches = scan.to_arrow().await.map_err(SinkError::catalog("dedupe scan"))?;
@@ -76,12 +84,12 @@ pub async fn recent_message_ids(table: &Table, since_micros: i64) -> Result<Seen
         let ids = ids.as_string::<i32>();
         let times = times.as_primitive::<TimestampMicrosecondType>();
         for i in 0..batch.num_rows() {
-            if !times.is_null(i) && times.value(i) >= since_micros {
+            if !times.is_null(i) && (since_micros..until).contains(&times.value(i)) {
                 set.insert(fingerprint(ids.value(i))).await?;
             }
         }
     }
-    Ok(set)
+    Ok(())
 }
 
 #[cfg(test)]

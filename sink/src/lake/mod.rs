@@ -102,6 +102,18 @@ pub struct TableCommit {
     pub run_id: String,
 }
 
+impl TableCommit {
+    /// Whether this commit, planned from `planned`, may go on top of `now`, a newer state
+    /// of the table: when the writers since the plan left this commit's partitions (their
+    /// stored offsets) and the table's layout alone, nothing it loads was loaded by them.
+    pub fn can_rebase(&self, planned: &LakeTable, now: &LakeTable) -> bool {
+        let (was, is) = (planned.table.metadata(), now.table.metadata());
+        was.current_schema_id() == is.current_schema_id()
+            && was.default_partition_spec_id() == is.default_partition_spec_id()
+            && self.offsets.keys().all(|tp| planned.offsets.get(tp) == now.offsets.get(tp))
+    }
+}
+
 pub fn table_ident(t: &TableRef) -> Result<TableIdent, SinkError> {
     let namespace = NamespaceIdent::from_vec(t.namespace()).map_err(SinkError::catalog("namespace"))?;
     Ok(TableIdent::new(namespace, t.name.clone()))
@@ -222,7 +234,7 @@ impl Lake {
     /// Appends `commit` as one snapshot whose summary holds the offsets and run id, and
     /// sets the offset properties in the same transaction. The commit only succeeds if
     /// the table is still exactly as `planned` saw it; otherwise [`SinkError::Conflict`].
-    pub async fn commit(&self, planned: &LakeTable, commit: TableCommit) -> Result<Table, SinkError> {
+    pub async fn commit(&self, planned: &LakeTable, commit: &TableCommit) -> Result<Table, SinkError> {
         let mut per_topic: BTreeMap<&str, BTreeMap<String, i64>> = BTreeMap::new();
         for ((topic, partition), next) in &commit.offsets {
             per_topic.entry(topic).or_default().insert(partition.to_string(), *next);
@@ -239,8 +251,11 @@ impl Lake {
         let tx = props.apply(tx).map_err(SinkError::catalog("stage properties"))?;
         // File names are unique per writer (see `TableWriter::new`), so the duplicate check,
         // which reads every manifest of the table, is not needed.
-        let append =
-            tx.fast_append().with_check_duplicate(false).add_data_files(commit.files).set_snapshot_properties(summary);
+        let append = tx
+            .fast_append()
+            .with_check_duplicate(false)
+            .add_data_files(commit.files.clone())
+            .set_snapshot_properties(summary);
         let tx = append.apply(tx).map_err(SinkError::catalog("stage append"))?;
         let pinned = PinnedCatalog::new(self.catalog.clone(), planned.table.clone());
         match tx.commit(&pinned).await {
@@ -252,9 +267,33 @@ impl Lake {
         }
     }
 
-    /// Fingerprints of the message ids in `table` received at or after `since_micros`.
-    pub async fn recent_message_ids(&self, table: &LakeTable, since_micros: i64) -> Result<SeenIds, SinkError> {
-        dedupe::recent_message_ids(&table.table, since_micros).await
+    /// Adds to `set` the fingerprints of the message ids in `table` received in
+    /// `[since_micros, until_micros)` (no upper bound when `None`).
+    pub async fn add_message_ids(
+        &self,
+        table: &LakeTable,
+        since_micros: i64,
+        until_micros: Option<i64>,
+        set: &mut SeenIds,
+    ) -> Result<(), SinkError> {
+        dedupe::add_message_ids(&table.table, since_micros, until_micros, set).await
+    }
+
+    /// The table as it is now (after a conflict).
+    pub async fn reload(&self, planned: &LakeTable) -> Result<LakeTable, SinkError> {
+        let table =
+            self.catalog.load_table(planned.table.identifier()).await.map_err(SinkError::catalog("reload table"))?;
+        Ok(LakeTable::new(table))
+    }
+
+    /// Deletes data files no commit refers to (an attempt that cannot commit). Best
+    /// effort: a file that stays is an orphan, for the table maintenance to remove.
+    pub async fn delete_files(table: &Table, paths: impl IntoIterator<Item = &str>) {
+        for path in paths {
+            if let Err(e) = table.file_io().delete(path).await {
+                tracing::warn!(%path, error = %e, "could not delete an uncommitted data file: it stays as an orphan");
+            }
+        }
     }
 }
 

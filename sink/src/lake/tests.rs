@@ -85,7 +85,7 @@ async fn a_commit_is_one_snapshot_holding_the_offsets() {
     assert_eq!(stats.rows, 3);
     assert_eq!(stats.files, 1);
     let offsets = BTreeMap::from([(("hooklake.orders".to_string(), 0), 3), (("hooklake.orders".to_string(), 1), 7)]);
-    let committed = lake.commit(&t, TableCommit { files, offsets, run_id: "r1".into() }).await.unwrap();
+    let committed = lake.commit(&t, &TableCommit { files, offsets, run_id: "r1".into() }).await.unwrap();
     let snap = committed.metadata().current_snapshot().unwrap();
     let summary = &snap.summary().additional_properties;
     assert_eq!(summary[SUMMARY_RUN_ID], "r1");
@@ -94,10 +94,15 @@ async fn a_commit_is_one_snapshot_holding_the_offsets() {
     let reloaded = lake.load(&table()).await.unwrap().unwrap();
     assert_eq!(reloaded.next_offset("hooklake.orders", 0), Some(3));
     assert_eq!(reloaded.next_offset("hooklake.orders", 2), None);
-    let ids = lake.recent_message_ids(&reloaded, NOV_24_2026).await.unwrap();
+    let mut ids = SeenIds::default();
+    lake.add_message_ids(&reloaded, NOV_24_2026, None, &mut ids).await.unwrap();
     assert!(ids.contains(fingerprint("b")).unwrap() && ids.len() == 3);
-    let none = lake.recent_message_ids(&reloaded, NOV_24_2026 + DAY_MICROS).await.unwrap();
+    let mut none = SeenIds::default();
+    lake.add_message_ids(&reloaded, NOV_24_2026 + DAY_MICROS, None, &mut none).await.unwrap();
     assert!(none.is_empty(), "rows older than the window are not duplicates");
+    let mut before = SeenIds::default();
+    lake.add_message_ids(&reloaded, 0, Some(NOV_24_2026), &mut before).await.unwrap();
+    assert!(before.is_empty(), "the upper bound is exclusive of later rows");
 }
 
 /// Two writers plan from the same table; the second must not land on top of the first.
@@ -108,15 +113,45 @@ async fn a_stale_writer_is_refused_not_reapplied() {
     let (files_a, _) = write(&planned, &["a"], NOV_24_2026).await;
     let (files_b, _) = write(&planned, &["a"], NOV_24_2026).await;
     let offsets = BTreeMap::from([(("t".to_string(), 0), 1)]);
-    lake.commit(&planned, TableCommit { files: files_a, offsets: offsets.clone(), run_id: "a".into() }).await.unwrap();
-    let err = lake.commit(&planned, TableCommit { files: files_b, offsets, run_id: "b".into() }).await.unwrap_err();
+    lake.commit(&planned, &TableCommit { files: files_a, offsets: offsets.clone(), run_id: "a".into() }).await.unwrap();
+    let err = lake.commit(&planned, &TableCommit { files: files_b, offsets, run_id: "b".into() }).await.unwrap_err();
     assert!(matches!(err, SinkError::Conflict(_)), "{err}");
     let now = lake.load(&table()).await.unwrap().unwrap();
     assert_eq!(now.table.metadata().snapshots().count(), 1, "only the first writer's snapshot");
     // Planned from the current state, the same commit goes through.
     let (files_c, _) = write(&now, &["c"], NOV_24_2026).await;
     let offsets = BTreeMap::from([(("t".to_string(), 0), 2)]);
-    lake.commit(&now, TableCommit { files: files_c, offsets, run_id: "c".into() }).await.unwrap();
+    lake.commit(&now, &TableCommit { files: files_c, offsets, run_id: "c".into() }).await.unwrap();
+}
+
+/// Replicas share a table with different partitions: a commit refused because another
+/// writer got there first may go on top of it only when that writer left its partitions
+/// alone; then both writers' rows and offsets are in the table.
+#[tokio::test]
+async fn a_commit_rebases_onto_a_writer_of_other_partitions_only() {
+    let (lake, _dir) = lake().await;
+    let planned = lake.ensure(&table()).await.unwrap();
+    let commit = |files, partition, next, run: &str| TableCommit {
+        files,
+        offsets: BTreeMap::from([(("t".to_string(), partition), next)]),
+        run_id: run.into(),
+    };
+    let p0 = commit(write(&planned, &["a"], NOV_24_2026).await.0, 0, 1, "p0");
+    let p1 = commit(write(&planned, &["b"], NOV_24_2026).await.0, 1, 1, "p1");
+    let p0_again = commit(write(&planned, &["a"], NOV_24_2026).await.0, 0, 1, "p0-again");
+    lake.commit(&planned, &p0).await.unwrap();
+
+    let now = lake.reload(&planned).await.unwrap();
+    assert!(matches!(lake.commit(&planned, &p1).await, Err(SinkError::Conflict(_))));
+    assert!(p1.can_rebase(&planned, &now), "partition 1 was left alone");
+    assert!(!p0_again.can_rebase(&planned, &now), "partition 0 moved: the run must re-plan");
+    lake.commit(&now, &p1).await.unwrap();
+
+    let after = lake.reload(&now).await.unwrap();
+    assert_eq!((after.next_offset("t", 0), after.next_offset("t", 1)), (Some(1), Some(1)));
+    let mut ids = SeenIds::default();
+    lake.add_message_ids(&after, 0, None, &mut ids).await.unwrap();
+    assert_eq!(ids.len(), 2, "both writers' rows");
 }
 
 #[tokio::test]

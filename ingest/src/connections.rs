@@ -1,0 +1,227 @@
+//! Serving a listener connection by connection with hyper's HTTP/1.1 server, the way axum
+//! recommends when `axum::serve` lacks a knob: a request head must arrive within
+//! `header_read_timeout` (hyper also closes kept-alive connections idle that long), at
+//! most `max_connections` are open, and shutdown stops accepting, lets the requests in
+//! flight finish, and closes whatever is still open at a deadline.
+//!
+//! HTTP/1.1 only: hyper-util's HTTP/1-or-2 detection reads the first bytes with no timer,
+//! so a client that sends a few bytes and stalls would hold its connection forever.
+
+use std::{
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::Router;
+use hyper::{
+    server::conn::http1,
+    service::{Service, service_fn},
+};
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use prometheus::IntGauge;
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+    task::JoinSet,
+};
+
+/// Largest request head (request line and headers). hyper answers 431 beyond it. It also
+/// bounds what a request can add to its Kafka record besides the body.
+pub const MAX_REQUEST_HEAD_BYTES: usize = 64 << 10;
+
+/// How long to wait before accepting again after `accept` failed (out of file descriptors).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// The limits of one listener.
+#[derive(Debug, Clone)]
+pub struct ConnectionLimits {
+    pub header_read_timeout: Duration,
+    pub max_connections: usize,
+    /// After shutdown began, connections still open this long are closed.
+    pub drain: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
+/// `open` counts the open connections.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    open: IntGauge,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let (stop, stopping) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+    tokio::pin!(shutdown);
+    loop {
+        // At the cap, new connections wait in the kernel's backlog until one closes.
+        let slot = tokio::select! {
+            () = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            },
+        };
+        while connections.try_join_next().is_some() {}
+        let held = (slot, OpenGuard::new(open.clone()));
+        connections.spawn(serve_connection(&builder, stream, router.clone(), stopping.clone(), held));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drain(connections, limits.drain).await;
+}
+
+/// Waits up to `limit` for the connections to finish their requests, then closes the rest.
+async fn drain(mut connections: JoinSet<()>, limit: Duration) {
+    let finished = tokio::time::timeout(limit, async { while connections.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(open = connections.len(), "closing connections still open at the shutdown deadline");
+        connections.shutdown().await;
+    }
+}
+
+/// What a connection holds until it closes: its slot under the cap, and its count.
+type Held = (OwnedSemaphorePermit, OpenGuard);
+
+/// Serves one connection. On `stopping`, a connection that never got a whole request head
+/// closes at once (hyper's graceful shutdown would wait for its head); the others finish
+/// the request they are handling, if any, and close.
+fn serve_connection(
+    builder: &http1::Builder,
+    stream: TcpStream,
+    router: Router,
+    mut stopping: watch::Receiver<bool>,
+    held: Held,
+) -> impl Future<Output = ()> + Send + 'static {
+    let _ = stream.set_nodelay(true);
+    let started = Arc::new(AtomicBool::new(false));
+    let service = {
+        let (router, started) = (TowerToHyperService::new(router), started.clone());
+        service_fn(move |request| {
+            started.store(true, Ordering::Relaxed);
+            router.call(request)
+        })
+    };
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    async move {
+        let _held = held;
+        tokio::pin!(conn);
+        let served = tokio::select! {
+            served = conn.as_mut() => served,
+            () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                if !started.load(Ordering::Relaxed) {
+                    return;
+                }
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = served {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
+/// Counts a connection in the open-connections gauge while it lives.
+struct OpenGuard(IntGauge);
+
+impl OpenGuard {
+    fn new(gauge: IntGauge) -> Self {
+        gauge.inc();
+        Self(gauge)
+    }
+}
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n";
+
+    async fn start(max_connections: usize) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections,
+            drain: Duration::from_secs(30),
+        };
+        let router = Router::new().route("/", get(|| async { "hi" }));
+        let (stop, mut stopped) = watch::channel(false);
+        let gauge = IntGauge::new("open", "open").unwrap();
+        let server = tokio::spawn(serve(listener, router, limits, gauge, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+        (addr, stop, server)
+    }
+
+    /// The first bytes of the answer on `stream`, or None when it stays silent for `wait`.
+    async fn answer(stream: &mut TcpStream, wait: Duration) -> Option<String> {
+        let mut buf = [0u8; 12];
+        match tokio::time::timeout(wait, stream.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => Some(String::from_utf8_lossy(&buf).into_owned()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn at_max_connections_the_next_one_waits_for_a_slot() {
+        let (addr, _stop, _server) = start(1).await;
+        let mut first = TcpStream::connect(&addr).await.unwrap();
+        first.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut first, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        let mut second = TcpStream::connect(&addr).await.unwrap();
+        second.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut second, Duration::from_millis(500)).await, None, "served beyond the cap");
+        drop(first);
+        assert_eq!(answer(&mut second, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+    }
+
+    #[tokio::test]
+    async fn shutdown_closes_connections_without_a_request_head_at_once() {
+        let (addr, stop, server) = start(8).await;
+        let mut half = TcpStream::connect(&addr).await.unwrap();
+        half.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        let mut idle = TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut idle, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let started = std::time::Instant::now();
+        stop.send(true).unwrap();
+        tokio::time::timeout(Duration::from_secs(5), server).await.expect("stopped in time").unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(Duration::from_secs(2), half.read_to_end(&mut rest)).await;
+        assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "{closed:?} {rest:?}");
+    }
+}

@@ -1,0 +1,144 @@
+//! The producer generations of [`super::KafkaPublisher`], and when one is replaced.
+//!
+//! After a delivery timeout (a `MessageTimedOut` delivery report) the idempotent producer
+//! is replaced by a fresh one (a new producer id) and the old one's queue is purged.
+//! librdkafka would otherwise bump the idempotent epoch locally (KIP-360); Kafka and
+//! Redpanda accept that, but some Kafka-API brokers do not (tansu 0.6 panics in its
+//! storage task and stops taking writes). A new producer works with every broker and
+//! costs one InitProducerId after an outage.
+//!
+//! Only a real delivery timeout replaces the producer. A request that stops waiting for
+//! its acknowledgement (its deadline came first, say after a slow body) leaves its record
+//! to the producer: [`Followed`] keeps watching the delivery, so a delivery timeout seen
+//! by nobody still replaces the producer. Records of other requests that the purge takes
+//! with it are sent again on the new producer (see `KafkaPublisher::publish`): they were
+//! not at fault, and a possible second copy is deduplicated by `message_id` downstream.
+
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll, ready},
+};
+
+use futures::channel::oneshot::Canceled;
+use hooklake_schemas::config::{Config, ConfigError};
+use rdkafka::{
+    error::{KafkaError, RDKafkaErrorCode},
+    producer::{DeliveryFuture, FutureProducer, Producer, PurgeConfig, future_producer::OwnedDeliveryResult},
+};
+
+use super::kafka::producer_config;
+
+/// One producer instance; replaced after delivery timeouts.
+pub struct Generation {
+    pub id: u64,
+    pub producer: FutureProducer,
+}
+
+/// The current producer, shared with the tasks that follow abandoned deliveries.
+pub struct Producers {
+    current: RwLock<Arc<Generation>>,
+    generations: AtomicU64,
+    config: Arc<Config>,
+}
+
+fn create_producer(config: &Config) -> Result<FutureProducer, ConfigError> {
+    producer_config(config)?
+        .create()
+        .map_err(|e| ConfigError::invalid("kafka.properties", format!("librdkafka refused the producer: {e}")))
+}
+
+impl Producers {
+    pub fn new(config: Arc<Config>) -> Result<Self, ConfigError> {
+        let producer = create_producer(&config)?;
+        Ok(Self {
+            current: RwLock::new(Arc::new(Generation { id: 0, producer })),
+            generations: AtomicU64::new(1),
+            config,
+        })
+    }
+
+    pub fn current(&self) -> Arc<Generation> {
+        self.current.read().expect("not poisoned").clone()
+    }
+
+    /// Whether `generation` was replaced since it was taken.
+    pub fn replaced(&self, generation: &Generation) -> bool {
+        self.current().id != generation.id
+    }
+
+    /// Replaces generation `failed` by a fresh producer, unless another request already did.
+    pub fn replace_after_timeout(&self, failed: &Generation) {
+        let mut current = self.current.write().expect("not poisoned");
+        if current.id != failed.id {
+            return;
+        }
+        let producer = match create_producer(&self.config) {
+            Ok(p) => p,
+            Err(e) => return tracing::error!(error = %e, "cannot create a new Kafka producer"),
+        };
+        let id = self.generations.fetch_add(1, Ordering::SeqCst);
+        let old = std::mem::replace(&mut *current, Arc::new(Generation { id, producer }));
+        drop(current);
+        tracing::warn!(generation = id, "replaced the Kafka producer after a delivery timeout");
+        // Nothing the old producer still holds may reach the broker under a bumped epoch;
+        // the requests waiting for those records send them again on the new producer.
+        old.producer.purge(PurgeConfig::default().queue().inflight());
+        tokio::task::spawn_blocking(move || drop(old));
+    }
+}
+
+/// A delivery report saying the record timed out in librdkafka.
+pub fn is_delivery_timeout(e: &KafkaError) -> bool {
+    e.rdkafka_error_code() == Some(RDKafkaErrorCode::MessageTimedOut)
+}
+
+/// A delivery report saying the record was purged (by a replacement), not refused.
+pub fn is_purged(e: &KafkaError) -> bool {
+    matches!(e.rdkafka_error_code(), Some(RDKafkaErrorCode::PurgeQueue | RDKafkaErrorCode::PurgeInflight))
+}
+
+/// A delivery of `generation`'s producer. Dropped before its report arrived (the request
+/// gave up), it is followed to its end by a task of its own, so that a delivery timeout
+/// still replaces the producer.
+pub struct Followed {
+    delivery: Option<DeliveryFuture>,
+    generation: Arc<Generation>,
+    producers: Arc<Producers>,
+}
+
+impl Followed {
+    pub fn new(delivery: DeliveryFuture, generation: Arc<Generation>, producers: Arc<Producers>) -> Self {
+        Self { delivery: Some(delivery), generation, producers }
+    }
+}
+
+impl Future for Followed {
+    type Output = Result<OwnedDeliveryResult, Canceled>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let delivery = self.delivery.as_mut().expect("polled after completion");
+        let report = ready!(Pin::new(delivery).poll(cx));
+        self.delivery = None;
+        Poll::Ready(report)
+    }
+}
+
+impl Drop for Followed {
+    fn drop(&mut self) {
+        let Some(delivery) = self.delivery.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let (generation, producers) = (self.generation.clone(), self.producers.clone());
+        runtime.spawn(async move {
+            if let Ok(Err((e, _))) = delivery.await
+                && is_delivery_timeout(&e)
+            {
+                producers.replace_after_timeout(&generation);
+            }
+        });
+    }
+}

@@ -1,0 +1,403 @@
+//! Slow and hostile clients against a real ingest and broker: a stalled body is the
+//! client's 408, one request at its deadline does not fail the others, stalled request
+//! heads are closed, in-flight requests are capped, bodies up to the default 1 MiB cap
+//! reach Kafka, one missing topic fails only its own source, and SIGTERM ends the
+//! process in time even with a client holding a half-sent request.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use hooklake_tests::{
+    broker::TestBroker,
+    eventually, free_port,
+    http::{self, RawConn},
+    ingest::TestIngest,
+    kafka, metrics, python, tools, unique,
+};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+};
+
+use crate::common::{Secrets, config, topic_prefix};
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// The suite's configuration with `lines` added to `[ingest]`.
+fn config_with(broker: &str, prefix: &str, lines: &str) -> String {
+    config(broker, prefix, &Secrets::fresh(), "").replace("[ingest]\n", &format!("[ingest]\n{lines}\n"))
+}
+
+/// A request head for `/webhook/open` announcing a body of `len` bytes.
+fn head(len: usize) -> String {
+    format!("POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: {len}\r\n\r\n")
+}
+
+async fn ready(ingest: &TestIngest) {
+    eventually(Duration::from_secs(30), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_body_is_the_clients_408_within_the_deadline() {
+    let broker = TestBroker::get();
+    let ingest = TestIngest::start(&config_with(&broker.bootstrap(), &topic_prefix(), "")).await;
+    ready(&ingest).await;
+    let body = br#"{"type":"stalled","padding":"........"}"#;
+    let mut conn = RawConn::connect(&ingest.addr).await;
+    let started = Instant::now();
+    conn.write(head(body.len()).as_bytes()).await;
+    conn.write(&body[..10]).await;
+    let resp = conn.read_response().await.expect("an answer");
+    let took = started.elapsed();
+    assert_eq!(resp.status, 408, "{}", String::from_utf8_lossy(&resp.body));
+    assert_eq!(resp.json()["error"], "body_timeout");
+    assert_eq!(resp.header("connection"), Some("close"));
+    assert!(resp.header("retry-after").is_none());
+    // response_deadline is 4 s; the answer leaves 250 ms before it.
+    assert!(took > Duration::from_millis(3500) && took < Duration::from_secs(4), "answered after {took:?}");
+    assert_eq!(ingest.rejected("open", "body_timeout").await, 1.0);
+    assert_eq!(ingest.rejected("open", "unavailable").await, 0.0);
+    ingest.stop().await;
+}
+
+/// Sends `body` in two parts, the last byte `at` after the head; returns the status.
+async fn slow_post(addr: String, body: Vec<u8>, at: Duration) -> u16 {
+    let mut conn = RawConn::connect(&addr).await;
+    let started = tokio::time::Instant::now();
+    conn.write(head(body.len()).as_bytes()).await;
+    conn.write(&body[..body.len() - 1]).await;
+    tokio::time::sleep_until(started + at).await;
+    conn.write(&body[body.len() - 1..]).await;
+    conn.read_response().await.map_or(0, |r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_at_its_deadline_does_not_fail_the_others() {
+    let broker = TestBroker::get();
+    let prefix = topic_prefix();
+    let ingest = TestIngest::start(&config_with(&broker.bootstrap(), &prefix, "")).await;
+    ready(&ingest).await;
+    let (sent, accepted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let until = Instant::now() + Duration::from_secs(6);
+    let mut senders = Vec::new();
+    for worker in 0..8 {
+        let (url, sent, accepted) = (ingest.url("open"), sent.clone(), accepted.clone());
+        senders.push(tokio::spawn(async move {
+            let client = http::client();
+            let mut n = 0;
+            while Instant::now() < until {
+                n += 1;
+                let body = format!(r#"{{"type":"steady","worker":{worker},"n":{n}}}"#);
+                sent.fetch_add(1, Ordering::SeqCst);
+                let resp = client.post(&url).header(JSON.0, JSON.1).body(body).send().await.unwrap();
+                if resp.status() == 200 {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    let status = resp.status();
+                    eprintln!("steady request {worker}/{n}: {status} {}", resp.text().await.unwrap_or_default());
+                }
+            }
+        }));
+    }
+    // Bodies completed around the 3.75 s request deadline, 2 ms apart: some leave their
+    // produce next to no time (less than linger.ms), which then times out in ingest, not
+    // in librdkafka; later ones get 408.
+    let slow: Vec<_> = (0..20)
+        .map(|i| {
+            let body = format!(r#"{{"type":"slow","i":{i}}}"#).into_bytes();
+            tokio::spawn(slow_post(ingest.addr.clone(), body, Duration::from_millis(3_730 + 2 * i)))
+        })
+        .collect();
+    let mut slow_statuses = Vec::new();
+    for s in slow {
+        slow_statuses.push(s.await.unwrap());
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let (sent, accepted) = (sent.load(Ordering::SeqCst), accepted.load(Ordering::SeqCst));
+    eprintln!("steady requests: {accepted} of {sent} answered 200; slow requests: {slow_statuses:?}");
+    assert!(sent > 20, "only {sent} steady requests were sent");
+    assert_eq!(accepted, sent, "steady requests failed while slow ones reached their deadline");
+    assert!(slow_statuses.iter().all(|s| [200, 408, 503].contains(s)), "{slow_statuses:?}");
+    ingest.stop().await;
+}
+
+/// Reads from `stream` until the server closes it; the time that took from `since`.
+async fn closed_after(mut stream: TcpStream, since: Instant, limit: Duration) -> Option<Duration> {
+    let mut buf = [0u8; 1024];
+    let read_to_end = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return since.elapsed(),
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::time::timeout(limit, read_to_end).await.ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stalled_heads_and_idle_connections_are_closed_after_the_header_read_timeout() {
+    const STALLED: usize = 300;
+    let broker = TestBroker::get();
+    let ingest =
+        TestIngest::start(&config_with(&broker.bootstrap(), &topic_prefix(), "header_read_timeout = \"2s\"")).await;
+    ready(&ingest).await;
+    let opened = Instant::now();
+    let mut stalled = Vec::new();
+    for _ in 0..STALLED {
+        let mut s = TcpStream::connect(&ingest.addr).await.unwrap();
+        s.write_all(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-ty").await.unwrap();
+        stalled.push(s);
+    }
+    let connected = opened.elapsed();
+    // A well-behaved client is served meanwhile.
+    let resp = http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(r#"{"a":1}"#).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    // An idle kept-alive connection is closed too.
+    let mut idle = RawConn::connect(&ingest.addr).await;
+    idle.post("/webhook/open", &[JSON], br#"{"a":2}"#).await;
+    assert_eq!(idle.read_response().await.unwrap().status, 200);
+    let idle_since = Instant::now();
+
+    let closes: Vec<_> = stalled.into_iter().map(|s| closed_after(s, opened, Duration::from_secs(10))).collect();
+    let closes = futures::future::join_all(closes).await;
+    let open = closes.iter().filter(|c| c.is_none()).count();
+    assert_eq!(open, 0, "{open} of {STALLED} stalled connections still open after 10 s");
+    let last = closes.iter().flatten().max().unwrap();
+    eprintln!("{STALLED} stalled connections opened in {connected:?}, the last closed {last:?} after the first opened");
+    assert!(*last < connected + Duration::from_secs(4), "the last stalled connection closed after {last:?}");
+    let idle_closed = tokio::time::timeout(Duration::from_secs(6), idle.read_response()).await;
+    assert!(matches!(idle_closed, Ok(None)), "the idle connection is closed");
+    let idle_for = idle_since.elapsed();
+    eprintln!("an idle kept-alive connection was closed after {idle_for:?}");
+    assert!(idle_for >= Duration::from_millis(1500), "{idle_for:?}");
+    eventually(Duration::from_secs(5), "no open connections", || async {
+        let text = ingest.metrics().await;
+        (metrics::value(&text, "hooklake_ingest_open_connections", &[]) == Some(0.0)).then_some(())
+    })
+    .await;
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_beyond_max_in_flight_get_503_overloaded() {
+    let broker = TestBroker::get();
+    let ingest = TestIngest::start(&config_with(&broker.bootstrap(), &topic_prefix(), "max_in_flight = 2")).await;
+    ready(&ingest).await;
+    let body = br#"{"type":"held"}"#;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut c = RawConn::connect(&ingest.addr).await;
+        c.write(head(body.len()).as_bytes()).await;
+        c.write(&body[..4]).await;
+        held.push(c);
+    }
+    let resp = eventually(Duration::from_secs(3), "a request turned away", || async {
+        let resp = http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(&body[..]).send().await.ok()?;
+        (resp.status() == 503).then_some(resp)
+    })
+    .await;
+    assert_eq!(resp.headers()["retry-after"], "3");
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"], "overloaded");
+    assert!(ingest.rejected("open", "overloaded").await >= 1.0);
+    for mut c in held {
+        c.write(&body[4..]).await;
+        assert_eq!(c.read_response().await.unwrap().status, 200);
+    }
+    let resp = http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(&body[..]).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "permits are given back");
+    ingest.stop().await;
+}
+
+/// A JSON body of exactly `len` bytes.
+fn body_of(len: usize) -> Vec<u8> {
+    let frame = br#"{"type":"big","pad":""}"#.len();
+    let mut b = br#"{"type":"big","pad":""#.to_vec();
+    b.resize(len - 2, b'x');
+    b.extend_from_slice(br#""}"#);
+    assert_eq!(b.len(), len);
+    assert!(len > frame);
+    b
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_up_to_the_default_cap_reach_kafka_gzip_too() {
+    let broker = TestBroker::get();
+    let prefix = topic_prefix();
+    // The suite's 4 KiB cap removed: the default, 1 MiB.
+    let text = config(&broker.bootstrap(), &prefix, &Secrets::fresh(), "").replace("max_body_bytes = 4096\n", "");
+    let ingest = TestIngest::start(&text).await;
+    ready(&ingest).await;
+    let post = |body: Vec<u8>, gzip: bool| {
+        let mut req = http::client().post(ingest.url("open")).header(JSON.0, JSON.1);
+        if gzip {
+            req = req.header("content-encoding", "gzip");
+        }
+        req.body(body).timeout(Duration::from_secs(30)).send()
+    };
+    for len in [1_000_000, 1 << 20] {
+        let resp = post(body_of(len), false).await.unwrap();
+        assert_eq!(resp.status(), 200, "{len} bytes: {}", resp.text().await.unwrap());
+    }
+    let resp = post(body_of((1 << 20) + 1), false).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    assert_eq!(resp.json::<serde_json::Value>().await.unwrap()["error"], "body_too_large");
+    // A large compressed body is inflated off the async workers and round-trips.
+    let inflated = body_of(1_040_000);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&inflated).unwrap();
+    let resp = post(gz.finish().unwrap(), true).await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+
+    let records = python::consume(&broker.bootstrap(), &format!("{prefix}.open"), 3, None).await;
+    let mut lens: Vec<usize> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap().len()).collect();
+    lens.sort_unstable();
+    assert_eq!(lens, [1_000_000, 1_040_000, 1 << 20]);
+    let gzipped = records.iter().find(|r| r["envelope"]["payload"].as_str().unwrap().len() == 1_040_000).unwrap();
+    assert_eq!(gzipped["envelope"]["payload"].as_str().unwrap().as_bytes(), &inflated[..]);
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), 3);
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_topic_fails_only_its_own_source() {
+    let broker = TestBroker::get();
+    let (here, gone) = (unique("it.here"), unique("it.gone"));
+    let text = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+create_topics = false
+topic_partitions = 1
+
+[ingest]
+response_deadline = "4s"
+retry_after = "3s"
+
+[sources.here]
+topic = "{here}"
+auth = {{ type = "none" }}
+
+[sources.gone]
+topic = "{gone}"
+auth = {{ type = "none" }}
+"#,
+        brokers = broker.bootstrap()
+    );
+    let config = hooklake_schemas::config::Config::from_toml(&text, &Default::default()).unwrap();
+    hooklake_ingest::publisher::ensure_topics(&config.kafka, std::slice::from_ref(&here)).await.unwrap();
+    let ingest = TestIngest::start(&text).await;
+    eventually(Duration::from_secs(30), "/readyz 200 with one topic missing", || async {
+        (ingest.readyz().await == 200).then_some(())
+    })
+    .await;
+    let post =
+        |source: &str| http::client().post(ingest.url(source)).header(JSON.0, JSON.1).body(r#"{"type":"x"}"#).send();
+    let source_ready =
+        |text: &str, source: &str| metrics::value(text, "hooklake_ingest_source_ready", &[("source", source)]);
+    eventually(Duration::from_secs(15), "the missing topic seen", || async {
+        let text = ingest.metrics().await;
+        (source_ready(&text, "gone") == Some(0.0)).then_some(())
+    })
+    .await;
+    assert_eq!(source_ready(&ingest.metrics().await, "here"), Some(1.0));
+    assert_eq!(post("here").await.unwrap().status(), 200);
+    let started = Instant::now();
+    let resp = post("gone").await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "answered at once, not at the deadline");
+    assert_eq!(resp.status(), 503);
+    assert_eq!(resp.headers()["retry-after"], "3");
+    let answer: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(answer["error"], "topic_missing", "{answer}");
+    assert!(answer["detail"].as_str().unwrap().contains(&gone), "{answer}");
+    assert_eq!(post("here").await.unwrap().status(), 200, "the other source is not affected");
+    assert_eq!(ingest.rejected("gone", "topic_missing").await, 1.0);
+
+    // The topic appears: its source serves again, without a restart.
+    hooklake_ingest::publisher::ensure_topics(&config.kafka, std::slice::from_ref(&gone)).await.unwrap();
+    eventually(Duration::from_secs(30), "the source whose topic came back accepts", || async {
+        (post("gone").await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+    assert_eq!(source_ready(&ingest.metrics().await, "gone"), Some(1.0));
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &here), 2);
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &gone), 1);
+    ingest.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_the_process_in_time_despite_half_sent_requests() {
+    let broker = TestBroker::get();
+    let prefix = topic_prefix();
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hooklake.toml");
+    let listen = format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"");
+    std::fs::write(&config_path, config_with(&broker.bootstrap(), &prefix, &listen)).unwrap();
+    let mut child = Command::new(tools::hooklake_bin())
+        .args(["ingest", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap())
+        .spawn()
+        .unwrap();
+    eventually(Duration::from_secs(30), "ingest ready", || async {
+        let r = http::client().get(format!("http://127.0.0.1:{admin}/readyz")).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+    let addr = format!("127.0.0.1:{port}");
+    // A client that stalls in its request head, and one that stalls in its body.
+    let mut stalled_head = TcpStream::connect(&addr).await.unwrap();
+    stalled_head.write_all(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\n").await.unwrap();
+    let mut stalled_body = RawConn::connect(&addr).await;
+    stalled_body.write(head(100).as_bytes()).await;
+    stalled_body.write(b"{\"type\":").await;
+    // A request in flight at SIGTERM: its body completes after the signal.
+    let body = br#"{"type":"in-flight"}"#;
+    let mut in_flight = RawConn::connect(&addr).await;
+    in_flight.write(head(body.len()).as_bytes()).await;
+    in_flight.write(&body[..5]).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let signalled = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    in_flight.write(&body[5..]).await;
+    let resp = in_flight.read_response().await.expect("the in-flight request is answered");
+    assert_eq!(resp.status, 200, "{}", String::from_utf8_lossy(&resp.body));
+    let stalled = stalled_body.read_response().await.map(|r| r.status);
+    assert!(matches!(stalled, Some(408) | None), "the stalled body: {stalled:?}");
+
+    let exited = tokio::task::spawn_blocking(move || {
+        let limit = Duration::from_secs(4 + 5);
+        while signalled.elapsed() < limit {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        None
+    })
+    .await
+    .unwrap();
+    let took = signalled.elapsed();
+    let status = exited.unwrap_or_else(|| panic!("ingest still running {took:?} after SIGTERM"));
+    eprintln!("ingest exited {took:?} after SIGTERM with {status}");
+    assert!(status.success(), "ingest exited with {status}");
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), 1);
+    let mut rest = Vec::new();
+    let _ = stalled_head.read_to_end(&mut rest).await;
+}
