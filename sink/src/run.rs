@@ -117,7 +117,7 @@ pub async fn run(ctx: &RunContext, run_id: &str, progress: &dyn Progress) -> Res
 }
 
 /// A partition's part of the plan.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Span {
     start: i64,
     target: i64,
@@ -224,24 +224,22 @@ async fn plan(ctx: &RunContext, assignment: &Assignment) -> Result<Plan, SinkErr
         }
         let stored = plan.tables[&route.table_label].as_ref().and_then(|t| t.next_offset(&tp.0, tp.1));
         let (low, high) = ctx.consumer.watermarks(&tp.0, tp.1).await?;
-        match stored {
-            Some(s) if s > high => {
-                *ahead.entry(&tp.0).or_default() += 1;
-                errors.push(format!(
-                    "{}/{}: table {} is at offset {s}, the topic ends at {high}",
-                    tp.0, tp.1, route.table_label
-                ));
-                continue;
-            }
-            Some(s) if s < low => {
-                tracing::error!(topic = %tp.0, partition = tp.1, stored = s, low, "records expired from Kafka before they were loaded");
-                plan.expired.push((tp.clone(), low, (low - s) as u64));
-            }
-            _ => {}
+        let part = plan_partition(stored, low, high);
+        if part.ahead {
+            *ahead.entry(&tp.0).or_default() += 1;
+            let s = stored.unwrap_or_default();
+            errors.push(format!(
+                "{}/{}: table {} is at offset {s}, the topic ends at {high}",
+                tp.0, tp.1, route.table_label
+            ));
+            continue;
         }
-        let start = stored.unwrap_or(low).max(low);
-        if start < high {
-            plan.spans.insert(tp.clone(), Span { start, target: high });
+        if part.expired > 0 {
+            tracing::error!(topic = %tp.0, partition = tp.1, stored, low, "records expired from Kafka before they were loaded");
+            plan.expired.push((tp.clone(), low, part.expired));
+        }
+        if let Some(span) = part.span {
+            plan.spans.insert(tp.clone(), span);
         }
     }
     for (topic, partitions) in ahead {
@@ -251,6 +249,29 @@ async fn plan(ctx: &RunContext, assignment: &Assignment) -> Result<Plan, SinkErr
         return Err(SinkError::OffsetsAhead(errors.join("; ")));
     }
     Ok(plan)
+}
+
+/// What the plan does with one partition.
+#[derive(Debug, PartialEq, Eq)]
+struct PartitionPlan {
+    /// The table's offset is past the topic's end: the run must fail.
+    ahead: bool,
+    /// Records between the table's offset and the low watermark, gone from Kafka.
+    expired: u64,
+    /// What to read, if anything.
+    span: Option<Span>,
+}
+
+/// The plan of a partition whose table offset is `stored` (`None`: never loaded) and
+/// whose watermarks are `low` and `high`.
+fn plan_partition(stored: Option<i64>, low: i64, high: i64) -> PartitionPlan {
+    if stored.is_some_and(|s| s > high) {
+        return PartitionPlan { ahead: true, expired: 0, span: None };
+    }
+    let expired = stored.map_or(0, |s| (low - s).max(0) as u64);
+    let start = stored.unwrap_or(low).max(low);
+    let span = (start < high).then_some(Span { start, target: high });
+    PartitionPlan { ahead: false, expired, span }
 }
 
 /// Reads every planned partition from its start to its target into `loader`.
@@ -401,4 +422,43 @@ async fn commit_table(ctx: &RunContext, p: &mut Prepared) -> Result<(), SinkErro
 fn rand_millis(lo: u64, hi: u64) -> u64 {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().subsec_nanos();
     lo + u64::from(nanos) % (hi - lo).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn span(start: i64, target: i64) -> Option<Span> {
+        Some(Span { start, target })
+    }
+
+    #[test]
+    fn a_partition_is_read_from_the_tables_offset_to_the_high_watermark() {
+        let plan = |stored, low, high| plan_partition(stored, low, high);
+        assert_eq!(plan(None, 0, 5), PartitionPlan { ahead: false, expired: 0, span: span(0, 5) });
+        assert_eq!(plan(Some(3), 0, 5), PartitionPlan { ahead: false, expired: 0, span: span(3, 5) });
+        assert_eq!(plan(Some(5), 0, 5), PartitionPlan { ahead: false, expired: 0, span: None }, "nothing new");
+        assert_eq!(
+            plan(None, 4, 4),
+            PartitionPlan { ahead: false, expired: 0, span: None },
+            "never loaded, all expired"
+        );
+    }
+
+    #[test]
+    fn records_gone_before_they_were_loaded_are_counted_and_skipped() {
+        assert_eq!(plan_partition(Some(2), 7, 9), PartitionPlan { ahead: false, expired: 5, span: span(7, 9) });
+        // Nothing left to read: still reported, so the commit moves the offset past them.
+        assert_eq!(plan_partition(Some(2), 9, 9), PartitionPlan { ahead: false, expired: 7, span: None });
+    }
+
+    #[test]
+    fn a_table_past_the_topics_end_is_ahead() {
+        assert_eq!(plan_partition(Some(6), 0, 5), PartitionPlan { ahead: true, expired: 0, span: None });
+        assert_eq!(
+            plan_partition(Some(6), 0, 0),
+            PartitionPlan { ahead: true, expired: 0, span: None },
+            "recreated, empty"
+        );
+    }
 }

@@ -80,3 +80,35 @@ pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &str) {
         .await
         .expect("raw record acknowledged");
 }
+
+/// The keys (hooklake's records are keyed by `message_id`) of the records at `offsets` of
+/// one partition; an offset without a record is left out.
+pub fn keys_at(brokers: &str, topic: &str, partition: i32, offsets: &[i64]) -> BTreeMap<i64, String> {
+    use rdkafka::{Message, Offset, TopicPartitionList};
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "hooklake-tests-keys")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut keys = BTreeMap::new();
+    for &offset in offsets {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(offset)).expect("offset");
+        consumer.assign(&tpl).expect("assign");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) if m.offset() == offset => {
+                    if let Some(key) = m.key() {
+                        keys.insert(offset, String::from_utf8_lossy(key).into_owned());
+                    }
+                    break;
+                }
+                Some(Ok(m)) if m.offset() > offset => break,
+                _ => {}
+            }
+        }
+    }
+    keys
+}

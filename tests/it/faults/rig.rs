@@ -73,7 +73,7 @@ impl Rig {
         let topic = self.p.keys_topic();
         let (table, high) =
             settle(&self.p.lake, &self.p.keys_table(), &self.p.broker.bootstrap(), &topic, &admins, SETTLE).await;
-        audit(traffic, &table, &topic, &high)
+        audit(traffic, &table, &self.p.broker.bootstrap(), &topic, &high)
     }
 
     /// Fails with the audit, the answers the clients got and the sinks' warnings and
