@@ -81,6 +81,7 @@ async fn soak() {
     println!("rows lost:        {}", audit.lost.len());
     println!("rows duplicated:  {}", audit.duplicated);
     println!("loaded though not answered 200: {}", audit.loaded_though_refused);
+    println!("second copies dropped as duplicates (resends): {}", audit.copies_dropped);
     println!("offset problems:  {}", if audit.offsets.is_empty() { "none".into() } else { audit.offsets.join("; ") });
     println!("took {:.0} s", started.elapsed().as_secs_f64());
     rig.assert_clean(&audit, &report, "soak");
