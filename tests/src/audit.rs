@@ -54,6 +54,7 @@ pub fn audit(
         *per_id.entry(row["message_id"].as_str().expect("message_id")).or_default() += 1;
     }
     let in_table: BTreeSet<&str> = per_id.keys().copied().collect();
+    let (offsets, copies_dropped) = offset_problems(table, &in_table, brokers, topic, high);
     Audit {
         sent: traffic.sent(),
         accepted: traffic.accepted.len(),
@@ -67,24 +68,8 @@ pub fn audit(
             .map(|id| (*id).to_owned())
             .collect(),
         loaded_though_refused: in_table.iter().filter(|id| traffic.refused.contains(**id)).count(),
-        ..Default::default()
-    }
-    .with_offsets(table, &in_table, brokers, topic, high)
-}
-
-impl Audit {
-    fn with_offsets(
-        mut self,
-        table: &TableContents,
-        in_table: &BTreeSet<&str>,
-        brokers: &str,
-        topic: &str,
-        high: &BTreeMap<i32, i64>,
-    ) -> Self {
-        let (problems, copies) = offset_problems(table, in_table, brokers, topic, high);
-        self.offsets = problems;
-        self.copies_dropped = copies;
-        self
+        offsets,
+        copies_dropped,
     }
 }
 

@@ -96,10 +96,10 @@ impl GroupConsumer {
         group_id: &str,
         topics: &[String],
     ) -> Result<Self, SinkError> {
-        let (consumer, assignment) = Self::create(config, group_id)?;
+        let (consumer, assignment, reader_config) = Self::create(config, group_id)?;
         let topic_refs: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topic_refs).map_err(SinkError::kafka("subscribe"))?;
-        Ok(Self::start(config, group_id, consumer, assignment, true))
+        Ok(Self::start(consumer, assignment, reader_config, true))
     }
 
     /// Takes every partition of `topics` without joining the group: the `--once` way. A
@@ -112,7 +112,7 @@ impl GroupConsumer {
         group_id: &str,
         topics: &[String],
     ) -> Result<Self, SinkError> {
-        let (consumer, assignment) = Self::create(config, group_id)?;
+        let (consumer, assignment, reader_config) = Self::create(config, group_id)?;
         let consumer = Arc::new(consumer);
         let (c, topics) = (consumer.clone(), topics.to_vec());
         let tpl = tokio::task::spawn_blocking(move || -> Result<TopicPartitionList, SinkError> {
@@ -138,7 +138,7 @@ impl GroupConsumer {
         consumer.context().assignment.send_replace(Assignment { generation: 1, partitions });
         tracing::info!(partitions = tpl.count(), "took every partition of the source topics");
         let consumer = Arc::into_inner(consumer).expect("the metadata task has finished");
-        Ok(Self::start(config, group_id, consumer, assignment, false))
+        Ok(Self::start(consumer, assignment, reader_config, false))
     }
 
     /// The consumer settings of the group consumer and of the run readers.
@@ -158,27 +158,28 @@ impl GroupConsumer {
         c
     }
 
+    /// The group consumer, its assignment, and the configuration it was made with (the run
+    /// readers are made with the same).
     fn create(
         config: &hooklake_schemas::config::Config,
         group_id: &str,
-    ) -> Result<(StreamConsumer<GroupContext>, watch::Receiver<Assignment>), SinkError> {
+    ) -> Result<(StreamConsumer<GroupContext>, watch::Receiver<Assignment>, ClientConfig), SinkError> {
         let (tx, assignment) = watch::channel(Assignment::default());
-        let consumer: StreamConsumer<GroupContext> = Self::consumer_config(config, group_id)
+        let client_config = Self::consumer_config(config, group_id);
+        let consumer: StreamConsumer<GroupContext> = client_config
             .create_with_context(GroupContext { assignment: tx })
             .map_err(SinkError::kafka("create the consumer"))?;
-        Ok((consumer, assignment))
+        Ok((consumer, assignment, client_config))
     }
 
     fn start(
-        config: &hooklake_schemas::config::Config,
-        group_id: &str,
         consumer: StreamConsumer<GroupContext>,
         assignment: watch::Receiver<Assignment>,
+        reader_config: ClientConfig,
         in_group: bool,
     ) -> Self {
         let consumer = Arc::new(consumer);
         let pump = tokio::spawn(pump(consumer.clone()));
-        let reader_config = Self::consumer_config(config, group_id);
         Self { consumer, assignment, pump, in_group, reader_config }
     }
 
