@@ -12,7 +12,7 @@ use axum::{
 use http::{StatusCode, header};
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::{runs::Trigger, service::Sink};
+use crate::{queue::Trigger, sink::Sink};
 
 pub fn router(sink: Arc<Sink>) -> Router {
     Router::new()

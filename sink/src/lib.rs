@@ -6,22 +6,25 @@
 
 pub mod admin;
 pub mod decode;
+pub mod dedupe;
 mod error;
 pub mod failpoint;
 pub mod kafka;
 pub mod lake;
 pub mod loader;
 pub mod metrics;
+pub mod queue;
 pub mod run;
-pub mod runs;
 pub mod schedule;
 pub mod service;
 pub mod settings;
+mod sink;
 
-pub use error::SinkError;
+pub use error::{BoxError, SinkError};
 use hooklake_schemas::config::{Config, ConfigError};
 pub use run::{Progress, Quiet, RunReport};
-pub use service::{Membership, Sink, serve, serve_as};
+pub use service::{serve, serve_as};
+pub use sink::{Membership, Sink};
 
 /// Checks everything the sink would refuse at start-up, without connecting anywhere.
 pub fn validate(config: &Config) -> Result<(), ConfigError> {
@@ -33,7 +36,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
 pub async fn once(config: &Config, progress: &dyn Progress) -> Result<RunReport, SinkError> {
     let sink = Sink::start(config, Membership::All).await?;
     let run_id = uuid::Uuid::now_v7().to_string();
-    let result = sink.execute(runs::Trigger::Manual, &run_id, progress).await;
+    let result = sink.execute(queue::Trigger::Manual, &run_id, progress).await;
     if let Ok(sink) = std::sync::Arc::try_unwrap(sink) {
         sink.ctx.consumer.close().await;
     }

@@ -6,12 +6,14 @@ use std::collections::{BTreeMap, HashMap};
 
 use iceberg::spec::DataFile;
 
-use hooklake_schemas::config::TableRef;
+use hooklake_schemas::config::{ConfigError, TableRef};
 
 use crate::{
     SinkError,
     decode::Decoder,
-    lake::{Lake, LakeTable, Row, SeenIds, TableCommit, TableWriter, TopicPartition, WriteStats, fingerprint},
+    dedupe::TableIds,
+    kafka::TopicPartition,
+    lake::{Lake, LakeTable, Row, TableCommit, TableWriter, Tables, WriteStats},
     settings::Settings,
 };
 
@@ -54,23 +56,13 @@ async fn discard_files(table: &LakeTable, files: &[DataFile]) {
     }
 }
 
-/// The dedupe set of a table, with the earliest `webhook_received_at` it covers.
-struct Seen {
-    ids: SeenIds,
-    since_micros: i64,
-}
-
-/// When a record needs the table's ids from before what is loaded, this much more is
-/// loaded at once, so records a little out of order do not each cost a scan.
-const DEDUPE_EXTEND_MICROS: i64 = 10 * 60 * 1_000_000;
-
 struct TableLoad {
     table: TableRef,
     planned: Option<LakeTable>,
     writer: Option<TableWriter>,
     /// Message ids of the table within the dedupe window of the run's records, and of
-    /// this run; `None` until the first row needs them.
-    seen: Option<Seen>,
+    /// this run.
+    seen: TableIds,
     offsets: BTreeMap<TopicPartition, i64>,
     records: u64,
     dead_letters: u64,
@@ -100,7 +92,7 @@ impl<'a> Loader<'a> {
         settings: &'a Settings,
         decoder: &'a Decoder,
         run_id: &str,
-        planned: HashMap<String, Option<LakeTable>>,
+        planned: Tables,
     ) -> Self {
         let tables = settings
             .routes
@@ -108,9 +100,9 @@ impl<'a> Loader<'a> {
             .map(|r| {
                 let load = TableLoad {
                     table: r.table.clone(),
-                    planned: planned.get(&r.table_label).cloned().flatten(),
+                    planned: planned.get(r).cloned(),
                     writer: None,
-                    seen: None,
+                    seen: TableIds::default(),
                     offsets: BTreeMap::new(),
                     records: 0,
                     dead_letters: 0,
@@ -127,7 +119,7 @@ impl<'a> Loader<'a> {
     /// Takes the record at `offset` of `tp`; its partition's next offset becomes `offset + 1`.
     pub async fn push(&mut self, tp: &TopicPartition, offset: i64, value: Option<&[u8]>) -> Result<Outcome, SinkError> {
         let route =
-            self.settings.route(&tp.0).ok_or_else(|| SinkError::Kafka(format!("no source reads topic {}", tp.0)))?;
+            self.settings.route(&tp.0).ok_or_else(|| ConfigError::invalid("sink", format!("no source reads topic {}", tp.0)))?;
         let load = self.tables.get_mut(&route.table_label).expect("every route has a table");
         load.offsets.insert(tp.clone(), offset + 1);
         load.records += 1;
@@ -142,17 +134,8 @@ impl<'a> Loader<'a> {
             load.planned = Some(ensure_unchanged(self.lake, &load.table).await?);
         }
         let planned = load.planned.as_ref().expect("ensured above");
-        // The window is anchored on when ingest received the record, not on now: after a
-        // sink outage longer than the window, a sender's retry still meets its first try.
-        let since = envelope.received_at_micros - self.settings.dedupe_window.as_micros() as i64;
-        let seen = load.seen.get_or_insert_with(|| Seen { ids: SeenIds::default(), since_micros: i64::MAX });
-        if since < seen.since_micros {
-            let from = since - DEDUPE_EXTEND_MICROS;
-            let until = (seen.since_micros != i64::MAX).then_some(seen.since_micros);
-            self.lake.add_message_ids(planned, from, until, &mut seen.ids).await?;
-            seen.since_micros = from;
-        }
-        if !seen.ids.insert(fingerprint(&envelope.message_id)).await? {
+        let window = self.settings.dedupe_window.as_micros() as i64;
+        if !load.seen.insert_new(&planned.table, &envelope.message_id, envelope.received_at_micros, window).await? {
             load.duplicates += 1;
             return Ok(Outcome::Duplicate);
         }

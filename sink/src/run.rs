@@ -15,8 +15,8 @@ use crate::{
     SinkError,
     decode::Decoder,
     failpoint,
-    kafka::{Assignment, DeadLetters, GroupConsumer, RunReader},
-    lake::{Lake, LakeTable, TopicPartition},
+    kafka::{Assignment, DeadLetters, GroupConsumer, RunReader, TopicPartition},
+    lake::{Lake, Tables},
     loader::{Loader, Outcome, Prepared, discard},
     metrics::SinkMetrics,
     settings::Settings,
@@ -26,6 +26,8 @@ use crate::{
 const MAX_ATTEMPTS: usize = 5;
 /// No record for this long while records are due: the run fails.
 const STALL: Duration = Duration::from_secs(120);
+/// How long a run waits for the consumer group's first assignment.
+const ASSIGNMENT_WAIT: Duration = Duration::from_secs(30);
 /// Commits of one table on top of other writers' snapshots before the run re-plans.
 const MAX_REBASES: usize = 20;
 
@@ -127,7 +129,7 @@ struct Span {
 /// records to load.
 #[derive(Debug)]
 struct Plan {
-    tables: HashMap<String, Option<LakeTable>>,
+    tables: Tables,
     spans: HashMap<TopicPartition, Span>,
     /// Partitions whose next records expired from Kafka: `(partition, low watermark,
     /// records lost to retention)`. The commit moves their offsets to the low watermark.
@@ -140,7 +142,7 @@ async fn attempt_run(
     progress: &dyn Progress,
     report: &mut RunReport,
 ) -> Result<(), SinkError> {
-    let assignment = ctx.consumer.wait_for_assignment(Duration::from_secs(30)).await;
+    let assignment = ctx.consumer.wait_for_assignment(ASSIGNMENT_WAIT).await?;
     if assignment.partitions.is_empty() {
         tracing::info!(run_id, "no partitions assigned to this instance: nothing to do");
         return Ok(());
@@ -179,7 +181,7 @@ async fn attempt_run(
     if dlq_failed.is_empty() {
         Ok(())
     } else {
-        Err(SinkError::Kafka(dlq_failed.into_values().collect::<Vec<_>>().join("; ")))
+        Err(SinkError::DeadLetters(dlq_failed.into_values().collect::<Vec<_>>().join("; ")))
     }
 }
 
@@ -212,17 +214,15 @@ async fn load(
 /// past the end of their partition (the topic was deleted and recreated, or the table
 /// copied from elsewhere) fails the run: loading from there would skip records.
 async fn plan(ctx: &RunContext, assignment: &Assignment) -> Result<Plan, SinkError> {
-    let mut plan = Plan { tables: HashMap::new(), spans: HashMap::new(), expired: Vec::new() };
+    let mut plan =
+        Plan { tables: ctx.lake.load_all(&ctx.settings.routes).await?, spans: HashMap::new(), expired: Vec::new() };
     // Every configured topic's gauge is set, also those a rebalance took away from this
     // instance, so that a repaired table (or a moved partition) clears it.
     let mut ahead: HashMap<&str, i64> = ctx.settings.routes.iter().map(|r| (r.topic.as_str(), 0)).collect();
     let mut errors = Vec::new();
     for tp in &assignment.partitions {
         let Some(route) = ctx.settings.route(&tp.0) else { continue };
-        if !plan.tables.contains_key(&route.table_label) {
-            plan.tables.insert(route.table_label.clone(), ctx.lake.load(&route.table).await?);
-        }
-        let stored = plan.tables[&route.table_label].as_ref().and_then(|t| t.next_offset(&tp.0, tp.1));
+        let stored = plan.tables.next_offset(route, tp.1);
         let (low, high) = ctx.consumer.watermarks(&tp.0, tp.1).await?;
         let part = plan_partition(stored, low, high);
         if part.ahead {

@@ -325,7 +325,7 @@ async fn sink_engine(dir: &Path, rows: u64) -> (u64, u64, u64) {
     let decoder = Decoder::new(&config).expect("decoder");
     let lake = Lake::connect(&config, &settings).await.expect("catalog");
     let run = uuid::Uuid::now_v7().to_string();
-    let mut loader = Loader::new(&lake, &settings, &decoder, &run, HashMap::new());
+    let mut loader = Loader::new(&lake, &settings, &decoder, &run, lake::Tables::default());
     let tp = (TOPIC.to_owned(), 0);
     let mut value = Vec::with_capacity(2048);
     for n in 0..rows {

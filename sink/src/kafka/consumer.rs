@@ -24,8 +24,8 @@ use rdkafka::{
 };
 use tokio::sync::watch;
 
-use super::client_config;
-use crate::{SinkError, lake::TopicPartition};
+use super::{TopicPartition, client_config};
+use crate::SinkError;
 
 /// The partitions this instance owns, and a counter that changes with every rebalance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl GroupConsumer {
             Ok(tpl)
         })
         .await
-        .map_err(|e| SinkError::Kafka(e.to_string()))??;
+        .map_err(SinkError::join("kafka client task"))??;
         let partitions = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
         consumer.context().assignment.send_replace(Assignment { generation: 1, partitions });
         tracing::info!(partitions = tpl.count(), "took every partition of the source topics");
@@ -168,7 +168,7 @@ impl GroupConsumer {
         let client_config = Self::consumer_config(config, group_id);
         let consumer: StreamConsumer<GroupContext> = client_config
             .create_with_context(GroupContext { assignment: tx })
-            .map_err(SinkError::kafka("create the consumer"))?;
+            .map_err(|e| SinkError::kafka("create the consumer")(config.kafka.redact_error(e)))?;
         Ok((consumer, assignment, client_config))
     }
 
@@ -188,14 +188,22 @@ impl GroupConsumer {
     }
 
     /// Waits up to `timeout` for a non-empty assignment (joining a group takes a moment;
-    /// outside a group the assignment is already final).
-    pub async fn wait_for_assignment(&self, timeout: Duration) -> Assignment {
+    /// outside a group the assignment is already final). An empty assignment is an answer
+    /// (more replicas than partitions); no assignment at all, because the group never
+    /// completed a join, is [`SinkError::Unassigned`]: the run cannot tell whether records
+    /// wait for it, so it must not report success.
+    pub async fn wait_for_assignment(&self, timeout: Duration) -> Result<Assignment, SinkError> {
         if !self.in_group {
-            return self.assignment();
+            return Ok(self.assignment());
         }
         let mut rx = self.assignment.clone();
         let _ = tokio::time::timeout(timeout, rx.wait_for(|a| !a.partitions.is_empty())).await;
-        self.assignment()
+        let assignment = self.assignment();
+        if assignment.generation == 0 {
+            let group = self.reader_config.get("group.id").unwrap_or_default().to_owned();
+            return Err(SinkError::Unassigned { group, seconds: timeout.as_secs() });
+        }
+        Ok(assignment)
     }
 
     /// A reader of `starts`' partitions, each from its offset.
@@ -209,7 +217,7 @@ impl GroupConsumer {
         let topic = topic.to_owned();
         tokio::task::spawn_blocking(move || consumer.fetch_watermarks(&topic, partition, Duration::from_secs(10)))
             .await
-            .map_err(|e| SinkError::Kafka(e.to_string()))?
+            .map_err(SinkError::join("kafka client task"))?
             .map_err(SinkError::kafka("fetch watermarks"))
     }
 
@@ -230,7 +238,7 @@ impl GroupConsumer {
         let consumer = self.consumer.clone();
         tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, Duration::from_secs(3)))
             .await
-            .map_err(|e| SinkError::Kafka(e.to_string()))?
+            .map_err(SinkError::join("kafka client task"))?
             .map(drop)
             .map_err(SinkError::kafka("broker metadata"))
     }
@@ -322,5 +330,32 @@ impl Drop for RunReader {
         {
             rt.spawn_blocking(move || drop(consumer));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config whose broker does not exist: nothing listens on port 1.
+    fn unreachable() -> hooklake_schemas::config::Config {
+        let toml = "[kafka]\nbrokers = \"127.0.0.1:1\"\n[sources.s]\nauth = { type = \"none\" }\n";
+        hooklake_schemas::config::Config::from_toml(toml, &Default::default()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_member_that_never_joins_its_group_fails_the_run_instead_of_reporting_nothing_to_do() {
+        let consumer = GroupConsumer::subscribe(&unreachable(), "never-joins", &["t".to_owned()]).unwrap();
+        let err = consumer.wait_for_assignment(Duration::from_millis(300)).await.unwrap_err();
+        assert!(matches!(&err, SinkError::Unassigned { group, .. } if group == "never-joins"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_empty_assignment_after_a_join_is_an_answer() {
+        let consumer = GroupConsumer::subscribe(&unreachable(), "joined", &["t".to_owned()]).unwrap();
+        // What a rebalance that gave this member nothing leaves behind.
+        consumer.consumer.context().assignment.send_replace(Assignment { generation: 2, partitions: Vec::new() });
+        let assignment = consumer.wait_for_assignment(Duration::from_millis(300)).await.unwrap();
+        assert_eq!(assignment, Assignment { generation: 2, partitions: Vec::new() });
     }
 }

@@ -4,14 +4,13 @@
 
 use std::{collections::BTreeMap, time::Duration};
 
-use hooklake_schemas::kafka::{HEADER_ERROR, HEADER_ORIGIN, dlq_topic, max_dead_letter_bytes};
+use hooklake_schemas::kafka::{
+    HEADER_ERROR, HEADER_ORIGIN, TopicError, dlq_topic, ensure_topics, max_dead_letter_bytes,
+};
 use rdkafka::{
     Message,
-    admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
-    client::DefaultClientContext,
     message::{Header, Headers, OwnedHeaders},
     producer::{DeliveryFuture, FutureProducer, FutureRecord},
-    types::RDKafkaErrorCode,
 };
 
 use super::{Incoming, client_config};
@@ -36,7 +35,9 @@ impl DeadLetters {
         if !config.kafka.properties.contains_key("message.max.bytes") {
             c.set("message.max.bytes", max_dead_letter_bytes(config.ingest.max_body_bytes.get()).to_string());
         }
-        Ok(Self { producer: c.create().map_err(SinkError::kafka("create the DLQ producer"))?, pending: Vec::new() })
+        let producer =
+            c.create().map_err(|e| SinkError::kafka("create the DLQ producer")(config.kafka.redact_error(e)))?;
+        Ok(Self { producer, pending: Vec::new() })
     }
 
     /// Sends `record` to its topic's DLQ with `error`; acknowledged by [`DeadLetters::flush`].
@@ -59,7 +60,7 @@ impl DeadLetters {
         if let Some(value) = record.payload() {
             out = out.payload(value);
         }
-        let delivery = self.producer.send_result(out).map_err(|(e, _)| SinkError::Kafka(format!("DLQ send: {e}")))?;
+        let delivery = self.producer.send_result(out).map_err(|(e, _)| SinkError::kafka("DLQ send")(e))?;
         self.pending.push((record.topic().to_owned(), delivery));
         Ok(())
     }
@@ -88,26 +89,16 @@ impl DeadLetters {
 /// Creates the `<topic>.dlq` of each source topic that lacks one (`kafka.create_topics`):
 /// the sink does not count on ingest having created them.
 pub async fn ensure_dlq_topics(config: &hooklake_schemas::config::Config, topics: &[String]) -> Result<(), SinkError> {
-    let kafka = &config.kafka;
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(config).create().map_err(SinkError::kafka("create the admin client"))?;
-    let new: Vec<String> = topics.iter().map(|t| dlq_topic(t)).collect();
+    let dlqs: Vec<String> = topics.iter().map(|t| dlq_topic(t)).collect();
     let max_message = max_dead_letter_bytes(config.ingest.max_body_bytes.get()).to_string();
-    let new: Vec<NewTopic> = new
-        .iter()
-        .map(|t| {
-            NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor))
-                .set("max.message.bytes", &max_message)
-        })
-        .collect();
-    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(5)));
-    let results = admin.create_topics(&new, &options).await.map_err(SinkError::kafka("create DLQ topics"))?;
-    for result in results {
-        match result {
-            Ok(topic) => tracing::info!(%topic, "created dead-letter topic"),
-            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
-            Err((topic, code)) => return Err(SinkError::Kafka(format!("cannot create {topic}: {code}"))),
+    let created = ensure_topics(&config.kafka, &dlqs, &[("max.message.bytes", &max_message)]).await.map_err(|e| {
+        match e {
+            TopicError::Client(source) => SinkError::Kafka { what: "create DLQ topics", source },
+            TopicError::Refused { topic, code } => SinkError::TopicCreation { topic, code },
         }
+    })?;
+    for topic in created {
+        tracing::info!(%topic, "created dead-letter topic");
     }
     Ok(())
 }

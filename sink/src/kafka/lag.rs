@@ -8,8 +8,8 @@ use rdkafka::{
     consumer::{BaseConsumer, Consumer},
 };
 
-use super::client_config;
-use crate::{SinkError, lake::TopicPartition};
+use super::{TopicPartition, client_config};
+use crate::SinkError;
 
 /// The lag of one partition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,9 @@ pub use self::{
     lag::{LagProbe, PartitionLag},
 };
 
+/// `(topic, partition)`.
+pub type TopicPartition = (String, i32);
+
 /// A client configuration with `[kafka]` and its pass-through properties.
 pub fn client_config(config: &Config) -> ClientConfig {
     let mut c = ClientConfig::new();

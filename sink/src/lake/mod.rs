@@ -5,9 +5,7 @@
 //! The catalog is iceberg-rust's own `Catalog` trait: the SQL catalog (SQLite or
 //! PostgreSQL) or the REST catalog in production, iceberg's `MemoryCatalog` in unit tests.
 
-mod dedupe;
 mod pinned;
-mod seen;
 mod writer;
 
 use std::{
@@ -33,15 +31,14 @@ use iceberg_catalog_sql::SqlCatalogBuilder;
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 pub use self::{
-    dedupe::fingerprint,
     pinned::PinnedCatalog,
-    seen::SeenIds,
     writer::{ROW_GROUP_BYTES, ROW_GROUP_ROWS, Row, TableWriter, WriteStats, ZSTD_LEVEL},
 };
-use crate::{SinkError, settings::Settings};
-
-/// `(topic, partition)`.
-pub type TopicPartition = (String, i32);
+use crate::{
+    SinkError,
+    kafka::TopicPartition,
+    settings::{Route, Settings},
+};
 
 /// Table properties set on tables hooklake creates.
 fn table_properties() -> HashMap<String, String> {
@@ -93,6 +90,25 @@ impl LakeTable {
     }
 }
 
+/// Every configured table as it is now (`None`: not created yet), by table label: what a
+/// run plans from and what the lag gauges are measured against. The one place that reads
+/// the tables' next offsets.
+#[derive(Debug, Default)]
+pub struct Tables(HashMap<String, Option<LakeTable>>);
+
+impl Tables {
+    /// The next offset to load from `partition` of `route`'s topic; `None` when its table
+    /// does not exist or never loaded from that partition.
+    pub fn next_offset(&self, route: &Route, partition: i32) -> Option<i64> {
+        self.0.get(&route.table_label)?.as_ref()?.next_offset(&route.topic, partition)
+    }
+
+    /// The table `route` feeds, as loaded.
+    pub fn get(&self, route: &Route) -> Option<&LakeTable> {
+        self.0.get(&route.table_label)?.as_ref()
+    }
+}
+
 /// What one run commits to one table.
 #[derive(Debug)]
 pub struct TableCommit {
@@ -135,7 +151,7 @@ impl Lake {
                 if let Some(path) = settings.catalog_uri.strip_prefix("sqlite://") {
                     let path = std::path::Path::new(path.split('?').next().unwrap_or_default());
                     if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir).map_err(|e| SinkError::Io(format!("{}: {e}", dir.display())))?;
+                        std::fs::create_dir_all(dir).map_err(SinkError::storage(format!("create {}", dir.display())))?;
                     }
                 }
                 Arc::new(
@@ -180,6 +196,17 @@ impl Lake {
             Err(e) if e.kind() == ErrorKind::TableNotFound || e.kind() == ErrorKind::NamespaceNotFound => Ok(None),
             Err(e) => Err(SinkError::catalog("load table")(e)),
         }
+    }
+
+    /// Every table of `routes`, as it is now.
+    pub async fn load_all(&self, routes: &[Route]) -> Result<Tables, SinkError> {
+        let mut tables = HashMap::new();
+        for r in routes {
+            if !tables.contains_key(&r.table_label) {
+                tables.insert(r.table_label.clone(), self.load(&r.table).await?);
+            }
+        }
+        Ok(Tables(tables))
     }
 
     /// Loads the table, creating its namespace and the table itself when missing.
@@ -267,18 +294,6 @@ impl Lake {
         }
     }
 
-    /// Adds to `set` the fingerprints of the message ids in `table` received in
-    /// `[since_micros, until_micros)` (no upper bound when `None`).
-    pub async fn add_message_ids(
-        &self,
-        table: &LakeTable,
-        since_micros: i64,
-        until_micros: Option<i64>,
-        set: &mut SeenIds,
-    ) -> Result<(), SinkError> {
-        dedupe::add_message_ids(&table.table, since_micros, until_micros, set).await
-    }
-
     /// The table as it is now (after a conflict).
     pub async fn reload(&self, planned: &LakeTable) -> Result<LakeTable, SinkError> {
         let table =
@@ -299,7 +314,7 @@ impl Lake {
 
 /// The contract schema (schemas/webhook_table.v1.json).
 pub fn table_schema() -> Result<Schema, SinkError> {
-    serde_json::from_str(TABLE_SCHEMA_V1_JSON).map_err(|e| SinkError::Catalog(format!("table schema: {e}")))
+    serde_json::from_str(TABLE_SCHEMA_V1_JSON).map_err(SinkError::table_schema("parse webhook_table.v1.json"))
 }
 
 /// `day(webhook_received_at)`.
@@ -307,7 +322,7 @@ pub fn partition_spec() -> Result<UnboundPartitionSpec, SinkError> {
     let schema = table_schema()?;
     let source_id = schema
         .field_by_name(columns::WEBHOOK_RECEIVED_AT)
-        .ok_or_else(|| SinkError::Catalog("schema lacks webhook_received_at".into()))?
+        .ok_or_else(|| SinkError::TableSchema { what: "no webhook_received_at column".into(), source: None })?
         .id;
     UnboundPartitionSpec::builder()
         .add_partition_field(source_id, PARTITION_FIELD, Transform::Day)

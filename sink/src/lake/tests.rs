@@ -15,6 +15,7 @@ use iceberg::{
 use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 
 use super::*;
+use crate::dedupe::{SeenIds, add_message_ids, fingerprint};
 
 async fn lake() -> (Lake, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
@@ -95,13 +96,13 @@ async fn a_commit_is_one_snapshot_holding_the_offsets() {
     assert_eq!(reloaded.next_offset("hooklake.orders", 0), Some(3));
     assert_eq!(reloaded.next_offset("hooklake.orders", 2), None);
     let mut ids = SeenIds::default();
-    lake.add_message_ids(&reloaded, NOV_24_2026, None, &mut ids).await.unwrap();
+    add_message_ids(&reloaded.table, NOV_24_2026, None, &mut ids).await.unwrap();
     assert!(ids.contains(fingerprint("b")).unwrap() && ids.len() == 3);
     let mut none = SeenIds::default();
-    lake.add_message_ids(&reloaded, NOV_24_2026 + DAY_MICROS, None, &mut none).await.unwrap();
+    add_message_ids(&reloaded.table, NOV_24_2026 + DAY_MICROS, None, &mut none).await.unwrap();
     assert!(none.is_empty(), "rows older than the window are not duplicates");
     let mut before = SeenIds::default();
-    lake.add_message_ids(&reloaded, 0, Some(NOV_24_2026), &mut before).await.unwrap();
+    add_message_ids(&reloaded.table, 0, Some(NOV_24_2026), &mut before).await.unwrap();
     assert!(before.is_empty(), "the upper bound is exclusive of later rows");
 }
 
@@ -150,7 +151,7 @@ async fn a_commit_rebases_onto_a_writer_of_other_partitions_only() {
     let after = lake.reload(&now).await.unwrap();
     assert_eq!((after.next_offset("t", 0), after.next_offset("t", 1)), (Some(1), Some(1)));
     let mut ids = SeenIds::default();
-    lake.add_message_ids(&after, 0, None, &mut ids).await.unwrap();
+    add_message_ids(&after.table, 0, None, &mut ids).await.unwrap();
     assert_eq!(ids.len(), 2, "both writers' rows");
 }
 

@@ -99,7 +99,7 @@ impl TableWriter {
         let metadata = table.metadata();
         let iceberg_schema = metadata.current_schema().clone();
         let arrow_schema =
-            Arc::new(schema_to_arrow_schema(&iceberg_schema).map_err(SinkError::catalog("arrow schema"))?);
+            Arc::new(schema_to_arrow_schema(&iceberg_schema).map_err(SinkError::table_schema("arrow schema"))?);
         let map_fields = map_entry_fields(&arrow_schema)?;
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(ZstdLevel::try_new(ZSTD_LEVEL).expect("valid level")))
@@ -147,7 +147,7 @@ impl TableWriter {
             self.iceberg_schema.clone(),
             Struct::from_iter([Some(Literal::int(day))]),
         );
-        self.fanout.write(key, batch).await.map_err(SinkError::catalog("write Parquet"))
+        self.fanout.write(key, batch).await.map_err(SinkError::storage("write Parquet"))
     }
 
     /// Rows pushed so far.
@@ -161,7 +161,7 @@ impl TableWriter {
         for day in days {
             self.flush_day(day).await?;
         }
-        let files = self.fanout.close().await.map_err(SinkError::catalog("close Parquet files"))?;
+        let files = self.fanout.close().await.map_err(SinkError::storage("close Parquet files"))?;
         let stats = WriteStats {
             rows: self.rows,
             files: files.len() as u64,
@@ -176,14 +176,14 @@ impl TableWriter {
 fn map_entry_fields(schema: &ArrowSchemaRef) -> Result<(FieldRef, FieldRef), SinkError> {
     let field = schema
         .field_with_name(hooklake_schemas::table::columns::HEADERS)
-        .map_err(|e| SinkError::Catalog(format!("arrow schema: {e}")))?;
+        .map_err(SinkError::table_schema("arrow schema of the table"))?;
     if let DataType::Map(entries, _) = field.data_type()
         && let DataType::Struct(kv) = entries.data_type()
         && kv.len() == 2
     {
         return Ok((kv[0].clone(), kv[1].clone()));
     }
-    Err(SinkError::Catalog("headers is not a map in the table schema".into()))
+    Err(SinkError::TableSchema { what: "headers is not a map".into(), source: None })
 }
 
 /// Column builders for one day of rows.
@@ -254,6 +254,6 @@ impl RowBuffer {
             Arc::new(self.offset.finish()),
             Arc::new(self.loaded_at.finish()),
         ];
-        RecordBatch::try_new(schema.clone(), columns).map_err(|e| SinkError::Catalog(format!("arrow batch: {e}")))
+        RecordBatch::try_new(schema.clone(), columns).map_err(SinkError::table_schema("arrow batch"))
     }
 }

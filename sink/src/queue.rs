@@ -54,12 +54,12 @@ pub struct RunStatus {
 const HISTORY: usize = 100;
 
 #[derive(Debug, Default)]
-pub struct Runs {
+pub struct RunQueue {
     statuses: Mutex<VecDeque<RunStatus>>,
     wake: Notify,
 }
 
-impl Runs {
+impl RunQueue {
     /// Queues a run, or returns the one already queued.
     pub fn request(&self, trigger: Trigger) -> RunStatus {
         let mut statuses = self.statuses.lock().expect("not poisoned");
@@ -141,7 +141,7 @@ mod tests {
 
     #[tokio::test]
     async fn requests_coalesce_while_queued_and_runs_go_one_at_a_time() {
-        let runs = Runs::default();
+        let runs = RunQueue::default();
         let a = runs.request(Trigger::Manual);
         let b = runs.request(Trigger::Schedule);
         assert_eq!(a.id, b.id, "a second request joins the queued run");

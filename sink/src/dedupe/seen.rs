@@ -16,7 +16,7 @@
 
 use std::{fs::File, io::Write, os::unix::fs::FileExt};
 
-use super::dedupe::Fingerprints;
+use super::fingerprint::Fingerprints;
 use crate::SinkError;
 
 /// Fingerprints held in the hash set before they are written out as a run.
@@ -98,7 +98,7 @@ impl SeenIds {
             Ok(runs)
         })
         .await
-        .map_err(|e| SinkError::Io(format!("dedupe spill task: {e}")))??;
+        .map_err(SinkError::join("dedupe spill task"))??;
         Ok(())
     }
 }
@@ -195,7 +195,7 @@ impl RunFile {
 }
 
 fn io(what: &'static str) -> impl Fn(std::io::Error) -> SinkError {
-    move |e| SinkError::Io(format!("{what}: {e}"))
+    move |e| SinkError::storage(what)(e)
 }
 
 /// A split-block Bloom filter (the layout of Parquet's): 256-bit blocks, one bit set in each
@@ -243,7 +243,7 @@ mod tests {
     use std::collections::HashSet;
 
     use super::*;
-    use crate::lake::fingerprint;
+    use crate::dedupe::fingerprint;
 
     /// Against a plain hash set: every id inserted once is new, every repeat (from any run,
     /// before or after merges) is a duplicate, and ids never inserted are not found.
