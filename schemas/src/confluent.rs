@@ -7,13 +7,23 @@ use std::{collections::HashMap, fmt, sync::Mutex};
 
 use schema_registry_converter::{
     async_impl::schema_registry::{SrSettings, get_schema_by_id, get_schema_by_subject},
-    schema_registry_common::{SchemaType, SubjectNameStrategy, SuppliedSchema},
+    error::SRCError,
+    schema_registry_common::{RawError, SchemaType, SubjectNameStrategy, SuppliedSchema},
 };
 
 use crate::{
     ENVELOPE_SCHEMA_V1, EnvelopeRef, SchemaError, WebhookEnvelope, avro::parsing_canonical_form,
     config::SchemaRegistryConfig, envelope::envelope_canonical_form,
 };
+
+/// The Schema Registry API's error code for "Schema not found" (HTTP 404).
+const SCHEMA_NOT_FOUND: u32 = 40403;
+
+/// Whether the registry answered, definitively, that it does not know the schema.
+fn is_schema_not_found(e: &SRCError) -> bool {
+    use std::error::Error as _;
+    e.source().and_then(|s| s.downcast_ref::<RawError>()).is_some_and(|raw| raw.error_code == SCHEMA_NOT_FOUND)
+}
 
 /// The first byte of a Confluent-framed record.
 pub const CONFLUENT_MAGIC: u8 = 0;
@@ -89,8 +99,15 @@ impl ConfluentCodec {
         if let Some(known) = self.known_ids.lock().expect("not poisoned").get(&id) {
             return Ok(*known);
         }
-        let registered =
-            get_schema_by_id(id, &self.settings).await.map_err(|e| SchemaError::Registry(e.to_string()))?;
+        let registered = match get_schema_by_id(id, &self.settings).await {
+            Ok(registered) => registered,
+            // The registry answered that it has no such id (a record framed against another
+            // registry, or garbage): the record can never be read here. Not cached, in case
+            // the id is registered later.
+            Err(e) if is_schema_not_found(&e) => return Ok(false),
+            // Unreachable, 5xx, refused credentials: the registry could not say.
+            Err(e) => return Err(SchemaError::Registry(e.to_string())),
+        };
         let json: serde_json::Value = serde_json::from_str(&registered.schema)
             .map_err(|e| SchemaError::Registry(format!("schema {id} is not JSON: {e}")))?;
         let is_v1 = parsing_canonical_form(&json)? == envelope_canonical_form();

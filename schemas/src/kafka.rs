@@ -41,3 +41,55 @@ pub fn max_record_bytes(max_body_bytes: u64) -> u64 {
 pub fn max_dead_letter_bytes(max_body_bytes: u64) -> u64 {
     max_record_bytes(max_body_bytes) + (8 << 10)
 }
+
+/// A topic hooklake needed could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum TopicError {
+    /// The admin client could not be made or the request failed.
+    #[error("cannot create topics: {0}")]
+    Client(#[from] rdkafka::error::KafkaError),
+    /// The broker answered the request with an error for this topic.
+    #[error("cannot create topic {topic}: {code}")]
+    Refused { topic: String, code: rdkafka::types::RDKafkaErrorCode },
+}
+
+/// Creates each of `topics` that does not exist yet, with `kafka.topic_partitions`,
+/// `kafka.topic_replication_factor` and the topic-level `settings` (e.g.
+/// `max.message.bytes`); existing topics are left alone. Returns the topics it created.
+/// Ingest creates the source topics and their DLQs, the sink the DLQs
+/// (`kafka.create_topics`): neither counts on the other having run first.
+pub async fn ensure_topics(
+    kafka: &crate::config::KafkaConfig,
+    topics: &[String],
+    settings: &[(&str, &str)],
+) -> Result<Vec<String>, TopicError> {
+    use rdkafka::{
+        ClientConfig,
+        admin::{AdminClient, AdminOptions, NewTopic, TopicReplication},
+        client::DefaultClientContext,
+        types::RDKafkaErrorCode,
+    };
+    let admin: AdminClient<DefaultClientContext> =
+        ClientConfig::from_iter(kafka.client_properties().map(|(k, v)| (k.to_owned(), v.to_owned())))
+            .create()
+            .map_err(|e| kafka.redact_error(e))?;
+    let new: Vec<NewTopic> = topics
+        .iter()
+        .map(|t| {
+            let topic =
+                NewTopic::new(t, kafka.topic_partitions, TopicReplication::Fixed(kafka.topic_replication_factor));
+            settings.iter().fold(topic, |topic, (k, v)| topic.set(k, v))
+        })
+        .collect();
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let options = AdminOptions::new().operation_timeout(timeout).request_timeout(timeout);
+    let mut created = Vec::new();
+    for result in admin.create_topics(&new, &options).await? {
+        match result {
+            Ok(topic) => created.push(topic),
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicError::Refused { topic, code }),
+        }
+    }
+    Ok(created)
+}

@@ -42,7 +42,7 @@ pub enum SchemaError {
     UnknownFingerprint(String),
     #[error("record shape: {0}")]
     Shape(String),
-    #[error("schema id {0} in the registry is not webhook_envelope.v1")]
+    #[error("schema id {0} is not webhook_envelope.v1 in the registry (or the registry has no such id)")]
     UnknownSchemaId(u32),
     #[error("schema registry: {0}")]
     Registry(String),

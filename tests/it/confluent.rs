@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use hooklake_schemas::{ConfluentCodec, config::SchemaRegistryConfig};
+use hooklake_schemas::{ConfluentCodec, SchemaError, config::SchemaRegistryConfig};
 use hooklake_tests::{broker::TestBroker, eventually, free_port, http, ingest::TestIngest, python, tools};
 use rdkafka::{
     ClientConfig, Message, TopicPartitionList,
@@ -108,5 +108,15 @@ async fn schema_registry_framing_is_read_by_confluent_kafka_and_by_hooklake() {
     }
     decoded.sort_by(|a, b| a.message_id.cmp(&b.message_id));
     assert_eq!(decoded.iter().map(|e| e.payload.as_str()).collect::<Vec<_>>(), bodies);
+
+    // An id the registry answers it does not have is the record's fault (it goes to the
+    // DLQ), not an outage that should fail every run.
+    let unknown = [0u8, 0, 0, 0x27, 0x0f, 2, b'x'];
+    let err = codec.decode(&unknown).await.unwrap_err();
+    assert!(matches!(err, SchemaError::UnknownSchemaId(9999)), "{err:?}");
+    // With the registry gone, the same lookup is an outage.
+    drop(registry);
+    let err = codec.decode(&unknown).await.unwrap_err();
+    assert!(matches!(err, SchemaError::Registry(_)), "{err:?}");
     ingest.stop().await;
 }

@@ -70,6 +70,29 @@ impl fmt::Debug for KafkaConfig {
 }
 
 impl KafkaConfig {
+    /// `message` with every quoted value of a pass-through property replaced by `***`.
+    /// librdkafka quotes the value it refuses (`Invalid value "..." for configuration
+    /// property "..."`), and property values may be secrets.
+    pub fn redact(&self, message: &str) -> String {
+        self.properties.values().filter(|v| !v.is_empty()).fold(message.to_owned(), |m, v| {
+            m.replace(&format!("\"{v}\""), "\"***\"")
+        })
+    }
+
+    /// A client configuration or creation error without the values of the properties
+    /// (see [`Self::redact`]): rdkafka's `ClientConfig` error carries the refused value
+    /// itself, which is replaced by `***`. Other errors quote no configuration.
+    pub fn redact_error(&self, e: rdkafka::error::KafkaError) -> rdkafka::error::KafkaError {
+        use rdkafka::error::KafkaError;
+        match e {
+            KafkaError::ClientConfig(res, description, key, _value) => {
+                KafkaError::ClientConfig(res, self.redact(&description), key, "***".into())
+            }
+            KafkaError::ClientCreation(m) => KafkaError::ClientCreation(self.redact(&m)),
+            other => other,
+        }
+    }
+
     /// `bootstrap.servers` followed by the pass-through properties, for an rdkafka `ClientConfig`.
     pub fn client_properties(&self) -> impl Iterator<Item = (&str, &str)> {
         std::iter::once(("bootstrap.servers", self.brokers.as_str()))

@@ -198,3 +198,17 @@ fn type_errors_hide_values_from_the_environment() {
             .to_string();
     assert!(err.contains("\"three\""), "{err}");
 }
+
+#[test]
+fn librdkafka_refusing_a_property_does_not_echo_its_value() {
+    let text = format!("[kafka.properties]\n\"compression.codec\" = \"${{CODEC}}\"\n{MINIMAL}");
+    let c = Config::from_toml(&text, &env(&[("ORDERS_KEY", "k"), ("CODEC", "s3cr3t-codec")])).unwrap();
+    let mut client = rdkafka::ClientConfig::new();
+    for (k, v) in c.kafka.client_properties() {
+        client.set(k, v);
+    }
+    let refused = client.create::<rdkafka::producer::BaseProducer>().err().expect("an unknown codec is refused");
+    assert!(refused.to_string().contains("s3cr3t-codec"), "librdkafka quotes the value: {refused}");
+    let redacted = c.kafka.redact_error(refused).to_string();
+    assert!(!redacted.contains("s3cr3t-codec") && redacted.contains("compression.codec"), "{redacted}");
+}
