@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 started=$(date +%s)
 
-ensure_apt
+ensure_apt patch  # patch: scripts/vendor-rdkafka.sh (CI)
 ensure_venv
 ensure_postgres
 

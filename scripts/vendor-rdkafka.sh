@@ -93,7 +93,9 @@ build_tree() {
     rm -rf "${out:?}/$path"
   done
   cp "$patch_copy" "$out/hooklake.patch"
-  patch -s -p1 --forward --no-backup-if-mismatch -d "$out" <"$patch_copy"
+  # No fuzz: the patch must apply to exactly the context it was made against.
+  patch -s -p1 --fuzz=0 --forward --no-backup-if-mismatch -d "$out" <"$patch_copy" \
+    || { echo "hooklake.patch does not apply to $CRATE $VERSION" >&2; exit 1; }
   # Git keeps no empty directory.
   find "$out" -type d -empty -delete
 }
@@ -107,6 +109,9 @@ compare_trees() {
     | sed 's#^[[:space:]]*\./#executable bit differs: #'
 }
 
+for tool in curl patch python3; do
+  command -v "$tool" >/dev/null || { echo "$0: $tool not found (apt-get install $tool)" >&2; exit 1; }
+done
 fetch_crate
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
