@@ -8,6 +8,10 @@ from common import Problems, byte_size, duration_seconds, labels_match, nginx_si
 
 # A sink commit can take a couple of minutes on a big backlog; it must not be killed.
 SINK_MIN_GRACE = 120
+# ingress-nginx keeps idle upstream connections this long (its ConfigMap's
+# upstream-keepalive-timeout default). Ingest must not close an idle connection sooner: nginx
+# could send a POST on it as ingest closes it, and does not retry a POST (502).
+NGINX_UPSTREAM_KEEPALIVE = 60
 NGINX = "nginx.ingress.kubernetes.io/"
 
 
@@ -131,6 +135,10 @@ def check_ingest(r, workload, spec, c, config, where, expect, p: Problems) -> No
     p.check(grace > sleep + deadline, where,
             f"terminationGracePeriodSeconds {grace} must exceed preStop {sleep}s + response_deadline {deadline:g}s")
     check_scraped(r, workload, c, admin_port, where, p)
+    idle = duration_seconds(ingest.get("header_read_timeout", "10s"))
+    p.check(idle > NGINX_UPSTREAM_KEEPALIVE, where,
+            f"ingest.header_read_timeout {idle:g}s (also ingest's keep-alive idle limit) must exceed"
+            f" ingress-nginx's upstream keep-alive of {NGINX_UPSTREAM_KEEPALIVE}s")
     check_ingress(r, workload, c, http_port, byte_size(ingest.get("max_body_bytes", 1 << 20)), deadline, where, p)
     hpas = [h for h in r.all("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]
             and h["spec"]["scaleTargetRef"]["kind"] == "Deployment"]
