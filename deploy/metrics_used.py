@@ -7,7 +7,7 @@ Prometheus alert rules use.
 
 The integration suite compares this with what `hooklake ingest` and `hooklake sink`
 export on /metrics, and scripts/check-deploy.sh compares it with the contract in
-DESIGN.md: a metric or label typo in the dashboard or the rules fails one or the other.
+docs/design.md: a metric or label typo in the dashboard or the rules fails one or the other.
 
 How names and labels are found: every PromQL expression (dashboard targets, template
 variable queries, rule `expr`s) is parsed, not grepped. A label counts for a metric when

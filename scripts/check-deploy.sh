@@ -19,7 +19,7 @@
 #              severity / summary / description / runbook anchor in deploy/README.md
 #   dashboard  deploy/grafana/hooklake.json structure, and every query through promtool
 #   contract   every hooklake_* metric and label the dashboard and rules use is exported
-#              (DESIGN.md), via deploy/metrics_used.py
+#              (docs/design.md, "Metrics"), via deploy/metrics_used.py
 #   binary     only with HOOKLAKE_BIN=<built hooklake>: `hooklake check-config` on each
 #              container's effective config, flags vs --help, linked libraries vs the
 #              Dockerfile's runtime packages
@@ -173,7 +173,7 @@ step "promtool test rules" promtool_test
 step "dashboard (structure)" "$PY" deploy/check/dashboard.py deploy/grafana/hooklake.json --out "$work/prom"
 step "dashboard queries (promtool parser)" promtool check rules "$work/prom/dashboard.rules.yaml"
 
-step "metrics contract (dashboard + rules vs DESIGN.md)" \
+step "metrics contract (dashboard + rules vs docs/design.md)" \
   "$PY" deploy/check/contract.py --dashboard deploy/grafana/hooklake.json --rules "$work/prom/hooklake.rules.yaml" --out "$work"
 # deploy/metrics_used.py is what the Rust integration test runs: with its defaults it
 # must see exactly what the check saw.

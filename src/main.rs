@@ -1,5 +1,9 @@
-//! The `hooklake` binary: parses arguments, loads the configuration, sets up logging,
-//! binds listeners and calls the crates' `run` functions. Nothing else lives here.
+//! The `hooklake` binary: parses arguments, sets up logging, loads the configuration and
+//! runs both services' start-up checks on it (whichever command runs), builds the Tokio
+//! runtime (`ingest`'s sized by `ingest.worker_threads`), binds the listeners and calls the
+//! crates' entry points (`hooklake_ingest::run`, `hooklake_sink::serve` and `once`). The
+//! commands that are tools rather than services live in their own modules: `dev`, `send`,
+//! `query`, `broker`, and `progress` (the bar of `sink --once` and of dev's last run).
 
 #[cfg(feature = "embedded-broker")]
 mod broker;

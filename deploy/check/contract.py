@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Compares the metrics the dashboard and the alert rules use (deploy/metrics_used.py)
-with the metrics hooklake exports (the contract in DESIGN.md, copied below):
+with the metrics hooklake exports (the contract in docs/design.md, "Metrics", copied below):
 
     contract.py --dashboard deploy/grafana/hooklake.json --rules RULES.yaml --out DIR
 
@@ -90,7 +90,7 @@ def main() -> int:
         p.fail("PromQL", e)
     dash_usage, _ = metrics_used.collect([args.dashboard], [])
     for metric, labels in sorted(usage.labels.items()):
-        if not p.check(metric in CONTRACT, metric, "is not a metric hooklake exports (DESIGN.md)"):
+        if not p.check(metric in CONTRACT, metric, "is not a metric hooklake exports (docs/design.md)"):
             continue
         kind, allowed = CONTRACT[metric]
         extra = {"le"} if kind == "histogram" else set()

@@ -1,5 +1,6 @@
 //! Every way a webhook request can fail, and the one place that turns a failure into
-//! an HTTP answer (`{"error": code, "detail": text}`), grouped by status as in DESIGN.md.
+//! an HTTP answer (`{"error": code, "detail": text}`), grouped by status as in
+//! docs/design.md ("Answers").
 
 use std::time::Duration;
 

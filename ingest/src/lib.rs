@@ -1,5 +1,5 @@
 //! hooklake ingest: a stateless HTTP service that authenticates webhooks and answers 200
-//! only once Kafka acknowledged the record (DESIGN.md, "Ingest HTTP contract").
+//! only once Kafka acknowledged the record (docs/design.md, "Ingest HTTP contract").
 //!
 //! [`run`] is what `hooklake ingest` calls; tests call it (or [`serve`] with another
 //! [`Publisher`]) on `127.0.0.1:0`.

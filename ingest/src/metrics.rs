@@ -1,7 +1,7 @@
-//! Ingest metrics. The names are a contract (DESIGN.md; dashboards and alerts use them),
-//! so they are constants here and a test pins them. Labels are the configured source
-//! name (`_unknown` for anything else, never the raw URL), the status code and the
-//! rejection reason.
+//! Ingest metrics. The names are a contract (docs/design.md, "Metrics"; dashboards and
+//! alerts use them), so they are constants here and a test pins them. Labels are the
+//! configured source name (`_unknown` for anything else, never the raw URL), the status
+//! code and the rejection reason.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
@@ -14,7 +14,7 @@ pub const BODY_BYTES: &str = "hooklake_ingest_body_bytes";
 pub const REJECTED_TOTAL: &str = "hooklake_ingest_rejected_total";
 pub const PRODUCE_DURATION_SECONDS: &str = "hooklake_ingest_produce_duration_seconds";
 pub const PRODUCER_QUEUE_MESSAGES: &str = "hooklake_ingest_producer_queue_messages";
-/// Not in DESIGN.md's list: the bound of the queue above, so alerts can compute a fill ratio.
+/// The bound of the queue above, so alerts can compute a fill ratio.
 pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capacity";
 /// Open webhook connections (bounded by `ingest.max_connections`).
 pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
@@ -24,7 +24,7 @@ pub const SOURCE_READY: &str = "hooklake_ingest_source_ready";
 /// The `source` label of requests for sources that do not exist.
 pub const UNKNOWN_SOURCE_LABEL: &str = "_unknown";
 
-/// Every rejection reason (the `error` codes of DESIGN.md).
+/// Every rejection reason (the `error` codes of the HTTP contract, docs/design.md).
 pub const REJECTION_REASONS: &[&str] = &[
     "malformed_json",
     "missing_credentials",
@@ -152,7 +152,7 @@ impl IngestMetrics {
 mod tests {
     use super::*;
 
-    /// The names DESIGN.md lists; dashboards and alerts depend on them.
+    /// The names docs/design.md lists ("Metrics"); dashboards and alerts depend on them.
     #[test]
     fn metric_names_match_the_design() {
         let m = IngestMetrics::new(["orders"]);

@@ -1,6 +1,6 @@
 //! hooklake sink: consumes the source topics on a trigger and appends the webhooks to
 //! Apache Iceberg tables, exactly once, with the Kafka offsets stored in the tables
-//! (DESIGN.md: "Table contract", "Sink runs and triggers").
+//! (docs/design.md: "Table contract", "Sink runs and triggers", "Exactly once").
 //!
 //! [`serve`] is `hooklake sink`; [`once`] is `hooklake sink --once`.
 

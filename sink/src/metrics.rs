@@ -1,4 +1,5 @@
-//! Sink metrics. The names are a contract (DESIGN.md; dashboards and alerts use them).
+//! Sink metrics. The names are a contract (docs/design.md, "Metrics"; dashboards and
+//! alerts use them), so they are constants here and a test pins them.
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 

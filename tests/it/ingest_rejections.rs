@@ -1,4 +1,4 @@
-//! Every rejection of the HTTP contract: the status of DESIGN.md, a reason metric, and no
+//! Every rejection of the HTTP contract: the status of docs/design.md, a reason metric, and no
 //! Kafka record; rotated secrets both accepted; the connection usable after a 413.
 
 use std::io::Write;

@@ -29,9 +29,9 @@ pub struct OutgoingRecord {
 }
 
 impl OutgoingRecord {
-    /// The record of one envelope, as DESIGN.md fixes it: keyed by `message_id`, with the
-    /// `hooklake-source`, `hooklake-message-id` and `content-type` headers. `value` is the
-    /// encoded envelope and `content_type` names its framing.
+    /// The record of one envelope, as docs/design.md ("Kafka record") fixes it: keyed by
+    /// `message_id`, with the `hooklake-source`, `hooklake-message-id` and `content-type`
+    /// headers. `value` is the encoded envelope and `content_type` names its framing.
     pub fn for_envelope(topic: Arc<str>, envelope: &EnvelopeRef<'_>, value: Vec<u8>, content_type: &str) -> Self {
         Self {
             topic,

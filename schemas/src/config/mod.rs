@@ -1,7 +1,8 @@
 //! hooklake's configuration: one TOML file, then `HOOKLAKE__SECTION__KEY` environment
 //! overrides, then `${ENV_NAME}` references. It is loaded and validated once at start-up
 //! and passed down as a value. Unknown keys and invalid values are errors naming the key.
-//! Every key is documented in `hooklake.example.toml` at the repository root.
+//! Every key is documented in `docs/configuration.md` (a test checks it against the code)
+//! and set or mentioned in `hooklake.example.toml` at the repository root.
 
 mod env;
 mod sections;
@@ -111,5 +112,7 @@ fn related(a: &str, b: &str) -> bool {
     a == b || holds(a, b) || holds(b, a)
 }
 
+#[cfg(test)]
+mod documented;
 #[cfg(test)]
 mod tests;

@@ -212,7 +212,7 @@ pub struct IngestConfig {
     /// (new ones wait in the kernel's backlog).
     pub max_connections: u32,
     /// Most requests handled at once; beyond it requests get 503 `overloaded` at once. With
-    /// `max_body_bytes` it bounds the memory bodies can take (README, `[ingest]`).
+    /// `max_body_bytes` it bounds the memory bodies can take (docs/design.md, "Limits").
     pub max_in_flight: u32,
 }
 

@@ -243,7 +243,9 @@ impl GroupConsumer {
             .map_err(SinkError::kafka("broker metadata"))
     }
 
-    /// Leaves the group (a `--once` run ends this way, so the next one joins at once).
+    /// Stops serving the group consumer and unsubscribes: a service replica leaves the
+    /// group at once, so its partitions move to the others without waiting for its session
+    /// to time out. `--once` and `hooklake dev`, which never joined, end the same way.
     pub async fn close(self) {
         self.pump.abort();
         let consumer = self.consumer;

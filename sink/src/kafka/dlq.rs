@@ -1,6 +1,7 @@
 //! The dead-letter topic `<topic>.dlq`: records that cannot be decoded go there with the
-//! reason in a header, and the run goes on. The run commits its offsets only after every
-//! dead letter is acknowledged, so none is lost.
+//! reason in a header, and the run goes on. A table's offsets are committed only after its
+//! dead letters are acknowledged, so none is lost: a table whose dead letters were not
+//! delivered keeps its offsets (its records are read again), the other tables commit.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -40,7 +41,8 @@ impl DeadLetters {
         Ok(Self { producer, pending: Vec::new() })
     }
 
-    /// Sends `record` to its topic's DLQ with `error`; acknowledged by [`DeadLetters::flush`].
+    /// Sends `record` to its topic's DLQ with `error`; [`DeadLetters::flush`] waits for the
+    /// broker's acknowledgement.
     pub fn send(&mut self, record: &Incoming, error: &str) -> Result<(), SinkError> {
         let topic = dlq_topic(record.topic());
         let origin = format!("{}/{}/{}", record.topic(), record.partition(), record.offset());
