@@ -58,7 +58,10 @@ pub fn topic_prefix() -> String {
 /// (standard_webhooks, two secrets), `gh` (github), `stripe`, `hmac`, `open` (none).
 pub fn config(brokers: &str, prefix: &str, s: &Secrets) -> TestConfig {
     let second_key = format!("second-key-{prefix}");
-    let hmac = Auth::hmac("x-signature", &[&s.hmac]).key("algorithm", "sha256").key("encoding", "hex");
+    let hmac = Auth::hmac("x-signature", &[&s.hmac])
+        .key("algorithm", "sha256")
+        .key("encoding", "hex")
+        .key("prefix", "sha256=");
     TestConfig::new(brokers)
         .topic_partitions(2)
         .max_body_bytes(MAX_BODY)
@@ -68,7 +71,7 @@ pub fn config(brokers: &str, prefix: &str, s: &Secrets) -> TestConfig {
         .source("std", Source::new(&format!("{prefix}.std"), std_auth(&[&s.whsec_old, &s.whsec_new])))
         .source("gh", Source::new(&format!("{prefix}.gh"), Auth::github(&[&s.github])))
         .source("stripe", Source::new(&format!("{prefix}.stripe"), Auth::stripe(&[&s.stripe])))
-        .source("hmac", Source::new(&format!("{prefix}.hmac"), hmac.key("prefix", "sha256=")))
+        .source("hmac", Source::new(&format!("{prefix}.hmac"), hmac))
         .source("open", Source::new(&format!("{prefix}.open"), Auth::none()))
 }
 
