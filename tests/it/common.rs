@@ -2,7 +2,10 @@
 //! secrets made fresh for each test (so a leak into the logs can be traced to its test).
 
 use base64::{Engine, engine::general_purpose::STANDARD};
-use hooklake_tests::unique;
+use hooklake_tests::{
+    config::{Auth, Source, TestConfig},
+    unique,
+};
 
 pub const MAX_BODY: usize = 4096;
 
@@ -53,48 +56,26 @@ pub fn topic_prefix() -> String {
 
 /// A configuration with one source per auth scheme: `keys` (api_key), `std`
 /// (standard_webhooks, two secrets), `gh` (github), `stripe`, `hmac`, `open` (none).
-pub fn config(brokers: &str, prefix: &str, s: &Secrets, extra: &str) -> String {
-    format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-topic_partitions = 2
+pub fn config(brokers: &str, prefix: &str, s: &Secrets) -> TestConfig {
+    let second_key = format!("second-key-{prefix}");
+    let hmac = Auth::hmac("x-signature", &[&s.hmac])
+        .key("algorithm", "sha256")
+        .key("encoding", "hex")
+        .key("prefix", "sha256=");
+    TestConfig::new(brokers)
+        .topic_partitions(2)
+        .max_body_bytes(MAX_BODY)
+        .ingest("response_deadline", "4s")
+        .ingest("retry_after", "3s")
+        .source("keys", Source::new(&format!("{prefix}.keys"), Auth::api_key("x-api-key", &[&s.api_key, &second_key])))
+        .source("std", Source::new(&format!("{prefix}.std"), std_auth(&[&s.whsec_old, &s.whsec_new])))
+        .source("gh", Source::new(&format!("{prefix}.gh"), Auth::github(&[&s.github])))
+        .source("stripe", Source::new(&format!("{prefix}.stripe"), Auth::stripe(&[&s.stripe])))
+        .source("hmac", Source::new(&format!("{prefix}.hmac"), hmac))
+        .source("open", Source::new(&format!("{prefix}.open"), Auth::none()))
+}
 
-[ingest]
-max_body_bytes = {MAX_BODY}
-response_deadline = "4s"
-retry_after = "3s"
-
-[sources.keys]
-topic = "{prefix}.keys"
-auth = {{ type = "api_key", header = "x-api-key", keys = ["{api_key}", "second-key-{prefix}"] }}
-
-[sources.std]
-topic = "{prefix}.std"
-auth = {{ type = "standard_webhooks", secrets = ["{old}", "{new}"], tolerance = "5m" }}
-
-[sources.gh]
-topic = "{prefix}.gh"
-auth = {{ type = "github", secrets = ["{github}"] }}
-
-[sources.stripe]
-topic = "{prefix}.stripe"
-auth = {{ type = "stripe", secrets = ["{stripe}"] }}
-
-[sources.hmac]
-topic = "{prefix}.hmac"
-auth = {{ type = "hmac", header = "x-signature", algorithm = "sha256", encoding = "hex", prefix = "sha256=", secrets = ["{hmac}"] }}
-
-[sources.open]
-topic = "{prefix}.open"
-auth = {{ type = "none" }}
-{extra}
-"#,
-        api_key = s.api_key,
-        old = s.whsec_old,
-        new = s.whsec_new,
-        github = s.github,
-        stripe = s.stripe,
-        hmac = s.hmac,
-    )
+/// The `std` source's auth with `secrets`.
+pub fn std_auth(secrets: &[&str]) -> Auth {
+    Auth::standard_webhooks(secrets).tolerance("5m")
 }

@@ -52,9 +52,10 @@ async fn schema_registry_framing_is_read_by_confluent_kafka_and_by_hooklake() {
     let broker = TestBroker::get();
     let registry = Registry::start().await;
     let prefix = topic_prefix();
-    // `extra` follows `[sources.open]`: its first line is a key of that source.
-    let extra = format!("id_header = \"x-request-id\"\n[schema_registry]\nurl = \"{}\"\n", registry.url);
-    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &Secrets::fresh(), &extra)).await;
+    let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh())
+        .with_source("open", |s| s.id_header("x-request-id"))
+        .schema_registry(&registry.url);
+    let ingest = TestIngest::start(&config.to_toml()).await;
     let bodies = [r#"{"type":"a","n":1}"#, r#"{"type":"b","n":2}"#, r#"{"n":3}"#];
     for (i, body) in bodies.iter().enumerate() {
         let resp = http::client()

@@ -12,7 +12,7 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
     let mut broker = Broker::start();
     let s = Secrets::fresh();
     let prefix = topic_prefix();
-    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s, "")).await;
+    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s).to_toml()).await;
     let send = |body: String| {
         http::client()
             .post(ingest.url("open"))

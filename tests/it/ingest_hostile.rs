@@ -16,6 +16,7 @@ use std::{
 
 use hooklake_tests::{
     broker::TestBroker,
+    config::{Auth, Source, TestConfig},
     eventually, free_port,
     http::{self, RawConn},
     ingest::TestIngest,
@@ -30,9 +31,9 @@ use crate::common::{Secrets, config, topic_prefix};
 
 const JSON: (&str, &str) = ("content-type", "application/json");
 
-/// The suite's configuration with `lines` added to `[ingest]`.
-fn config_with(broker: &str, prefix: &str, lines: &str) -> String {
-    config(broker, prefix, &Secrets::fresh(), "").replace("[ingest]\n", &format!("[ingest]\n{lines}\n"))
+/// The suite's configuration with fresh secrets.
+fn suite_config(broker: &str, prefix: &str) -> TestConfig {
+    config(broker, prefix, &Secrets::fresh())
 }
 
 /// A request head for `/webhook/open` announcing a body of `len` bytes.
@@ -48,7 +49,7 @@ async fn ready(ingest: &TestIngest) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stalled_body_is_the_clients_408_within_the_deadline() {
     let broker = TestBroker::get();
-    let ingest = TestIngest::start(&config_with(&broker.bootstrap(), &topic_prefix(), "")).await;
+    let ingest = TestIngest::start(&suite_config(&broker.bootstrap(), &topic_prefix()).to_toml()).await;
     ready(&ingest).await;
     let body = br#"{"type":"stalled","padding":"........"}"#;
     let mut conn = RawConn::connect(&ingest.addr).await;
@@ -83,7 +84,7 @@ async fn slow_post(addr: String, body: Vec<u8>, at: Duration) -> u16 {
 async fn a_request_at_its_deadline_does_not_fail_the_others() {
     let broker = TestBroker::get();
     let prefix = topic_prefix();
-    let ingest = TestIngest::start(&config_with(&broker.bootstrap(), &prefix, "")).await;
+    let ingest = TestIngest::start(&suite_config(&broker.bootstrap(), &prefix).to_toml()).await;
     ready(&ingest).await;
     let (sent, accepted) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
     let until = Instant::now() + Duration::from_secs(6);
@@ -149,8 +150,10 @@ async fn closed_after(mut stream: TcpStream, since: Instant, limit: Duration) ->
 async fn stalled_heads_and_idle_connections_are_closed_after_the_header_read_timeout() {
     const STALLED: usize = 300;
     let broker = TestBroker::get();
-    let ingest =
-        TestIngest::start(&config_with(&broker.bootstrap(), &topic_prefix(), "header_read_timeout = \"2s\"")).await;
+    let ingest = TestIngest::start(
+        &suite_config(&broker.bootstrap(), &topic_prefix()).ingest("header_read_timeout", "2s").to_toml(),
+    )
+    .await;
     ready(&ingest).await;
     let opened = Instant::now();
     let mut stalled = Vec::new();
@@ -192,7 +195,9 @@ async fn stalled_heads_and_idle_connections_are_closed_after_the_header_read_tim
 #[tokio::test(flavor = "multi_thread")]
 async fn requests_beyond_max_in_flight_get_503_overloaded() {
     let broker = TestBroker::get();
-    let ingest = TestIngest::start(&config_with(&broker.bootstrap(), &topic_prefix(), "max_in_flight = 2")).await;
+    let ingest =
+        TestIngest::start(&suite_config(&broker.bootstrap(), &topic_prefix()).ingest("max_in_flight", 2).to_toml())
+            .await;
     ready(&ingest).await;
     let body = br#"{"type":"held"}"#;
     let mut held = Vec::new();
@@ -236,7 +241,7 @@ async fn bodies_up_to_the_default_cap_reach_kafka_gzip_too() {
     let broker = TestBroker::get();
     let prefix = topic_prefix();
     // The suite's 4 KiB cap removed: the default, 1 MiB.
-    let text = config(&broker.bootstrap(), &prefix, &Secrets::fresh(), "").replace("max_body_bytes = 4096\n", "");
+    let text = suite_config(&broker.bootstrap(), &prefix).unset(&["ingest", "max_body_bytes"]).to_toml();
     let ingest = TestIngest::start(&text).await;
     ready(&ingest).await;
     let post = |body: Vec<u8>, gzip: bool| {
@@ -274,27 +279,14 @@ async fn bodies_up_to_the_default_cap_reach_kafka_gzip_too() {
 async fn a_missing_topic_fails_only_its_own_source() {
     let broker = TestBroker::get();
     let (here, gone) = (unique("it.here"), unique("it.gone"));
-    let text = format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-create_topics = false
-topic_partitions = 1
-
-[ingest]
-response_deadline = "4s"
-retry_after = "3s"
-
-[sources.here]
-topic = "{here}"
-auth = {{ type = "none" }}
-
-[sources.gone]
-topic = "{gone}"
-auth = {{ type = "none" }}
-"#,
-        brokers = broker.bootstrap()
-    );
+    let text = TestConfig::new(&broker.bootstrap())
+        .create_topics(false)
+        .topic_partitions(1)
+        .ingest("response_deadline", "4s")
+        .ingest("retry_after", "3s")
+        .source("here", Source::new(&here, Auth::none()))
+        .source("gone", Source::new(&gone, Auth::none()))
+        .to_toml();
     let config = hooklake_schemas::config::Config::from_toml(&text, &Default::default()).unwrap();
     hooklake_ingest::publisher::ensure_topics(&config.kafka, std::slice::from_ref(&here)).await.unwrap();
     let ingest = TestIngest::start(&text).await;
@@ -343,8 +335,8 @@ async fn sigterm_ends_the_process_in_time_despite_half_sent_requests() {
     let (port, admin) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("hooklake.toml");
-    let listen = format!("listen = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"");
-    std::fs::write(&config_path, config_with(&broker.bootstrap(), &prefix, &listen)).unwrap();
+    std::fs::write(&config_path, suite_config(&broker.bootstrap(), &prefix).ingest_ports(port, admin).to_toml())
+        .unwrap();
     let mut child = Command::new(tools::hooklake_bin())
         .args(["ingest", "--config"])
         .arg(&config_path)

@@ -21,7 +21,7 @@ use tokio::{
     net::TcpStream,
 };
 
-use crate::common::{MAX_BODY, Secrets, config, topic_prefix};
+use crate::common::{Secrets, config, topic_prefix};
 
 /// Entries in the largest hostile signature header: over ingest's 64 KiB request head.
 const HUGE_ENTRIES: usize = 50_000;
@@ -45,14 +45,11 @@ impl IngestProcess {
     async fn start(broker: &TestBroker, secrets: &Secrets) -> Self {
         let (port, admin) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
-        let text = config(&broker.bootstrap(), &topic_prefix(), secrets, "")
-            .replace(&format!("max_body_bytes = {MAX_BODY}"), &format!("max_body_bytes = {}", 2 * BODY_BYTES))
-            .replace(
-                "[ingest]",
-                &format!(
-                    "[ingest]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nworker_threads = 1"
-                ),
-            );
+        let text = config(&broker.bootstrap(), &topic_prefix(), secrets)
+            .max_body_bytes(2 * BODY_BYTES)
+            .ingest_ports(port, admin)
+            .ingest("worker_threads", 1)
+            .to_toml();
         let path = dir.path().join("hooklake.toml");
         std::fs::write(&path, text).unwrap();
         let child = Command::new(tools::hooklake_bin())

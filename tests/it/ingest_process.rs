@@ -26,15 +26,9 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("hooklake.toml");
     // Secrets come from the environment through ${...}, as in production.
-    let text = config(&broker.bootstrap(), &prefix, &s, "")
-        .replace(&s.api_key, "${IT_API_KEY}")
-        .replace(&format!("\"{}\"", s.stripe), "\"${IT_STRIPE}\"")
-        .replace(
-            "[ingest]",
-            &format!(
-                "[ingest]\nlisten = \"127.0.0.1:{port}\"\nadmin_listen = \"127.0.0.1:{admin}\"\nworker_threads = 3"
-            ),
-        );
+    let in_file = Secrets { api_key: "${IT_API_KEY}".into(), stripe: "${IT_STRIPE}".into(), ..s.clone() };
+    let text =
+        config(&broker.bootstrap(), &prefix, &in_file).ingest_ports(port, admin).ingest("worker_threads", 3).to_toml();
     std::fs::write(&config_path, text).unwrap();
     let log_path = dir.path().join("ingest.log");
     let mut child = Command::new(tools::hooklake_bin())

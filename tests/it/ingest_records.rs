@@ -35,7 +35,7 @@ async fn library_signed_webhooks_land_on_kafka_byte_for_byte() {
     let broker = TestBroker::get();
     let secrets = Secrets::fresh();
     let prefix = topic_prefix();
-    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &secrets, "")).await;
+    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &secrets).to_toml()).await;
     let now = unix_now();
     let svix_id = format!("msg_svix_{prefix}");
     let std_id = format!("msg_std_{prefix}");

@@ -11,7 +11,7 @@ use hooklake_tests::{
 };
 use serde_json::json;
 
-use crate::common::{MAX_BODY, Secrets, config, topic_prefix};
+use crate::common::{MAX_BODY, Secrets, config, std_auth, topic_prefix};
 
 type Headers = Vec<(&'static str, String)>;
 /// (what, headers, body, expected status, expected error code)
@@ -42,7 +42,7 @@ async fn standard_webhooks_rejections_and_rotation() {
     let broker = TestBroker::get();
     let s = Secrets::fresh();
     let prefix = topic_prefix();
-    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s, "")).await;
+    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s).to_toml()).await;
     let now = unix_now();
     let other = "whsec_d3JvbmctYnV0LXdlbGwtZm9ybWVk";
     let sign = |secret: &str, id: &str, ts: u64| json!({"lib": "standardwebhooks", "secret": secret, "msg_id": id, "timestamp": ts, "payload": BODY});
@@ -126,8 +126,9 @@ async fn standard_webhooks_rejections_and_rotation() {
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.std")), 2, "only the two accepted requests");
 
     // A secret removed from the configuration no longer verifies.
-    let rotated = config(&broker.bootstrap(), &prefix, &s, "").replace(&format!("\"{}\", ", s.whsec_old), "");
-    let ingest2 = TestIngest::start(&rotated).await;
+    let rotated =
+        config(&broker.bootstrap(), &prefix, &s).with_source("std", |src| src.auth(std_auth(&[&s.whsec_new])));
+    let ingest2 = TestIngest::start(&rotated.to_toml()).await;
     assert_eq!(
         post(&ingest2, "std", &h(1), BODY.into()).await,
         (403, "invalid_credentials".into()),
@@ -144,7 +145,7 @@ async fn api_keys_sources_types_json_and_sizes() {
     let broker = TestBroker::get();
     let s = Secrets::fresh();
     let prefix = topic_prefix();
-    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s, "")).await;
+    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s).to_toml()).await;
     let key = |k: &str| vec![("x-api-key", k.to_owned())];
     let good = key(&s.api_key);
     let over_cap = format!("{{\"pad\":\"{}\"}}", "x".repeat(MAX_BODY + 1 - 10));

@@ -3,7 +3,14 @@
 
 use std::{path::PathBuf, time::Duration};
 
-use hooklake_tests::{broker::TestBroker, free_port, ingest::TestIngest, lake::TestLake, sink, unique};
+use hooklake_tests::{
+    broker::TestBroker,
+    config::{Auth, Source, TestConfig},
+    free_port,
+    ingest::TestIngest,
+    lake::TestLake,
+    sink, unique,
+};
 
 /// `keys` (api_key, ids from `x-request-id`) lands in `raw.<folder>.keys`; `std`
 /// (Standard Webhooks) in `bronze.<folder>.std_events`.
@@ -15,23 +22,26 @@ pub struct Pipeline {
     pub prefix: String,
     pub api_key: String,
     pub whsec: String,
+    /// What `config` holds, for a test that writes a variant of it.
+    pub test_config: TestConfig,
     pub config: PathBuf,
     pub admin_port: u16,
 }
 
 impl Pipeline {
     pub async fn start(lake: TestLake) -> Self {
-        Self::start_with(lake, "off", "{}").await
+        Self::start_with(lake, "off", None).await
     }
 
-    /// With the sink's `schedule` and `lag_trigger` (TOML inline table) set.
-    pub async fn start_with(lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
-        Self::start_on(TestBroker::get(), lake, schedule, lag_trigger).await
+    /// With the sink's `schedule` set, and its lag trigger firing at `lag_messages` (off
+    /// when `None`).
+    pub async fn start_with(lake: TestLake, schedule: &str, lag_messages: Option<u64>) -> Self {
+        Self::start_on(TestBroker::get(), lake, schedule, lag_messages).await
     }
 
     /// On `broker` (a test that deletes topics or stops the broker needs its own).
-    pub async fn start_on(broker: TestBroker, lake: TestLake, schedule: &str, lag_trigger: &str) -> Self {
-        Self::start_partitioned(broker, lake, schedule, lag_trigger, 2).await
+    pub async fn start_on(broker: TestBroker, lake: TestLake, schedule: &str, lag_messages: Option<u64>) -> Self {
+        Self::start_partitioned(broker, lake, schedule, lag_messages, 2).await
     }
 
     /// [`Self::start_on`] with topics of `partitions` partitions.
@@ -39,7 +49,7 @@ impl Pipeline {
         broker: TestBroker,
         lake: TestLake,
         schedule: &str,
-        lag_trigger: &str,
+        lag_messages: Option<u64>,
         partitions: u32,
     ) -> Self {
         let prefix = unique("sk");
@@ -49,41 +59,33 @@ impl Pipeline {
             base64::Engine::encode(&base64::engine::general_purpose::STANDARD, uuid::Uuid::new_v4().as_bytes())
         );
         let admin_port = free_port();
-        let toml = format!(
-            r#"
-[kafka]
-brokers = "{brokers}"
-topic_partitions = {partitions}
-
-{catalog}
-
-[ingest]
-response_deadline = "4s"
-
-[sink]
-group_id = "{prefix}-sink"
-admin_listen = "127.0.0.1:{admin_port}"
-schedule = "{schedule}"
-lag_trigger = {lag_trigger}
-lag_refresh = "1s"
-
-[sources.keys]
-topic = "{prefix}.keys"
-table = {{ layer = "raw", folder = "{prefix}", name = "keys" }}
-auth = {{ type = "api_key", header = "x-api-key", keys = ["{api_key}"] }}
-id_header = "x-request-id"
-
-[sources.std]
-topic = "{prefix}.std"
-table = {{ layer = "bronze", folder = "{prefix}", name = "std_events" }}
-auth = {{ type = "standard_webhooks", secrets = ["{whsec}"] }}
-"#,
-            brokers = broker.bootstrap(),
-            catalog = lake.config_section(),
-        );
+        let test_config = TestConfig::new(&broker.bootstrap())
+            .topic_partitions(partitions)
+            .catalog(&lake)
+            .ingest("response_deadline", "4s")
+            .sink("group_id", format!("{prefix}-sink"))
+            .sink("admin_listen", format!("127.0.0.1:{admin_port}"))
+            .sink("schedule", schedule)
+            .lag_trigger(lag_messages, None)
+            .sink("lag_refresh", "1s")
+            .source(
+                "keys",
+                Source::new(&format!("{prefix}.keys"), Auth::api_key("x-api-key", &[&api_key]))
+                    .table("raw", &prefix, "keys")
+                    .id_header("x-request-id"),
+            )
+            .source(
+                "std",
+                Source::new(&format!("{prefix}.std"), Auth::standard_webhooks(&[&whsec])).table(
+                    "bronze",
+                    &prefix,
+                    "std_events",
+                ),
+            );
+        let toml = test_config.to_toml();
         let ingest = TestIngest::start(&toml).await;
         let config = sink::write_config(&lake.path(), &toml);
-        Self { broker, lake, ingest, prefix, api_key, whsec, config, admin_port }
+        Self { broker, lake, ingest, prefix, api_key, whsec, test_config, config, admin_port }
     }
 
     pub fn keys_table(&self) -> String {

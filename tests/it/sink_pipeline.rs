@@ -193,12 +193,8 @@ async fn two_racing_sinks_load_every_row_once() {
     let p = Pipeline::start(TestLake::sqlite()).await;
     let ids = p.post_keys("race", 200).await;
     // Different consumer groups: both read everything, both try to commit it.
-    let other = sink::write_config(
-        &p.lake.path(),
-        &std::fs::read_to_string(&p.config)
-            .unwrap()
-            .replace(&format!("{}-sink", p.prefix), &format!("{}-rival", p.prefix)),
-    );
+    let rival = p.test_config.clone().sink("group_id", format!("{}-rival", p.prefix));
+    let other = sink::write_config(&p.lake.path(), &rival.to_toml());
     let (a, b) = tokio::join!(
         sink::once(&p.config, &[], Duration::from_secs(300)),
         sink::once(&other, &[], Duration::from_secs(300))
@@ -261,10 +257,8 @@ async fn sink_once_on_a_terminal_shows_a_progress_bar_and_a_summary() {
 async fn a_retry_loaded_after_an_outage_longer_than_the_dedupe_window_is_still_a_duplicate() {
     let p = Pipeline::start(TestLake::sqlite()).await;
     const WINDOW_SECS: u64 = 4;
-    let toml = std::fs::read_to_string(&p.config)
-        .unwrap()
-        .replace("[sink]\n", &format!("[sink]\ndedupe_window = \"{WINDOW_SECS}s\"\n"));
-    std::fs::write(&p.config, toml).unwrap();
+    let windowed = p.test_config.clone().sink("dedupe_window", format!("{WINDOW_SECS}s"));
+    std::fs::write(&p.config, windowed.to_toml()).unwrap();
 
     p.post_key("retried-1", "{\"try\":1}").await;
     let stdout = p.once().await;

@@ -98,7 +98,7 @@ async fn lag_gauges_rise_while_the_sink_is_idle_and_fall_after_a_run() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_schedule_starts_runs() {
-    let p = Pipeline::start_with(TestLake::sqlite(), "every 2s", "{}").await;
+    let p = Pipeline::start_with(TestLake::sqlite(), "every 2s", None).await;
     let ids = p.post_keys("sched", 3).await;
     let sink = SinkService::start(&p.config, p.admin_port).await;
     let table = p.keys_table();
@@ -114,7 +114,7 @@ async fn the_schedule_starts_runs() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_lag_trigger_starts_a_run_over_its_threshold() {
-    let p = Pipeline::start_with(TestLake::sqlite(), "off", "{ messages = 5 }").await;
+    let p = Pipeline::start_with(TestLake::sqlite(), "off", Some(5)).await;
     let sink = SinkService::start(&p.config, p.admin_port).await;
     let topic = p.keys_topic();
     let mut ids = p.post_keys("under", 4).await;
@@ -189,7 +189,7 @@ async fn every_metric_the_dashboard_and_alerts_use_is_exported() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_table_ahead_of_its_recreated_topic_fails_runs_loudly() {
     // Its own broker: tansu's topic deletion disturbs the other tests' topics.
-    let p = Pipeline::start_on(TestBroker::Own(Broker::start()), TestLake::sqlite(), "off", "{}").await;
+    let p = Pipeline::start_on(TestBroker::Own(Broker::start()), TestLake::sqlite(), "off", None).await;
     let ids = p.post_keys("before", 6).await;
     let sink = SinkService::start(&p.config, p.admin_port).await;
     let run = sink.request_run().await;
@@ -223,14 +223,9 @@ async fn a_missing_dlq_holds_back_only_its_table_and_the_sink_creates_it() {
     let bare = format!("{}.bare", p.prefix);
     kafka::create_topic(&brokers, &bare, 2).await;
     kafka::produce_raw(&brokers, &bare, "junk", "this is not avro").await;
-    let toml = std::fs::read_to_string(&p.config)
-        .unwrap()
-        .replace(&format!("topic = \"{}.std\"", p.prefix), &format!("topic = \"{bare}\""));
-    let creates = hooklake_tests::sink::write_config(&p.lake.path(), &toml);
-    let no_create = hooklake_tests::sink::write_config(
-        &p.lake.path(),
-        &toml.replace("[kafka]\n", "[kafka]\ncreate_topics = false\n"),
-    );
+    let bare_std = p.test_config.clone().with_source("std", |s| s.topic(&bare));
+    let creates = hooklake_tests::sink::write_config(&p.lake.path(), &bare_std.to_toml());
+    let no_create = hooklake_tests::sink::write_config(&p.lake.path(), &bare_std.create_topics(false).to_toml());
 
     let sink = SinkService::start(&no_create, p.admin_port).await;
     let run = sink.request_run().await;

@@ -52,14 +52,6 @@ impl TestLake {
         }
     }
 
-    /// The `[catalog]` section of a hooklake configuration.
-    pub fn config_section(&self) -> String {
-        format!(
-            "[catalog]\nname = \"{}\"\ntype = \"sql\"\nuri = \"{}\"\nwarehouse = \"{}\"\n",
-            self.name, self.uri, self.warehouse
-        )
-    }
-
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod broker;
+pub mod config;
 pub mod dev;
 pub mod faults;
 pub mod http;

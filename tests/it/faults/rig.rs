@@ -34,7 +34,7 @@ impl Rig {
     /// The pipeline on the suite's broker, or with `own_broker` on one the test may kill.
     pub async fn start(own_broker: bool) -> Self {
         let broker = if own_broker { TestBroker::Own(Broker::start()) } else { TestBroker::get() };
-        let p = Pipeline::start_partitioned(broker, TestLake::sqlite(), SCHEDULE, "{}", PARTITIONS).await;
+        let p = Pipeline::start_partitioned(broker, TestLake::sqlite(), SCHEDULE, None, PARTITIONS).await;
         let ingest = IngestProcess::start(&p.config, &p.lake.path().join("ingest.log")).await;
         Self { p, ingest, sinks: Default::default() }
     }
