@@ -137,6 +137,33 @@ async fn faults_a_replica_joining_and_leaving_loses_nothing() {
     rig.assert_clean(&audit, &report, "a replica joining and leaving");
 }
 
+/// Sink processes are killed (SIGKILL) at each of the worst moments of a run while webhooks
+/// keep arriving: after planning, after writing their files but before the commit, and
+/// after the commit but before the consumer group's offsets are mirrored. Then a sink
+/// service (as a restarted pod would) loads what is left.
+///
+/// The killed processes are `sink --once` runs, which own every partition without joining
+/// the consumer group: a service member SIGKILLed in a run left its successor on tansu
+/// with an empty assignment for 10 minutes (see docs/operations.md, known limitations),
+/// which would test tansu's group coordinator rather than the sink's commits.
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_sinks_killed_mid_run_under_traffic_lose_nothing() {
+    use hooklake_sink::failpoint::{AFTER_FILES, AFTER_TABLE_COMMIT, BEFORE_FILES};
+    let started = Instant::now();
+    let rig = Rig::start(false).await;
+    let traffic = rig.traffic("killed", LOAD);
+    for failpoint in [BEFORE_FILES, AFTER_FILES, AFTER_TABLE_COMMIT, AFTER_FILES, AFTER_TABLE_COMMIT] {
+        traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+        sink::once_killed_at(&rig.p.config, failpoint, &[]).await;
+    }
+    let survivor = rig.sink().await;
+    traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+    let report = traffic.stop().await;
+    let audit = rig.audit(&report, &[&survivor]).await;
+    summary("sinks killed mid-run (5 kills)", &audit, &report, started);
+    rig.assert_clean(&audit, &report, "sinks killed mid-run");
+}
+
 /// The broker is killed (SIGKILL) for 8 s under traffic and restarted on its data:
 /// ingest answers 503 meanwhile; everything it answered 200 is loaded.
 #[tokio::test(flavor = "multi_thread")]
