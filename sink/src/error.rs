@@ -31,11 +31,12 @@ pub enum SinkError {
     #[error(transparent)]
     Registry(SchemaError),
     /// The Iceberg catalog: loading, creating and committing tables, scanning them.
+    /// (Boxed: an iceberg error is large, and every `Result` of the sink carries this enum.)
     #[error("catalog: {what}: {source}")]
     Catalog {
         what: &'static str,
         #[source]
-        source: iceberg::Error,
+        source: Box<iceberg::Error>,
     },
     /// Files: the warehouse (Parquet data files), the SQLite catalog's directory, the
     /// dedupe spill files.
@@ -71,7 +72,9 @@ pub enum SinkError {
     Rebalanced,
     /// The consumer group gave this instance no assignment at all (it never completed a
     /// join), so the run cannot know whether records wait for it.
-    #[error("no partition assignment from consumer group {group} after {seconds}s: the group coordinator is unreachable or the join failed")]
+    #[error(
+        "no partition assignment from consumer group {group} after {seconds}s: the group coordinator is unreachable or the join failed"
+    )]
     Unassigned { group: String, seconds: u64 },
     #[error("the run made no progress: {0}")]
     Stalled(String),
@@ -85,7 +88,7 @@ pub enum SinkError {
 impl SinkError {
     /// Maps an iceberg catalog error, saying what was being done.
     pub fn catalog(what: &'static str) -> impl Fn(iceberg::Error) -> SinkError {
-        move |source| SinkError::Catalog { what, source }
+        move |source| SinkError::Catalog { what, source: Box::new(source) }
     }
 
     /// Maps a Kafka client error, saying what was being done.
@@ -122,7 +125,8 @@ mod tests {
 
     #[test]
     fn the_source_error_is_kept_and_named() {
-        let e = SinkError::kafka("fetch watermarks")(KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure));
+        let e =
+            SinkError::kafka("fetch watermarks")(KafkaError::MetadataFetch(RDKafkaErrorCode::BrokerTransportFailure));
         assert!(e.to_string().starts_with("kafka: fetch watermarks: "), "{e}");
         assert!(e.source().is_some_and(|s| s.is::<KafkaError>()));
 

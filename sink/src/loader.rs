@@ -87,13 +87,7 @@ impl std::fmt::Debug for Loader<'_> {
 
 impl<'a> Loader<'a> {
     /// `planned` holds each table as the run planned from it (`None`: not created yet).
-    pub fn new(
-        lake: &'a Lake,
-        settings: &'a Settings,
-        decoder: &'a Decoder,
-        run_id: &str,
-        planned: Tables,
-    ) -> Self {
+    pub fn new(lake: &'a Lake, settings: &'a Settings, decoder: &'a Decoder, run_id: &str, planned: Tables) -> Self {
         let tables = settings
             .routes
             .iter()
@@ -118,8 +112,10 @@ impl<'a> Loader<'a> {
 
     /// Takes the record at `offset` of `tp`; its partition's next offset becomes `offset + 1`.
     pub async fn push(&mut self, tp: &TopicPartition, offset: i64, value: Option<&[u8]>) -> Result<Outcome, SinkError> {
-        let route =
-            self.settings.route(&tp.0).ok_or_else(|| ConfigError::invalid("sink", format!("no source reads topic {}", tp.0)))?;
+        let route = self
+            .settings
+            .route(&tp.0)
+            .ok_or_else(|| ConfigError::invalid("sink", format!("no source reads topic {}", tp.0)))?;
         let load = self.tables.get_mut(&route.table_label).expect("every route has a table");
         load.offsets.insert(tp.clone(), offset + 1);
         load.records += 1;

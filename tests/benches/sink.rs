@@ -16,7 +16,6 @@
 //!   env: BENCH_BACKLOG (default 200000), BENCH_ENGINE_SIZES (default "1000000 5000000")
 
 use std::{
-    collections::HashMap,
     path::Path,
     sync::Arc,
     time::{Duration, Instant},

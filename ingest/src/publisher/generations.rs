@@ -47,12 +47,10 @@ pub struct Producers {
 }
 
 fn create_producer(config: &Config) -> Result<FutureProducer, ConfigError> {
-    producer_config(config)?
-        .create()
-        .map_err(|e| {
-            let e = config.kafka.redact_error(e);
-            ConfigError::invalid("kafka.properties", format!("librdkafka refused the producer: {e}"))
-        })
+    producer_config(config)?.create().map_err(|e| {
+        let e = config.kafka.redact_error(e);
+        ConfigError::invalid("kafka.properties", format!("librdkafka refused the producer: {e}"))
+    })
 }
 
 impl Producers {

@@ -74,9 +74,10 @@ impl KafkaConfig {
     /// librdkafka quotes the value it refuses (`Invalid value "..." for configuration
     /// property "..."`), and property values may be secrets.
     pub fn redact(&self, message: &str) -> String {
-        self.properties.values().filter(|v| !v.is_empty()).fold(message.to_owned(), |m, v| {
-            m.replace(&format!("\"{v}\""), "\"***\"")
-        })
+        self.properties
+            .values()
+            .filter(|v| !v.is_empty())
+            .fold(message.to_owned(), |m, v| m.replace(&format!("\"{v}\""), "\"***\""))
     }
 
     /// A client configuration or creation error without the values of the properties

@@ -14,7 +14,7 @@
 //! filters and 80 MB of temporary files (page cache, not the process's memory) instead of
 //! the ~80–240 MiB of one hash set of 16-byte fingerprints.
 
-use std::{fs::File, io::Write, os::unix::fs::FileExt};
+use std::{fs::File, io::Write, os::unix::fs::FileExt, sync::Arc};
 
 use super::fingerprint::Fingerprints;
 use crate::SinkError;
@@ -57,22 +57,33 @@ impl SeenIds {
         self.len() == 0
     }
 
-    /// Whether `fp` was inserted before.
-    pub fn contains(&self, fp: u128) -> Result<bool, SinkError> {
+    /// Whether `fp` was inserted before. The hash set and the runs' filters answer in
+    /// memory; only when a filter says "maybe" (about 1 lookup in 100 per run) is a block
+    /// of that run's file read, on the blocking pool, not on an async worker.
+    pub async fn contains(&self, fp: u128) -> Result<bool, SinkError> {
         if self.recent.contains(&fp) {
             return Ok(true);
         }
-        for run in &self.runs {
-            if run.contains(fp)? {
-                return Ok(true);
-            }
+        let reads: Vec<(Arc<RunFile>, usize)> =
+            self.runs.iter().filter_map(|run| run.candidate_block(fp).map(|block| (run.data.clone(), block))).collect();
+        if reads.is_empty() {
+            return Ok(false);
         }
-        Ok(false)
+        tokio::task::spawn_blocking(move || -> Result<bool, SinkError> {
+            for (file, block) in reads {
+                if file.read_block(block)?.binary_search(&fp).is_ok() {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
+        })
+        .await
+        .map_err(SinkError::join("dedupe spill read"))?
     }
 
     /// Inserts `fp`; `false` when it was there already (a duplicate).
     pub async fn insert(&mut self, fp: u128) -> Result<bool, SinkError> {
-        if self.contains(fp)? {
+        if self.contains(fp).await? {
             return Ok(false);
         }
         self.recent.insert(fp);
@@ -106,7 +117,8 @@ impl SeenIds {
 /// Sorted fingerprints in a temporary file, with their filter and sparse index in memory.
 #[derive(Debug)]
 struct Run {
-    data: RunFile,
+    /// Shared with the blocking tasks that read its blocks.
+    data: Arc<RunFile>,
     filter: BlockBloom,
     /// The first fingerprint of each block.
     index: Vec<u128>,
@@ -137,7 +149,7 @@ impl Run {
         }
         out.flush().map_err(io("write a dedupe spill file"))?;
         drop(out);
-        Ok(Self { data: RunFile { file, len: written }, filter, index })
+        Ok(Self { data: Arc::new(RunFile { file, len: written }), filter, index })
     }
 
     /// One run holding both runs' fingerprints (disjoint: only new ones are inserted). The
@@ -162,16 +174,17 @@ impl Run {
         }
     }
 
-    fn contains(&self, fp: u128) -> Result<bool, SinkError> {
+    /// The block of this run's file that would hold `fp`, unless the filter or the index
+    /// already rule it out.
+    fn candidate_block(&self, fp: u128) -> Option<usize> {
         if !self.filter.may_contain(fp) {
-            return Ok(false);
+            return None;
         }
         // The last block whose first fingerprint is <= fp.
-        let block = match self.index.partition_point(|&first| first <= fp) {
-            0 => return Ok(false),
-            n => n - 1,
-        };
-        Ok(self.data.read_block(block)?.binary_search(&fp).is_ok())
+        match self.index.partition_point(|&first| first <= fp) {
+            0 => None,
+            n => Some(n - 1),
+        }
     }
 }
 
@@ -268,15 +281,15 @@ mod tests {
         assert_eq!(seen.len(), 23_456);
         assert!(seen.runs.len() >= 2 && seen.runs.len() <= 8, "size-tiered: {} runs", seen.runs.len());
         for i in 0..23_456u32 {
-            assert!(seen.contains(fingerprint(&format!("msg_{i}"))).unwrap(), "msg_{i} is found");
+            assert!(seen.contains(fingerprint(&format!("msg_{i}"))).await.unwrap(), "msg_{i} is found");
         }
         for i in 0..20_000u32 {
-            assert!(!seen.contains(fingerprint(&format!("other_{i}"))).unwrap(), "other_{i} was never inserted");
+            assert!(!seen.contains(fingerprint(&format!("other_{i}"))).await.unwrap(), "other_{i} was never inserted");
         }
         // The smallest and largest fingerprints are found (the first and last blocks).
         let (min, max) = (reference.iter().min().copied().unwrap(), reference.iter().max().copied().unwrap());
-        assert!(seen.contains(min).unwrap() && seen.contains(max).unwrap());
-        assert!(!seen.contains(0).unwrap() && !seen.contains(u128::MAX).unwrap());
+        assert!(seen.contains(min).await.unwrap() && seen.contains(max).await.unwrap());
+        assert!(!seen.contains(0).await.unwrap() && !seen.contains(u128::MAX).await.unwrap());
     }
 
     #[test]

@@ -93,12 +93,11 @@ impl DeadLetters {
 pub async fn ensure_dlq_topics(config: &hooklake_schemas::config::Config, topics: &[String]) -> Result<(), SinkError> {
     let dlqs: Vec<String> = topics.iter().map(|t| dlq_topic(t)).collect();
     let max_message = max_dead_letter_bytes(config.ingest.max_body_bytes.get()).to_string();
-    let created = ensure_topics(&config.kafka, &dlqs, &[("max.message.bytes", &max_message)]).await.map_err(|e| {
-        match e {
+    let created =
+        ensure_topics(&config.kafka, &dlqs, &[("max.message.bytes", &max_message)]).await.map_err(|e| match e {
             TopicError::Client(source) => SinkError::Kafka { what: "create DLQ topics", source },
             TopicError::Refused { topic, code } => SinkError::TopicCreation { topic, code },
-        }
-    })?;
+        })?;
     for topic in created {
         tracing::info!(%topic, "created dead-letter topic");
     }

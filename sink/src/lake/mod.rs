@@ -151,7 +151,8 @@ impl Lake {
                 if let Some(path) = settings.catalog_uri.strip_prefix("sqlite://") {
                     let path = std::path::Path::new(path.split('?').next().unwrap_or_default());
                     if let Some(dir) = path.parent() {
-                        std::fs::create_dir_all(dir).map_err(SinkError::storage(format!("create {}", dir.display())))?;
+                        std::fs::create_dir_all(dir)
+                            .map_err(SinkError::storage(format!("create {}", dir.display())))?;
                     }
                 }
                 Arc::new(

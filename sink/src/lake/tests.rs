@@ -97,7 +97,7 @@ async fn a_commit_is_one_snapshot_holding_the_offsets() {
     assert_eq!(reloaded.next_offset("hooklake.orders", 2), None);
     let mut ids = SeenIds::default();
     add_message_ids(&reloaded.table, NOV_24_2026, None, &mut ids).await.unwrap();
-    assert!(ids.contains(fingerprint("b")).unwrap() && ids.len() == 3);
+    assert!(ids.contains(fingerprint("b")).await.unwrap() && ids.len() == 3);
     let mut none = SeenIds::default();
     add_message_ids(&reloaded.table, NOV_24_2026 + DAY_MICROS, None, &mut none).await.unwrap();
     assert!(none.is_empty(), "rows older than the window are not duplicates");
