@@ -21,8 +21,10 @@ pub async fn ensure_topics_with(
     topics: &[String],
     settings: &[(&str, &str)],
 ) -> Result<(), String> {
+    // Statistics are for the producer's gauges: this client's would only be logged.
+    let properties = kafka.client_properties().filter(|(k, _)| *k != "statistics.interval.ms");
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::from_iter(kafka.client_properties().map(|(k, v)| (k.to_owned(), v.to_owned())))
+        ClientConfig::from_iter(properties.map(|(k, v)| (k.to_owned(), v.to_owned())))
             .create()
             .map_err(|e| e.to_string())?;
     let new: Vec<NewTopic> = topics
