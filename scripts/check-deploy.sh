@@ -173,7 +173,7 @@ step "promtool test rules" promtool_test
 step "dashboard (structure)" "$PY" deploy/check/dashboard.py deploy/grafana/hooklake.json --out "$work/prom"
 step "dashboard queries (promtool parser)" promtool check rules "$work/prom/dashboard.rules.yaml"
 
-step "metrics contract (dashboard + rules vs docs/design.md)" \
+step "metrics contract (dashboard + rules vs schemas/metrics.v1.json)" \
   "$PY" deploy/check/contract.py --dashboard deploy/grafana/hooklake.json --rules "$work/prom/hooklake.rules.yaml" --out "$work"
 # deploy/metrics_used.py is what the Rust integration test runs: with its defaults it
 # must see exactly what the check saw.

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Compares the metrics the dashboard and the alert rules use (deploy/metrics_used.py)
-with the metrics hooklake exports (the contract in docs/design.md, "Metrics", copied below):
+with the metrics hooklake exports (the contract file schemas/metrics.v1.json, which the
+services' tests hold the binaries to):
 
-    contract.py --dashboard deploy/grafana/hooklake.json --rules RULES.yaml --out DIR
+    contract.py --dashboard deploy/grafana/hooklake.json --rules RULES.yaml --out DIR \
+                [--contract schemas/metrics.v1.json]
 
 Fails on a metric name that is not exported (a typo), a label the metric does not have,
 a matcher value the label never takes (reason="invalid_credential"), and an exported
@@ -22,42 +24,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from common import Problems  # noqa: E402
 import metrics_used  # noqa: E402
 
+CONTRACT_FILE = Path(__file__).resolve().parents[2] / "schemas" / "metrics.v1.json"
 ANY = None  # a label with free-form values (source names, topics, tables)
-STATUS = re.compile(r"^[1-5][0-9][0-9]$")
-REASONS = {"malformed_json", "missing_credentials", "invalid_credentials", "unknown_source",
-           "body_too_large", "unsupported_media_type", "unavailable", "body_timeout", "overloaded",
-           "topic_missing"}
-TRIGGERS = {"manual", "schedule", "lag"}
-OUTCOMES = {"success", "failure"}
-# What a run did after another writer committed to the table first.
-CONFLICT_OUTCOMES = {"rebased", "replanned"}
 
-# metric -> (type, {label: allowed values or ANY or a regex})
-CONTRACT = {
-    "hooklake_ingest_requests_total": ("counter", {"source": ANY, "status": STATUS}),
-    "hooklake_ingest_request_duration_seconds": ("histogram", {"source": ANY}),
-    "hooklake_ingest_body_bytes": ("histogram", {"source": ANY}),
-    "hooklake_ingest_rejected_total": ("counter", {"source": ANY, "reason": REASONS}),
-    "hooklake_ingest_produce_duration_seconds": ("histogram", {}),
-    "hooklake_ingest_producer_queue_messages": ("gauge", {}),
-    "hooklake_ingest_producer_queue_capacity": ("gauge", {}),
-    "hooklake_ingest_open_connections": ("gauge", {}),
-    "hooklake_ingest_source_ready": ("gauge", {"source": ANY}),
-    "hooklake_sink_lag_messages": ("gauge", {"topic": ANY, "partition": ANY}),
-    "hooklake_sink_lag_seconds": ("gauge", {"topic": ANY}),
-    "hooklake_sink_runs_total": ("counter", {"trigger": TRIGGERS, "outcome": OUTCOMES}),
-    "hooklake_sink_run_duration_seconds": ("histogram", {}),
-    "hooklake_sink_rows_written_total": ("counter", {"table": ANY}),
-    "hooklake_sink_files_written_total": ("counter", {"table": ANY}),
-    "hooklake_sink_bytes_written_total": ("counter", {"table": ANY}),
-    "hooklake_sink_duplicates_dropped_total": ("counter", {"table": ANY}),
-    "hooklake_sink_dlq_records_total": ("counter", {"topic": ANY}),
-    "hooklake_sink_last_success_timestamp_seconds": ("gauge", {"table": ANY}),
-    "hooklake_sink_offsets_ahead_partitions": ("gauge", {"topic": ANY}),
-    "hooklake_sink_offset_gaps_total": ("counter", {"topic": ANY}),
-    "hooklake_sink_records_expired_total": ("counter", {"topic": ANY}),
-    "hooklake_sink_commit_conflicts_total": ("counter", {"table": ANY, "outcome": CONFLICT_OUTCOMES}),
-}
+
+def load_contract(path: Path = CONTRACT_FILE) -> dict:
+    """metric -> (type, {label: allowed values (a set) or ANY or a compiled regex}), from
+    the contract file, every service's metrics together."""
+    def allowed(spec):
+        if spec is None:
+            return ANY
+        if isinstance(spec, list):
+            return set(spec)
+        return re.compile(spec["regex"])
+    doc = json.loads(path.read_text())
+    return {name: (m["type"], {label: allowed(v) for label, v in m["labels"].items()})
+            for metrics in doc["services"].values() for name, m in metrics.items()}
 
 
 def value_ok(allowed, op: str, value: str) -> bool:
@@ -80,19 +62,21 @@ def value_ok(allowed, op: str, value: str) -> bool:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--contract", type=Path, default=CONTRACT_FILE)
     ap.add_argument("--dashboard", type=Path, required=True)
     ap.add_argument("--rules", type=Path, action="append", required=True)
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     p = Problems("metrics contract")
+    contract = load_contract(args.contract)
     usage, errors = metrics_used.collect([args.dashboard], args.rules)
     for e in errors:
         p.fail("PromQL", e)
     dash_usage, _ = metrics_used.collect([args.dashboard], [])
     for metric, labels in sorted(usage.labels.items()):
-        if not p.check(metric in CONTRACT, metric, "is not a metric hooklake exports (docs/design.md)"):
+        if not p.check(metric in contract, metric, f"is not a metric hooklake exports ({args.contract.name})"):
             continue
-        kind, allowed = CONTRACT[metric]
+        kind, allowed = contract[metric]
         extra = {"le"} if kind == "histogram" else set()
         for label in sorted(labels - metrics_used.TARGET_LABELS - extra):
             p.check(label in allowed, metric, f"has no label `{label}` (it has {sorted(allowed) or 'none'})")
@@ -100,7 +84,7 @@ def main() -> int:
             if label in allowed:
                 p.check(value_ok(allowed[label], op, value), metric,
                         f'{label}{op}"{value}" matches no value {label} takes')
-    for metric in CONTRACT:
+    for metric in contract:
         p.check(metric in dash_usage.labels, metric, "is exported but the dashboard does not show it")
     out = metrics_used.as_json(usage)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,9 @@ async fn readyz<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoRespon
 async fn metrics<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoResponse {
     let m = &a.app.metrics;
     m.queue_messages.set(a.app.publisher.queue_len() as i64);
+    if let Some(statistics) = a.app.publisher.kafka_statistics() {
+        m.kafka.observe(&statistics);
+    }
     for (name, route) in &a.app.sources {
         let ready = a.app.publisher.topic_ready(&route.source.topic);
         m.source_ready.with_label_values(&[name]).set(i64::from(ready));

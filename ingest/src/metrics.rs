@@ -3,10 +3,16 @@
 //! configured source name (`_unknown` for anything else, never the raw URL), the status
 //! code and the rejection reason.
 
-use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder, exponential_buckets,
+use std::{
+    collections::BTreeSet,
+    sync::{Arc, Mutex},
 };
+
+use prometheus::{
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder, exponential_buckets,
+};
+use rdkafka::Statistics;
 
 pub const REQUESTS_TOTAL: &str = "hooklake_ingest_requests_total";
 pub const REQUEST_DURATION_SECONDS: &str = "hooklake_ingest_request_duration_seconds";
@@ -20,6 +26,19 @@ pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capaci
 pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
 /// 1 while a source can take webhooks (the broker's last metadata answer held its topic), else 0.
 pub const SOURCE_READY: &str = "hooklake_ingest_source_ready";
+
+/// librdkafka's statistics of the current producer (`statistics.interval.ms`), set at
+/// each scrape from its last report ([`KafkaMetrics::observe`]).
+pub const KAFKA_QUEUE_MESSAGES: &str = "hooklake_ingest_kafka_queue_messages";
+pub const KAFKA_QUEUE_BYTES: &str = "hooklake_ingest_kafka_queue_bytes";
+pub const KAFKA_QUEUE_MAX_MESSAGES: &str = "hooklake_ingest_kafka_queue_max_messages";
+pub const KAFKA_QUEUE_MAX_BYTES: &str = "hooklake_ingest_kafka_queue_max_bytes";
+pub const KAFKA_BROKER_RTT_AVG_SECONDS: &str = "hooklake_ingest_kafka_broker_rtt_avg_seconds";
+pub const KAFKA_BROKER_RTT_P99_SECONDS: &str = "hooklake_ingest_kafka_broker_rtt_p99_seconds";
+pub const KAFKA_BROKER_OUTBUF_REQUESTS: &str = "hooklake_ingest_kafka_broker_outbuf_requests";
+pub const KAFKA_BROKER_WAITRESP_REQUESTS: &str = "hooklake_ingest_kafka_broker_waitresp_requests";
+pub const KAFKA_BATCH_AVG_BYTES: &str = "hooklake_ingest_kafka_batch_avg_bytes";
+pub const KAFKA_BATCH_AVG_MESSAGES: &str = "hooklake_ingest_kafka_batch_avg_messages";
 
 /// The `source` label of requests for sources that do not exist.
 pub const UNKNOWN_SOURCE_LABEL: &str = "_unknown";
@@ -50,6 +69,31 @@ pub struct IngestMetrics {
     pub queue_capacity: IntGauge,
     pub open_connections: IntGauge,
     pub source_ready: IntGaugeVec,
+    pub kafka: KafkaMetrics,
+}
+
+/// The gauges of librdkafka's statistics. Brokers are labelled by node id (bounded by the
+/// cluster's size; the bootstrap and internal handles are left out), batches by topic.
+#[derive(Clone, Debug)]
+pub struct KafkaMetrics {
+    pub queue_messages: IntGauge,
+    pub queue_bytes: IntGauge,
+    pub queue_max_messages: IntGauge,
+    pub queue_max_bytes: IntGauge,
+    pub broker_rtt_avg: GaugeVec,
+    pub broker_rtt_p99: GaugeVec,
+    pub broker_outbuf: IntGaugeVec,
+    pub broker_waitresp: IntGaugeVec,
+    pub batch_avg_bytes: IntGaugeVec,
+    pub batch_avg_messages: IntGaugeVec,
+    shown: Arc<Mutex<Shown>>,
+}
+
+/// The brokers and topics of the last report, whose series go when they leave it.
+#[derive(Debug, Default)]
+struct Shown {
+    brokers: BTreeSet<String>,
+    topics: BTreeSet<String>,
 }
 
 /// One source's handles on the series of [`IngestMetrics`] (see [`IngestMetrics::for_source`]).
@@ -104,6 +148,7 @@ impl IngestMetrics {
                 &["source"],
             )
             .expect("valid metric"),
+            kafka: KafkaMetrics::new(),
             registry,
         };
         for c in [
@@ -116,7 +161,10 @@ impl IngestMetrics {
             Box::new(m.queue_capacity.clone()),
             Box::new(m.open_connections.clone()),
             Box::new(m.source_ready.clone()),
-        ] {
+        ]
+        .into_iter()
+        .chain(m.kafka.collectors())
+        {
             m.registry.register(c).expect("names are unique");
         }
         for source in sources {
@@ -148,32 +196,216 @@ impl IngestMetrics {
     }
 }
 
+impl KafkaMetrics {
+    fn new() -> Self {
+        let int = |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric");
+        let per = |name: &str, help: &str, label: &str| {
+            IntGaugeVec::new(Opts::new(name, help), &[label]).expect("valid metric")
+        };
+        let seconds = |name: &str, help: &str| GaugeVec::new(Opts::new(name, help), &["broker"]).expect("valid metric");
+        Self {
+            queue_messages: int(
+                KAFKA_QUEUE_MESSAGES,
+                "Messages in the producer's queues, sent or not, awaiting acknowledgement (librdkafka msg_cnt)",
+            ),
+            queue_bytes: int(KAFKA_QUEUE_BYTES, "Bytes of the messages in the producer's queues (librdkafka msg_size)"),
+            queue_max_messages: int(
+                KAFKA_QUEUE_MAX_MESSAGES,
+                "Most messages the producer's queues may hold (librdkafka msg_max)",
+            ),
+            queue_max_bytes: int(
+                KAFKA_QUEUE_MAX_BYTES,
+                "Most bytes the producer's queues may hold (librdkafka msg_size_max)",
+            ),
+            broker_rtt_avg: seconds(
+                KAFKA_BROKER_RTT_AVG_SECONDS,
+                "Mean request round-trip time to the broker in the last statistics interval that had requests (librdkafka rtt.avg)",
+            ),
+            broker_rtt_p99: seconds(
+                KAFKA_BROKER_RTT_P99_SECONDS,
+                "99th percentile request round-trip time to the broker in the last statistics interval that had requests (librdkafka rtt.p99)",
+            ),
+            broker_outbuf: per(
+                KAFKA_BROKER_OUTBUF_REQUESTS,
+                "Requests waiting to be sent to the broker (librdkafka outbuf_cnt)",
+                "broker",
+            ),
+            broker_waitresp: per(
+                KAFKA_BROKER_WAITRESP_REQUESTS,
+                "Requests sent to the broker and waiting for its response (librdkafka waitresp_cnt)",
+                "broker",
+            ),
+            batch_avg_bytes: per(
+                KAFKA_BATCH_AVG_BYTES,
+                "Mean size of the batches produced to the topic in the last statistics interval that had batches (librdkafka batchsize.avg)",
+                "topic",
+            ),
+            batch_avg_messages: per(
+                KAFKA_BATCH_AVG_MESSAGES,
+                "Mean number of messages per batch produced to the topic in the last statistics interval that had batches (librdkafka batchcnt.avg)",
+                "topic",
+            ),
+            shown: Arc::default(),
+        }
+    }
+
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.queue_messages.clone()),
+            Box::new(self.queue_bytes.clone()),
+            Box::new(self.queue_max_messages.clone()),
+            Box::new(self.queue_max_bytes.clone()),
+            Box::new(self.broker_rtt_avg.clone()),
+            Box::new(self.broker_rtt_p99.clone()),
+            Box::new(self.broker_outbuf.clone()),
+            Box::new(self.broker_waitresp.clone()),
+            Box::new(self.batch_avg_bytes.clone()),
+            Box::new(self.batch_avg_messages.clone()),
+        ]
+    }
+
+    /// Sets the gauges from a statistics report. Windowed values (round trips, batches)
+    /// keep their last value through intervals without requests or batches: librdkafka
+    /// reports those as 0, which would read as an instant broker.
+    pub fn observe(&self, stats: &Statistics) {
+        let as_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        self.queue_messages.set(as_i64(stats.msg_cnt));
+        self.queue_bytes.set(as_i64(stats.msg_size));
+        self.queue_max_messages.set(as_i64(stats.msg_max));
+        self.queue_max_bytes.set(as_i64(stats.msg_size_max));
+        let mut brokers = BTreeSet::new();
+        for b in stats.brokers.values().filter(|b| b.nodeid >= 0) {
+            let id = b.nodeid.to_string();
+            let label = [id.as_str()];
+            self.broker_outbuf.with_label_values(&label).set(b.outbuf_cnt);
+            self.broker_waitresp.with_label_values(&label).set(b.waitresp_cnt);
+            if let Some(rtt) = b.rtt.as_ref().filter(|w| w.cnt > 0) {
+                self.broker_rtt_avg.with_label_values(&label).set(rtt.avg as f64 / 1e6);
+                self.broker_rtt_p99.with_label_values(&label).set(rtt.p99 as f64 / 1e6);
+            }
+            brokers.insert(id);
+        }
+        let mut topics = BTreeSet::new();
+        for t in stats.topics.values() {
+            if t.batchcnt.cnt > 0 {
+                self.batch_avg_bytes.with_label_values(&[&t.topic]).set(t.batchsize.avg);
+                self.batch_avg_messages.with_label_values(&[&t.topic]).set(t.batchcnt.avg);
+            }
+            topics.insert(t.topic.clone());
+        }
+        let mut shown = self.shown.lock().expect("not poisoned");
+        for gone in shown.brokers.difference(&brokers) {
+            let _ = self.broker_outbuf.remove_label_values(&[gone]);
+            let _ = self.broker_waitresp.remove_label_values(&[gone]);
+            let _ = self.broker_rtt_avg.remove_label_values(&[gone]);
+            let _ = self.broker_rtt_p99.remove_label_values(&[gone]);
+        }
+        for gone in shown.topics.difference(&topics) {
+            let _ = self.batch_avg_bytes.remove_label_values(&[gone]);
+            let _ = self.batch_avg_messages.remove_label_values(&[gone]);
+        }
+        *shown = Shown { brokers, topics };
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use hooklake_schemas::metrics::{Coverage, MetricsContract};
+    use rdkafka::statistics::{Broker, Topic, Window};
+
     use super::*;
 
-    /// The names docs/design.md lists ("Metrics"); dashboards and alerts depend on them.
+    /// A report with one learned broker (node 1), the bootstrap handle and one topic.
+    fn statistics(rtt_cnt: i64) -> Statistics {
+        let window = |avg, p99, cnt| Window { avg, p99, cnt, ..Window::default() };
+        let broker = |nodeid, name: &str| Broker {
+            name: name.into(),
+            nodeid,
+            outbuf_cnt: 2,
+            waitresp_cnt: 5,
+            rtt: Some(window(1500, 4000, rtt_cnt)),
+            ..Broker::default()
+        };
+        Statistics {
+            msg_cnt: 7,
+            msg_size: 700,
+            msg_max: 100_000,
+            msg_size_max: 1 << 30,
+            brokers: [("b:9092/1", 1), ("b:9092/bootstrap", -1)]
+                .into_iter()
+                .map(|(name, id)| (name.to_owned(), broker(id, name)))
+                .collect(),
+            topics: [(
+                "t".to_owned(),
+                Topic {
+                    topic: "t".into(),
+                    batchsize: window(2048, 0, 3),
+                    batchcnt: window(4, 0, 3),
+                    ..Topic::default()
+                },
+            )]
+            .into_iter()
+            .collect(),
+            ..Statistics::default()
+        }
+    }
+
+    /// Every metric, once touched, is exported as metrics.v1.json says (name, type, help,
+    /// labels, listed values), and nothing else is.
     #[test]
-    fn metric_names_match_the_design() {
+    fn exported_metrics_match_the_contract_file() {
         let m = IngestMetrics::new(["orders"]);
         m.request_duration.with_label_values(&["orders"]).observe(0.01);
         m.body_bytes.with_label_values(&["orders"]).observe(10.0);
         m.produce_duration.observe(0.01);
+        m.kafka.observe(&statistics(4));
         let text = m.render();
+        let problems = MetricsContract::v1().check("ingest", &text, Coverage::All);
+        assert!(problems.is_empty(), "{problems:#?}\n{text}");
         for name in [
             "hooklake_ingest_requests_total{source=\"orders\",status=\"200\"} 0",
-            "hooklake_ingest_request_duration_seconds_bucket{source=\"orders\"",
-            "hooklake_ingest_body_bytes_bucket{source=\"orders\"",
             "hooklake_ingest_rejected_total{reason=\"invalid_credentials\",source=\"orders\"} 0",
-            "hooklake_ingest_produce_duration_seconds_bucket",
-            "hooklake_ingest_producer_queue_messages 0",
-            "hooklake_ingest_producer_queue_capacity 0",
-            "hooklake_ingest_open_connections 0",
-            "hooklake_ingest_source_ready{source=\"orders\"} 1",
             "hooklake_ingest_rejected_total{reason=\"body_timeout\",source=\"orders\"} 0",
             "hooklake_ingest_rejected_total{reason=\"overloaded\",source=\"orders\"} 0",
+            "hooklake_ingest_rejected_total{reason=\"unknown_source\",source=\"_unknown\"} 0",
+            "hooklake_ingest_source_ready{source=\"orders\"} 1",
         ] {
-            assert!(text.contains(name), "missing {name} in\n{text}");
+            assert!(text.contains(name), "series not set up at start: {name} in\n{text}");
         }
+    }
+
+    #[test]
+    fn librdkafka_statistics_become_gauges() {
+        let m = IngestMetrics::new(["orders"]);
+        m.kafka.observe(&statistics(4));
+        let text = m.render();
+        for line in [
+            "hooklake_ingest_kafka_queue_messages 7",
+            "hooklake_ingest_kafka_queue_bytes 700",
+            "hooklake_ingest_kafka_queue_max_messages 100000",
+            "hooklake_ingest_kafka_queue_max_bytes 1073741824",
+            "hooklake_ingest_kafka_broker_rtt_avg_seconds{broker=\"1\"} 0.0015",
+            "hooklake_ingest_kafka_broker_rtt_p99_seconds{broker=\"1\"} 0.004",
+            "hooklake_ingest_kafka_broker_outbuf_requests{broker=\"1\"} 2",
+            "hooklake_ingest_kafka_broker_waitresp_requests{broker=\"1\"} 5",
+            "hooklake_ingest_kafka_batch_avg_bytes{topic=\"t\"} 2048",
+            "hooklake_ingest_kafka_batch_avg_messages{topic=\"t\"} 4",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("broker=\"-1\""), "the bootstrap handle is not a broker:\n{text}");
+
+        // An interval without requests keeps the last round trip; a broker that left the
+        // report loses its series.
+        let mut idle = statistics(0);
+        idle.brokers.get_mut("b:9092/1").unwrap().rtt.as_mut().unwrap().avg = 0;
+        m.kafka.observe(&idle);
+        assert!(m.render().contains("hooklake_ingest_kafka_broker_rtt_avg_seconds{broker=\"1\"} 0.0015"));
+        let mut gone = statistics(4);
+        gone.brokers.clear();
+        gone.topics.clear();
+        m.kafka.observe(&gone);
+        let text = m.render();
+        assert!(!text.contains("broker=") && !text.contains("topic="), "{text}");
     }
 }

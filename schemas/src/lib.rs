@@ -1,5 +1,6 @@
 //! hooklake's contracts, shared by ingest and sink: the Avro webhook envelope and its two
-//! encodings, the Iceberg table schema, Kafka header names, and the configuration.
+//! encodings, the Iceberg table schema, Kafka header names, the metrics contract, and the
+//! configuration.
 //! Nothing here talks to Kafka or serves HTTP.
 
 mod avro;
@@ -7,6 +8,7 @@ pub mod config;
 mod confluent;
 mod envelope;
 pub mod kafka;
+pub mod metrics;
 pub mod table;
 
 pub use avro::{parsing_canonical_form, rabin_fingerprint};

@@ -8,6 +8,7 @@ mod faults;
 mod ingest_broker_faults;
 mod ingest_hostile;
 mod ingest_hostile_auth;
+mod ingest_kafka_stats;
 mod ingest_process;
 mod ingest_records;
 mod ingest_rejections;

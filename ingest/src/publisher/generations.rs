@@ -31,12 +31,14 @@ use rdkafka::{
     producer::{DeliveryFuture, FutureProducer, Producer, PurgeConfig, future_producer::OwnedDeliveryResult},
 };
 
-use super::kafka::producer_config;
+use super::{kafka::producer_config, stats::StatsContext};
 
 /// One producer instance; replaced after delivery timeouts.
 pub struct Generation {
     pub id: u64,
-    pub producer: FutureProducer,
+    pub producer: FutureProducer<StatsContext>,
+    /// The producer's last statistics report.
+    pub stats: StatsContext,
 }
 
 /// The current producer, shared with the tasks that follow abandoned deliveries.
@@ -46,18 +48,19 @@ pub struct Producers {
     config: Arc<Config>,
 }
 
-fn create_producer(config: &Config) -> Result<FutureProducer, ConfigError> {
-    producer_config(config)?.create().map_err(|e| {
+fn create_generation(id: u64, config: &Config) -> Result<Generation, ConfigError> {
+    let stats = StatsContext::default();
+    let producer = producer_config(config)?.create_with_context(stats.clone()).map_err(|e| {
         let e = config.kafka.redact_error(e);
         ConfigError::invalid("kafka.properties", format!("librdkafka refused the producer: {e}"))
-    })
+    })?;
+    Ok(Generation { id, producer, stats })
 }
 
 impl Producers {
     pub fn new(config: Arc<Config>) -> Result<Self, ConfigError> {
-        let producer = create_producer(&config)?;
         Ok(Self {
-            current: RwLock::new(Arc::new(Generation { id: 0, producer })),
+            current: RwLock::new(Arc::new(create_generation(0, &config)?)),
             generations: AtomicU64::new(1),
             config,
         })
@@ -78,12 +81,12 @@ impl Producers {
         if current.id != failed.id {
             return;
         }
-        let producer = match create_producer(&self.config) {
-            Ok(p) => p,
+        let id = self.generations.fetch_add(1, Ordering::SeqCst);
+        let generation = match create_generation(id, &self.config) {
+            Ok(g) => g,
             Err(e) => return tracing::error!(error = %e, "cannot create a new Kafka producer"),
         };
-        let id = self.generations.fetch_add(1, Ordering::SeqCst);
-        let old = std::mem::replace(&mut *current, Arc::new(Generation { id, producer }));
+        let old = std::mem::replace(&mut *current, Arc::new(generation));
         drop(current);
         tracing::warn!(generation = id, "replaced the Kafka producer after a delivery timeout");
         // Nothing the old producer still holds may reach the broker under a bumped epoch;
@@ -141,5 +144,41 @@ impl Drop for Followed {
                 producers.replace_after_timeout(&generation);
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use hooklake_schemas::config::Env;
+
+    use super::*;
+
+    /// Polls the current generation's statistics until `accept` takes them (10 s at most).
+    async fn statistics_of_current(producers: &Producers, accept: impl Fn(&str) -> bool) -> String {
+        for _ in 0..500 {
+            if let Some(s) = producers.current().stats.last()
+                && accept(&s.name)
+            {
+                return s.name.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no statistics report from the current producer within 10 s");
+    }
+
+    /// Each generation reports its own statistics: after a replacement, what is read is the
+    /// new producer's (librdkafka names each handle), never the purged one's.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn statistics_follow_the_current_generation() {
+        let text = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"50\"\n\
+                    [sources.a]\nauth = { type = \"none\" }\n";
+        let producers = Producers::new(Arc::new(Config::from_toml(text, &Env::new()).unwrap())).unwrap();
+        let first = statistics_of_current(&producers, |_| true).await;
+        producers.replace_after_timeout(&producers.current());
+        assert_eq!(producers.current().id, 1);
+        let second = statistics_of_current(&producers, |name| name != first).await;
+        assert!(second.starts_with("rdkafka#producer-"), "{second}");
     }
 }

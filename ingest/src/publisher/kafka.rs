@@ -34,6 +34,10 @@ const METADATA_TIMEOUT: Duration = Duration::from_secs(3);
 /// value that breaks them is a start-up error.
 const PINNED: &[(&str, &str)] = &[("enable.idempotence", "true"), ("acks", "all")];
 
+/// How often librdkafka reports its statistics (queue, round trips, batches) for
+/// `/metrics`, unless `[kafka.properties]` sets `statistics.interval.ms` (0 turns them off).
+pub const STATISTICS_INTERVAL_MS: &str = "5000";
+
 /// The producer configuration: `[kafka]` and `[kafka.properties]`, then what the contract
 /// requires. `message.timeout.ms` defaults to 80% of the response deadline and must stay
 /// below it, so a delivery report always arrives before the answer is due.
@@ -43,6 +47,7 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     c.set("linger.ms", "5");
     c.set("reconnect.backoff.max.ms", "1000");
     c.set("message.timeout.ms", (deadline_ms * 8 / 10).to_string());
+    c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
     for (k, v) in config.kafka.client_properties() {
         c.set(k, v);
     }
@@ -241,6 +246,10 @@ impl Publisher for KafkaPublisher {
         result
     }
 
+    fn kafka_statistics(&self) -> Option<Arc<rdkafka::Statistics>> {
+        self.producers.current().stats.last()
+    }
+
     fn topic_ready(&self, topic: &str) -> bool {
         !self.missing.read().expect("not poisoned").contains(topic)
     }
@@ -277,6 +286,7 @@ mod tests {
         assert_eq!(c.get("message.timeout.ms"), Some("8000"));
         assert_eq!(c.get("request.timeout.ms"), Some("5000"));
         assert_eq!(c.get("queue.buffering.max.messages"), Some("100000"));
+        assert_eq!(c.get("statistics.interval.ms"), Some("5000"));
         assert_eq!(c.get("bootstrap.servers"), Some("localhost:9092"));
         // 1 MiB bodies fit (librdkafka's default of 1,000,000 would refuse them).
         let max: u64 = c.get("message.max.bytes").unwrap().parse().unwrap();
@@ -293,5 +303,7 @@ mod tests {
         assert!(err.to_string().contains("below ingest.response_deadline"), "{err}");
         let ok = producer_config(&config("[kafka.properties]\n\"linger.ms\" = \"20\"\nacks = \"-1\"")).unwrap();
         assert_eq!(ok.get("linger.ms"), Some("20"));
+        let quiet = producer_config(&config("[kafka.properties]\n\"statistics.interval.ms\" = \"0\"")).unwrap();
+        assert_eq!(quiet.get("statistics.interval.ms"), Some("0"));
     }
 }

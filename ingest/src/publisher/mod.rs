@@ -5,9 +5,12 @@ mod generations;
 mod kafka;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
+mod stats;
 mod topics;
 
 use std::{future::Future, sync::Arc, time::Duration};
+
+use rdkafka::Statistics;
 
 use hooklake_schemas::{
     EnvelopeRef,
@@ -89,6 +92,11 @@ pub trait Publisher: Send + Sync + 'static {
     /// take webhooks); true when it held it or nothing is known yet.
     fn topic_ready(&self, _topic: &str) -> bool {
         true
+    }
+
+    /// librdkafka's last statistics report of the current producer, if one arrived.
+    fn kafka_statistics(&self) -> Option<Arc<Statistics>> {
+        None
     }
 
     /// False once the producer hit a fatal error.

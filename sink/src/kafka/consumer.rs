@@ -152,7 +152,7 @@ impl GroupConsumer {
             .set("fetch.max.bytes", "104857600")
             .set("max.partition.fetch.bytes", "52428800")
             .set("queued.max.messages.kbytes", "262144");
-        for (k, v) in &config.kafka.properties {
+        for (k, v) in super::sink_properties(config) {
             c.set(k, v);
         }
         c
