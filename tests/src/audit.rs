@@ -203,8 +203,16 @@ pub async fn settle(
 ) -> (TableContents, BTreeMap<i32, i64>) {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let high = kafka::high_watermarks(brokers, topic);
         let out_of_time = tokio::time::Instant::now() >= deadline;
+        let high = match kafka::try_high_watermarks(brokers, topic) {
+            Ok(high) => high,
+            Err(e) if !out_of_time => {
+                eprintln!("settle: the broker did not answer ({e}); asking again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            Err(e) => panic!("the broker did not answer until the settle deadline: {e}"),
+        };
         if out_of_time || caught_up(sink_admins, topic, &high).await {
             let contents = lake.read(table).await;
             let stored_all = high.iter().all(|(p, hw)| {

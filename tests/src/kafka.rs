@@ -9,17 +9,28 @@ use rdkafka::{
 
 /// The high watermark (next offset) of every partition of `topic`.
 pub fn high_watermarks(brokers: &str, topic: &str) -> BTreeMap<i32, i64> {
+    try_high_watermarks(brokers, topic).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`high_watermarks`], or why the broker did not tell (a broker that is restarting or
+/// slow under a fault: callers that wait for the pipeline to settle ask again).
+pub fn try_high_watermarks(brokers: &str, topic: &str) -> Result<BTreeMap<i32, i64>, String> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "hooklake-tests-watermarks")
         .create()
-        .expect("consumer");
-    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
+        .map_err(|e| format!("consumer: {e}"))?;
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).map_err(|e| format!("metadata: {e}"))?;
     let t = &md.topics()[0];
     assert!(t.error().is_none(), "topic {topic}: {:?}", t.error());
     t.partitions()
         .iter()
-        .map(|p| (p.id(), consumer.fetch_watermarks(topic, p.id(), Duration::from_secs(10)).expect("watermarks").1))
+        .map(|p| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, p.id(), Duration::from_secs(10))
+                .map_err(|e| format!("watermarks of {topic}/{}: {e}", p.id()))?;
+            Ok((p.id(), high))
+        })
         .collect()
 }
 
