@@ -223,3 +223,35 @@ async fn ensure_unchanged(lake: &Lake, table: &TableRef) -> Result<LakeTable, Si
     }
     Ok(t)
 }
+
+#[cfg(test)]
+mod tests {
+    use hooklake_schemas::config::{Config, Env};
+
+    use super::*;
+
+    /// Records that left Kafka before they were loaded (retention): the commit moves the
+    /// partition's offset to the low watermark, so they are not looked for again, and it
+    /// carries their number for `hooklake_sink_records_expired_total`.
+    #[tokio::test]
+    async fn expired_records_move_the_offset_and_are_counted_in_the_commit() {
+        let (lake, _warehouse) = crate::lake::tests::lake().await;
+        let toml = "[sources.s]\ntopic = \"t\"\nauth = { type = \"none\" }\n";
+        let config = Config::from_toml(toml, &Env::new()).unwrap();
+        let settings = Settings::from_config(&config, std::path::Path::new("/")).unwrap();
+        let decoder = Decoder::new(&config).unwrap();
+        let tables = lake.load_all(&settings.routes).await.unwrap();
+        let mut loader = Loader::new(&lake, &settings, &decoder, "run-1", tables);
+        let tp = ("t".to_owned(), 0);
+        loader.expired(&tp, 7, 5);
+        let prepared = loader.finish().await.unwrap();
+        assert_eq!(prepared.len(), 1, "the table gets a commit without rows");
+        let p = &prepared[0];
+        assert_eq!(p.commit.offsets.get(&tp), Some(&7));
+        assert_eq!(p.expired.get("t"), Some(&5));
+        assert_eq!(p.stats.rows, 0);
+        lake.commit(&p.planned, &p.commit).await.unwrap();
+        let table = lake.load(&settings.routes[0].table).await.unwrap().unwrap();
+        assert_eq!(table.next_offset("t", 0), Some(7), "the next run starts at the low watermark");
+    }
+}

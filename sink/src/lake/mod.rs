@@ -332,4 +332,4 @@ pub fn partition_spec() -> Result<UnboundPartitionSpec, SinkError> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -17,7 +17,8 @@ use iceberg_storage_opendal::OpenDalResolvingStorageFactory;
 use super::*;
 use crate::dedupe::{SeenIds, add_message_ids, fingerprint};
 
-async fn lake() -> (Lake, tempfile::TempDir) {
+/// A lake on iceberg's in-memory catalog, its warehouse in a temporary directory.
+pub(crate) async fn lake() -> (Lake, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let catalog = MemoryCatalogBuilder::default()
         .with_storage_factory(Arc::new(OpenDalResolvingStorageFactory::new()))
