@@ -14,6 +14,7 @@ use crate::{
     dedupe::TableIds,
     kafka::TopicPartition,
     lake::{Lake, LakeTable, Row, TableCommit, TableWriter, Tables, WriteStats},
+    metrics::SinkMetrics,
     settings::Settings,
 };
 
@@ -40,6 +41,21 @@ pub struct Prepared {
     pub duplicates: u64,
     /// Records that expired from Kafka before they were loaded, by topic.
     pub expired: BTreeMap<String, u64>,
+}
+
+impl Prepared {
+    /// Counts what this commit, once made, took in: rows, files, bytes, duplicates, and
+    /// records that expired from Kafka unloaded.
+    pub fn count_committed(&self, m: &SinkMetrics) {
+        let label = [self.table_label.as_str()];
+        m.rows.with_label_values(&label).inc_by(self.stats.rows);
+        m.files.with_label_values(&label).inc_by(self.stats.files);
+        m.bytes.with_label_values(&label).inc_by(self.stats.bytes);
+        m.duplicates.with_label_values(&label).inc_by(self.duplicates);
+        for (topic, lost) in &self.expired {
+            m.expired.with_label_values(&[topic]).inc_by(*lost);
+        }
+    }
 }
 
 /// Deletes the data files of commits that will not be made.
@@ -253,5 +269,9 @@ mod tests {
         lake.commit(&p.planned, &p.commit).await.unwrap();
         let table = lake.load(&settings.routes[0].table).await.unwrap().unwrap();
         assert_eq!(table.next_offset("t", 0), Some(7), "the next run starts at the low watermark");
+        let metrics = SinkMetrics::new([p.table_label.as_str()], ["t"]);
+        p.count_committed(&metrics);
+        assert_eq!(metrics.expired.with_label_values(&["t"]).get(), 5);
+        assert_eq!(metrics.rows.with_label_values(&[p.table_label.as_str()]).get(), 0);
     }
 }

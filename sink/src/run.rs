@@ -364,15 +364,7 @@ async fn commit(ctx: &RunContext, prepared: Vec<Prepared>, report: &mut RunRepor
             }
             return Err(e);
         }
-        let m = &ctx.metrics;
-        let label = [p.table_label.as_str()];
-        m.rows.with_label_values(&label).inc_by(p.stats.rows);
-        m.files.with_label_values(&label).inc_by(p.stats.files);
-        m.bytes.with_label_values(&label).inc_by(p.stats.bytes);
-        m.duplicates.with_label_values(&label).inc_by(p.duplicates);
-        for (topic, lost) in &p.expired {
-            m.expired.with_label_values(&[topic]).inc_by(*lost);
-        }
+        p.count_committed(&ctx.metrics);
         tracing::info!(
             table = %p.table_label, rows = p.stats.rows, files = p.stats.files, bytes = p.stats.bytes,
             duplicates = p.duplicates, "committed"
