@@ -69,10 +69,8 @@ pub async fn ensure_topics(
         client::DefaultClientContext,
         types::RDKafkaErrorCode,
     };
-    // Statistics are for ingest's producer gauges: an admin client's would only be logged.
-    let properties = kafka.client_properties().filter(|(k, _)| *k != "statistics.interval.ms");
     let admin: AdminClient<DefaultClientContext> =
-        ClientConfig::from_iter(properties.map(|(k, v)| (k.to_owned(), v.to_owned())))
+        ClientConfig::from_iter(kafka.client_properties().map(|(k, v)| (k.to_owned(), v.to_owned())))
             .create()
             .map_err(|e| kafka.redact_error(e))?;
     let new: Vec<NewTopic> = topics

@@ -6,7 +6,6 @@
 
 use std::{
     io::Write,
-    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -17,10 +16,11 @@ use std::{
 use hooklake_tests::{
     broker::TestBroker,
     config::{Auth, Source, TestConfig},
-    eventually, free_port,
+    eventually,
     http::{self, RawConn},
     ingest::TestIngest,
-    kafka, metrics, python, tools, unique,
+    ingest_process::IngestProcess,
+    kafka, metrics, python, unique,
 };
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -332,24 +332,12 @@ async fn a_missing_topic_fails_only_its_own_source() {
 async fn sigterm_ends_the_process_in_time_despite_half_sent_requests() {
     let broker = TestBroker::get();
     let prefix = topic_prefix();
-    let (port, admin) = (free_port(), free_port());
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("hooklake.toml");
-    std::fs::write(&config_path, suite_config(&broker.bootstrap(), &prefix).ingest_ports(port, admin).to_toml())
-        .unwrap();
-    let mut child = Command::new(tools::hooklake_bin())
-        .args(["ingest", "--config"])
-        .arg(&config_path)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap())
-        .spawn()
-        .unwrap();
-    eventually(Duration::from_secs(30), "ingest ready", || async {
-        let r = http::client().get(format!("http://127.0.0.1:{admin}/readyz")).send().await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
-    let addr = format!("127.0.0.1:{port}");
+    std::fs::write(&config_path, suite_config(&broker.bootstrap(), &prefix).to_toml()).unwrap();
+    let mut ingest = IngestProcess::start(&config_path, &dir.path().join("ingest.log")).await;
+    ingest.wait_ready().await;
+    let addr = format!("127.0.0.1:{}", ingest.port);
     // A client that stalls in its request head, and one that stalls in its body.
     let mut stalled_head = TcpStream::connect(&addr).await.unwrap();
     stalled_head.write_all(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\n").await.unwrap();
@@ -364,7 +352,7 @@ async fn sigterm_ends_the_process_in_time_despite_half_sent_requests() {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let signalled = Instant::now();
-    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    ingest.signal_term();
     tokio::time::sleep(Duration::from_millis(300)).await;
     in_flight.write(&body[5..]).await;
     let resp = in_flight.read_response().await.expect("the in-flight request is answered");
@@ -372,20 +360,8 @@ async fn sigterm_ends_the_process_in_time_despite_half_sent_requests() {
     let stalled = stalled_body.read_response().await.map(|r| r.status);
     assert!(matches!(stalled, Some(408) | None), "the stalled body: {stalled:?}");
 
-    let exited = tokio::task::spawn_blocking(move || {
-        let limit = Duration::from_secs(4 + 5);
-        while signalled.elapsed() < limit {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        None
-    })
-    .await
-    .unwrap();
+    let limit = Duration::from_secs(4 + 5);
+    let exited = ingest.wait_exit(limit.saturating_sub(signalled.elapsed())).await;
     let took = signalled.elapsed();
     let status = exited.unwrap_or_else(|| panic!("ingest still running {took:?} after SIGTERM"));
     eprintln!("ingest exited {took:?} after SIGTERM with {status}");

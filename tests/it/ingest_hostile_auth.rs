@@ -5,7 +5,6 @@
 
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -15,7 +14,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::Mac;
-use hooklake_tests::{broker::TestBroker, eventually, free_port, http, metrics, tools, unix_now};
+use hooklake_tests::{broker::TestBroker, http, ingest_process::IngestProcess, metrics, tools, unix_now};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -31,50 +30,35 @@ const HEADER_BUDGET: usize = 48 << 10;
 /// The hostile requests' body: big enough that hashing it once per entry takes seconds.
 const BODY_BYTES: usize = 60 << 10;
 
-/// `hooklake ingest` as its own process, killed when dropped.
-struct IngestProcess {
-    child: Child,
-    port: u16,
-    admin: u16,
+/// `hooklake ingest` as its own process (killed when dropped), with the hostile clients'
+/// ways of posting to it.
+struct HostileIngest {
+    process: IngestProcess,
     _dir: tempfile::TempDir,
 }
 
-impl IngestProcess {
+impl HostileIngest {
     /// Starts the binary on the common configuration with a body limit for `BODY_BYTES`
     /// and one worker thread (a request that hogs it would stall every other).
     async fn start(broker: &TestBroker, secrets: &Secrets) -> Self {
-        let (port, admin) = (free_port(), free_port());
         let dir = tempfile::tempdir().unwrap();
         let text = config(&broker.bootstrap(), &topic_prefix(), secrets)
             .max_body_bytes(2 * BODY_BYTES)
-            .ingest_ports(port, admin)
             .ingest("worker_threads", 1)
             .to_toml();
         let path = dir.path().join("hooklake.toml");
         std::fs::write(&path, text).unwrap();
-        let child = Command::new(tools::hooklake_bin())
-            .args(["ingest", "--config"])
-            .arg(&path)
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(dir.path().join("ingest.log")).unwrap())
-            .spawn()
-            .unwrap();
-        let ingest = Self { child, port, admin, _dir: dir };
-        let readyz = ingest.admin_url("readyz");
-        eventually(Duration::from_secs(30), "ingest ready", || async {
-            let r = http::client().get(&readyz).send().await.ok()?;
-            (r.status() == 200).then_some(())
-        })
-        .await;
-        ingest
+        let process = IngestProcess::start(&path, &dir.path().join("ingest.log")).await;
+        process.wait_ready().await;
+        Self { process, _dir: dir }
     }
 
     fn url(&self, source: &str) -> String {
-        format!("http://127.0.0.1:{}/webhook/{source}", self.port)
+        self.process.url(source)
     }
 
     fn admin_url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}/{path}", self.admin)
+        format!("{}/{path}", self.process.admin())
     }
 
     /// `POST /webhook/{source}`: status, `error` code, `detail` (or `message_id`), time taken.
@@ -113,7 +97,7 @@ impl IngestProcess {
         request.push_str("\r\n");
         request.push_str(&body);
         let started = Instant::now();
-        let (mut read, mut write) = TcpStream::connect(("127.0.0.1", self.port)).await.unwrap().into_split();
+        let (mut read, mut write) = TcpStream::connect(("127.0.0.1", self.process.port)).await.unwrap().into_split();
         let writer = tokio::spawn(async move {
             let _ = write.write_all(request.as_bytes()).await;
             write
@@ -140,13 +124,6 @@ impl IngestProcess {
         let text = http::get_text(&self.admin_url("metrics")).await;
         metrics::value(&text, "hooklake_ingest_rejected_total", &[("source", source), ("reason", reason)])
             .unwrap_or(0.0)
-    }
-}
-
-impl Drop for IngestProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -190,7 +167,7 @@ fn percentile(mut latencies: Vec<Duration>, p: f64) -> Duration {
 async fn signature_headers_of_50000_entries_are_refused_at_once_while_livez_answers() {
     let broker = TestBroker::get();
     let s = Secrets::fresh();
-    let ingest = IngestProcess::start(&broker, &s).await;
+    let ingest = HostileIngest::start(&broker, &s).await;
     let now = unix_now().to_string();
     // As many entries as fit in the budget.
     let repeat = |entry: &str, sep: &str| vec![entry; HEADER_BUDGET / (entry.len() + 1)].join(sep);
@@ -266,7 +243,7 @@ fn standard_signature(whsec: &str, id: &str, ts: &str, body: &str) -> String {
 async fn webhook_ids_become_message_ids_only_where_they_are_signed() {
     let broker = TestBroker::get();
     let s = Secrets::fresh();
-    let ingest = IngestProcess::start(&broker, &s).await;
+    let ingest = HostileIngest::start(&broker, &s).await;
     let body = r#"{"type":"ids"}"#;
     let forged = format!("forged-{}", uuid::Uuid::new_v4().simple());
 

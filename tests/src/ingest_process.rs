@@ -73,14 +73,41 @@ impl IngestProcess {
     /// SIGTERM and the wait for the exit (ingest drains the requests in flight first);
     /// whether it exited with 0.
     pub async fn terminate(&mut self) -> bool {
-        let Some(mut child) = self.child.take() else { return true };
-        if let Some(pid) = child.id() {
+        if self.child.is_none() {
+            return true;
+        }
+        self.signal_term();
+        self.wait_exit(Duration::from_secs(60)).await.is_some_and(|status| status.success())
+    }
+
+    /// SIGTERM, without waiting for the exit.
+    pub fn signal_term(&self) {
+        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
             let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         }
-        match tokio::time::timeout(Duration::from_secs(60), child.wait()).await {
-            Ok(Ok(status)) => status.success(),
-            _ => false,
+    }
+
+    /// Waits up to `limit` for the process to exit: its status, or `None` when it was still
+    /// running (it is then killed).
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        match tokio::time::timeout(limit, child.wait()).await {
+            Ok(Ok(status)) => Some(status),
+            _ => {
+                let _ = child.kill().await;
+                None
+            }
         }
+    }
+
+    /// Waits until `/readyz` answers 200 (the broker reachable, the source topics there).
+    pub async fn wait_ready(&self) {
+        let readyz = format!("{}/readyz", self.admin());
+        crate::eventually(Duration::from_secs(30), "ingest ready", || async {
+            let r = crate::http::client().get(&readyz).send().await.ok()?;
+            (r.status() == 200).then_some(())
+        })
+        .await;
     }
 
     /// What the process logged so far.

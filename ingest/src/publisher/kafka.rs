@@ -47,7 +47,7 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     c.set("linger.ms", "5");
     c.set("reconnect.backoff.max.ms", "1000");
     c.set("message.timeout.ms", (deadline_ms * 8 / 10).to_string());
-    c.set("statistics.interval.ms", STATISTICS_INTERVAL_MS);
+    c.set("statistics.interval.ms", config.kafka.statistics_interval_ms().unwrap_or(STATISTICS_INTERVAL_MS));
     for (k, v) in config.kafka.client_properties() {
         c.set(k, v);
     }

@@ -69,6 +69,9 @@ impl fmt::Debug for KafkaConfig {
     }
 }
 
+/// librdkafka's property for how often it reports statistics.
+const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
+
 impl KafkaConfig {
     /// `message` with every quoted value of a pass-through property replaced by `***`.
     /// librdkafka quotes the value it refuses (`Invalid value "..." for configuration
@@ -94,10 +97,19 @@ impl KafkaConfig {
         }
     }
 
-    /// `bootstrap.servers` followed by the pass-through properties, for an rdkafka `ClientConfig`.
+    /// `bootstrap.servers` followed by the pass-through properties, for an rdkafka
+    /// `ClientConfig`. `statistics.interval.ms` is left out: statistics are for ingest's
+    /// producer gauges (see [`Self::statistics_interval_ms`]), and any other client would
+    /// only log the reports.
     pub fn client_properties(&self) -> impl Iterator<Item = (&str, &str)> {
-        std::iter::once(("bootstrap.servers", self.brokers.as_str()))
-            .chain(self.properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        std::iter::once(("bootstrap.servers", self.brokers.as_str())).chain(
+            self.properties.iter().filter(|(k, _)| *k != STATISTICS_INTERVAL).map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+    }
+
+    /// `statistics.interval.ms` when `[kafka.properties]` sets it.
+    pub fn statistics_interval_ms(&self) -> Option<&str> {
+        self.properties.get(STATISTICS_INTERVAL).map(String::as_str)
     }
 }
 

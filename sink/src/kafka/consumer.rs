@@ -24,7 +24,7 @@ use rdkafka::{
 };
 use tokio::sync::watch;
 
-use super::{TopicPartition, client_config};
+use super::{TopicPartition, client_config_over};
 use crate::SinkError;
 
 /// The partitions this instance owns, and a counter that changes with every rebalance.
@@ -143,19 +143,17 @@ impl GroupConsumer {
 
     /// The consumer settings of the group consumer and of the run readers.
     fn consumer_config(config: &hooklake_schemas::config::Config, group_id: &str) -> ClientConfig {
-        let mut c = client_config(config);
-        c.set("group.id", group_id)
-            .set("enable.auto.commit", "false")
-            .set("enable.auto.offset.store", "false")
-            .set("auto.offset.reset", "earliest")
+        let defaults = [
+            ("group.id", group_id),
+            ("enable.auto.commit", "false"),
+            ("enable.auto.offset.store", "false"),
+            ("auto.offset.reset", "earliest"),
             // tansu's SQLite fetch slows down as a partition grows: ask for a lot per fetch.
-            .set("fetch.max.bytes", "104857600")
-            .set("max.partition.fetch.bytes", "52428800")
-            .set("queued.max.messages.kbytes", "262144");
-        for (k, v) in super::sink_properties(config) {
-            c.set(k, v);
-        }
-        c
+            ("fetch.max.bytes", "104857600"),
+            ("max.partition.fetch.bytes", "52428800"),
+            ("queued.max.messages.kbytes", "262144"),
+        ];
+        client_config_over(config, &defaults)
     }
 
     /// The group consumer, its assignment, and the configuration it was made with (the run

@@ -18,15 +18,14 @@ pub type TopicPartition = (String, i32);
 
 /// A client configuration with `[kafka]` and its pass-through properties.
 pub fn client_config(config: &Config) -> ClientConfig {
+    client_config_over(config, &[])
+}
+
+/// [`client_config`] on top of `defaults`, which the pass-through properties may override.
+pub fn client_config_over(config: &Config, defaults: &[(&str, &str)]) -> ClientConfig {
     let mut c = ClientConfig::new();
-    for (k, v) in sink_properties(config) {
+    for (k, v) in defaults.iter().copied().chain(config.kafka.client_properties()) {
         c.set(k, v);
     }
     c
-}
-
-/// `[kafka]`'s client properties as the sink uses them: `statistics.interval.ms` is for
-/// ingest's producer gauges, and the sink's clients would only log the reports.
-pub fn sink_properties(config: &Config) -> impl Iterator<Item = (&str, &str)> {
-    config.kafka.client_properties().filter(|(k, _)| *k != "statistics.interval.ms")
 }

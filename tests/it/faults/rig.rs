@@ -2,7 +2,7 @@
 //! topics and the sink scheduled every second, `hooklake ingest` as a real process, sink
 //! services logging to files, traffic against ingest, and the closing audit.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hooklake_tests::{
     audit::{Audit, audit, settle},
@@ -74,6 +74,14 @@ impl Rig {
         let (table, high) =
             settle(&self.p.lake, &self.p.keys_table(), &self.p.broker.bootstrap(), &topic, &admins, SETTLE).await;
         audit(traffic, &table, &self.p.broker.bootstrap(), &topic, &high)
+    }
+
+    /// The end of a scenario: waits for `sinks` to catch up, audits the table against
+    /// `traffic`, prints the figures under `scenario`, and fails unless the audit is clean.
+    pub async fn conclude(&self, traffic: &TrafficReport, sinks: &[&SinkService], scenario: &str, started: Instant) {
+        let audit = self.audit(traffic, sinks).await;
+        eprintln!("{scenario}: {audit}; answers {:?}; {:.0}s", traffic.answers, started.elapsed().as_secs_f64());
+        self.assert_clean(&audit, traffic, scenario);
     }
 
     /// Fails with the audit, the answers the clients got and the sinks' warnings and
