@@ -6,6 +6,10 @@
 //!
 //! HTTP/1.1 only: hyper-util's HTTP/1-or-2 detection reads the first bytes with no timer,
 //! so a client that sends a few bytes and stalls would hold its connection forever.
+//!
+//! The connections hyper ends itself, before a request reaches the router (a head that
+//! took too long, a head over [`MAX_REQUEST_HEAD_BYTES`] answered 431, a request that is not
+//! HTTP answered 400), are counted by reason in [`ConnectionMetrics::closed`].
 
 use std::{
     future::Future,
@@ -25,7 +29,7 @@ use hyper_util::{
     rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
-use prometheus::IntGauge;
+use prometheus::{IntCounterVec, IntGauge};
 use tokio::{
     net::{TcpListener, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
@@ -46,13 +50,54 @@ pub struct ConnectionLimits {
     pub drain: Duration,
 }
 
+/// What a listener reports.
+#[derive(Debug, Clone)]
+pub struct ConnectionMetrics {
+    /// Open connections.
+    pub open: IntGauge,
+    /// Connections hyper ended with an error, by reason ([`CLOSE_REASONS`]).
+    pub closed: IntCounterVec,
+}
+
+impl ConnectionMetrics {
+    /// Metrics no registry exports (the admin listener's, and tests').
+    pub fn unexported() -> Self {
+        Self {
+            open: IntGauge::new("open_connections", "open connections").expect("valid metric"),
+            closed: IntCounterVec::new(prometheus::Opts::new("connections_closed", "closed connections"), &["reason"])
+                .expect("valid metric"),
+        }
+    }
+}
+
+/// The `reason` label values of [`ConnectionMetrics::closed`], as [`close_reason`] picks them.
+pub const CLOSE_REASONS: &[&str] =
+    &["head_timeout", "idle_timeout", "head_too_large", "malformed_request", "incomplete_request", "io"];
+
+/// Why hyper ended a connection with `error`. A header read timeout on a connection that
+/// never had a request is a client that connected and did not send a whole head in time
+/// (`head_timeout`, the slow-head attack); after a request it is most often a kept-alive
+/// connection left idle (`idle_timeout`).
+fn close_reason(error: &hyper::Error, had_a_request: bool) -> &'static str {
+    if error.is_timeout() {
+        if had_a_request { "idle_timeout" } else { "head_timeout" }
+    } else if error.is_parse_too_large() {
+        "head_too_large"
+    } else if error.is_parse() {
+        "malformed_request"
+    } else if error.is_incomplete_message() {
+        "incomplete_request"
+    } else {
+        "io"
+    }
+}
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
-/// `open` counts the open connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
-    open: IntGauge,
+    metrics: ConnectionMetrics,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
@@ -82,8 +127,9 @@ pub async fn serve(
             },
         };
         while connections.try_join_next().is_some() {}
-        let held = (slot, OpenGuard::new(open.clone()));
-        connections.spawn(serve_connection(&builder, stream, router.clone(), stopping.clone(), held));
+        let held = (slot, OpenGuard::new(metrics.open.clone()));
+        let closed = metrics.closed.clone();
+        connections.spawn(serve_connection(&builder, stream, router.clone(), stopping.clone(), held, closed));
     }
     drop(listener);
     let _ = stop.send(true);
@@ -111,6 +157,7 @@ fn serve_connection(
     router: Router,
     mut stopping: watch::Receiver<bool>,
     held: Held,
+    closed: IntCounterVec,
 ) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let started = Arc::new(AtomicBool::new(false));
@@ -136,7 +183,9 @@ fn serve_connection(
             }
         };
         if let Err(e) = served {
-            tracing::debug!(error = %e, "connection ended with an error");
+            let reason = close_reason(&e, started.load(Ordering::Relaxed));
+            closed.with_label_values(&[reason]).inc();
+            tracing::debug!(error = %e, reason, "connection ended with an error");
         }
     }
 }
@@ -167,20 +216,64 @@ mod tests {
     const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n";
 
     async fn start(max_connections: usize) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+        let (addr, stop, server, _) = start_with(max_connections, Duration::from_secs(30)).await;
+        (addr, stop, server)
+    }
+
+    async fn start_with(
+        max_connections: usize,
+        header_read_timeout: Duration,
+    ) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>, ConnectionMetrics) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let limits = ConnectionLimits {
-            header_read_timeout: Duration::from_secs(30),
-            max_connections,
-            drain: Duration::from_secs(30),
-        };
+        let limits = ConnectionLimits { header_read_timeout, max_connections, drain: Duration::from_secs(30) };
         let router = Router::new().route("/", get(|| async { "hi" }));
         let (stop, mut stopped) = watch::channel(false);
-        let gauge = IntGauge::new("open", "open").unwrap();
-        let server = tokio::spawn(serve(listener, router, limits, gauge, async move {
+        let metrics = ConnectionMetrics::unexported();
+        let server = tokio::spawn(serve(listener, router, limits, metrics.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
-        (addr, stop, server)
+        (addr, stop, server, metrics)
+    }
+
+    /// Every connection hyper ends by itself is counted under its reason: a stalled head,
+    /// a kept-alive connection left idle, a head over the limit (431), a request that is
+    /// not HTTP (400) and one cut off in its head.
+    #[tokio::test]
+    async fn connections_hyper_ends_are_counted_by_reason() {
+        let (addr, _stop, _server, metrics) = start_with(16, Duration::from_millis(500)).await;
+        let connect = || TcpStream::connect(&addr);
+        let mut stalled = connect().await.unwrap();
+        stalled.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        let mut idle = connect().await.unwrap();
+        idle.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut idle, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        let mut large = connect().await.unwrap();
+        let big = format!("GET / HTTP/1.1\r\nx-big: {}\r\n\r\n", "a".repeat(4 * MAX_REQUEST_HEAD_BYTES));
+        large.write_all(big.as_bytes()).await.unwrap();
+        assert_eq!(answer(&mut large, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 431"));
+        let mut garbage = connect().await.unwrap();
+        garbage.write_all(b"\x16\x03\x01 not http\r\n\r\n").await.unwrap();
+        assert_eq!(answer(&mut garbage, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 400"));
+        let mut cut = connect().await.unwrap();
+        cut.write_all(b"GET / HTTP/1.1\r\nhost").await.unwrap();
+        cut.shutdown().await.unwrap();
+        let count = |reason: &str| metrics.closed.with_label_values(&[reason]).get();
+        let want = [("head_timeout", 1), ("idle_timeout", 1), ("head_too_large", 1), ("malformed_request", 1)];
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while want.iter().any(|(r, n)| count(r) < *n) || count("incomplete_request") < 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{:?}",
+                CLOSE_REASONS.iter().map(|r| (r, count(r))).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        for (reason, n) in want {
+            assert_eq!(count(reason), n, "{reason}");
+        }
+        assert_eq!(count("incomplete_request"), 1);
+        assert_eq!(count("io"), 0);
     }
 
     /// The first bytes of the answer on `stream`, or None when it stays silent for `wait`.

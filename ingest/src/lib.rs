@@ -28,7 +28,6 @@ use std::{
 };
 
 use hooklake_schemas::config::{Config, ConfigError};
-use prometheus::IntGauge;
 use tokio::{net::TcpListener, sync::watch};
 
 pub use crate::error::IngestError;
@@ -127,8 +126,8 @@ pub async fn serve<P: Publisher>(
         listeners.admin,
         admin_router,
         ADMIN_LIMITS,
-        // Admin connections are not exported: a gauge nobody registers.
-        IntGauge::new("admin_connections", "open admin connections").expect("valid metric"),
+        // Admin connections are not exported.
+        connections::ConnectionMetrics::unexported(),
         async move {
             let _ = admin_stopped.wait_for(|stop| *stop).await;
         },
@@ -149,7 +148,7 @@ pub async fn serve<P: Publisher>(
         drain: i.response_deadline.get(),
     };
     let webhooks = server::webhook_router(state.clone());
-    connections::serve(listeners.http, webhooks, limits, state.metrics.open_connections.clone(), async move {
+    connections::serve(listeners.http, webhooks, limits, state.metrics.connections(), async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight requests");

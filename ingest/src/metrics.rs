@@ -24,6 +24,9 @@ pub const PRODUCER_QUEUE_MESSAGES: &str = "hooklake_ingest_producer_queue_messag
 pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capacity";
 /// Open webhook connections (bounded by `ingest.max_connections`).
 pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
+/// Connections hyper ended before a request reached the router, by reason
+/// ([`crate::connections::CLOSE_REASONS`]).
+pub const CONNECTIONS_CLOSED_TOTAL: &str = "hooklake_ingest_connections_closed_total";
 /// 1 while a source can take webhooks (the broker's last metadata answer held its topic), else 0.
 pub const SOURCE_READY: &str = "hooklake_ingest_source_ready";
 
@@ -68,6 +71,7 @@ pub struct IngestMetrics {
     pub queue_messages: IntGauge,
     pub queue_capacity: IntGauge,
     pub open_connections: IntGauge,
+    pub connections_closed: IntCounterVec,
     pub source_ready: IntGaugeVec,
     pub kafka: KafkaMetrics,
 }
@@ -143,6 +147,11 @@ impl IngestMetrics {
             queue_capacity: IntGauge::new(PRODUCER_QUEUE_CAPACITY, "Most records that may wait for acknowledgement")
                 .expect("valid metric"),
             open_connections: IntGauge::new(OPEN_CONNECTIONS, "Open webhook connections").expect("valid metric"),
+            connections_closed: IntCounterVec::new(
+                Opts::new(CONNECTIONS_CLOSED_TOTAL, "Connections ended before a request reached the router, by reason"),
+                &["reason"],
+            )
+            .expect("valid metric"),
             source_ready: IntGaugeVec::new(
                 Opts::new(SOURCE_READY, "1 while the source's topic exists on the broker, else 0"),
                 &["source"],
@@ -160,6 +169,7 @@ impl IngestMetrics {
             Box::new(m.queue_messages.clone()),
             Box::new(m.queue_capacity.clone()),
             Box::new(m.open_connections.clone()),
+            Box::new(m.connections_closed.clone()),
             Box::new(m.source_ready.clone()),
         ]
         .into_iter()
@@ -175,7 +185,18 @@ impl IngestMetrics {
             }
         }
         m.rejected.with_label_values(&[UNKNOWN_SOURCE_LABEL, "unknown_source"]);
+        for reason in crate::connections::CLOSE_REASONS {
+            m.connections_closed.with_label_values(&[reason]);
+        }
         m
+    }
+
+    /// The listener's share: open connections and the connections hyper ended.
+    pub fn connections(&self) -> crate::connections::ConnectionMetrics {
+        crate::connections::ConnectionMetrics {
+            open: self.open_connections.clone(),
+            closed: self.connections_closed.clone(),
+        }
     }
 
     /// The series every accepted request of `source` touches, resolved once: looking a

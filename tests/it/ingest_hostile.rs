@@ -189,6 +189,11 @@ async fn stalled_heads_and_idle_connections_are_closed_after_the_header_read_tim
         (metrics::value(&text, "hooklake_ingest_open_connections", &[]) == Some(0.0)).then_some(())
     })
     .await;
+    // Each close is counted: the stalled heads as such, the idle connections apart.
+    let text = ingest.metrics().await;
+    let closed = |reason| metrics::value(&text, "hooklake_ingest_connections_closed_total", &[("reason", reason)]);
+    assert_eq!(closed("head_timeout"), Some(STALLED as f64));
+    assert!(closed("idle_timeout") >= Some(1.0), "{:?}", closed("idle_timeout"));
     ingest.stop().await;
 }
 

@@ -14,7 +14,7 @@ use std::{
 
 use base64::{Engine, engine::general_purpose::STANDARD};
 use hmac::Mac;
-use hooklake_tests::{broker::TestBroker, http, ingest_process::IngestProcess, metrics, tools, unix_now};
+use hooklake_tests::{broker::TestBroker, eventually, http, ingest_process::IngestProcess, metrics, tools, unix_now};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -202,6 +202,13 @@ async fn signature_headers_of_50000_entries_are_refused_at_once_while_livez_answ
     let (status, _, _, took) = ingest.post_raw("std", &huge, hostile_body()).await;
     println!("{HUGE_ENTRIES} entries: {status} in {:.2} ms", took.as_secs_f64() * 1e3);
     assert_eq!(status, 431, "a request head over 64 KiB");
+    let metrics_url = ingest.admin_url("metrics");
+    eventually(Duration::from_secs(5), "the 431 counted", || async {
+        let text = http::get_text(&metrics_url).await;
+        let closed = metrics::value(&text, "hooklake_ingest_connections_closed_total", &[("reason", "head_too_large")]);
+        (closed == Some(1.0)).then_some(())
+    })
+    .await;
     let mut expected = std::collections::BTreeMap::<&str, f64>::new();
     for (what, source, headers, detail) in &cases {
         let before = *expected.entry(*source).or_insert(ingest.rejected(source, "invalid_credentials").await);
