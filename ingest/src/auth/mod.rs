@@ -85,7 +85,7 @@ impl Verifier {
             AuthConfig::Hmac { header, algorithm, encoding, prefix, secrets } => Scheme::Hmac(
                 hmac_generic::GenericHmac::new(key, header, *algorithm, *encoding, prefix.clone(), secrets)?,
             ),
-            AuthConfig::None => Scheme::None,
+            AuthConfig::None {} => Scheme::None,
         };
         Ok(Self { scheme })
     }

@@ -203,7 +203,7 @@ fn generic_hmac_with_prefix_and_encodings() {
 
 #[test]
 fn none_accepts_everything() {
-    let v = Verifier::from_config("k", &AuthConfig::None).unwrap();
+    let v = Verifier::from_config("k", &AuthConfig::None {}).unwrap();
     assert_eq!(verify(&v, &HeaderMap::new(), BODY), Ok("none"));
 }
 
@@ -226,7 +226,7 @@ fn what_the_signer_signs_every_verifier_accepts_and_nothing_else() {
             prefix: Some("sha512=".into()),
             secrets: secrets(&["generic"]),
         },
-        AuthConfig::None,
+        AuthConfig::None {},
     ];
     for auth in &schemes {
         let signer = super::Signer::from_config("sources.s.auth", auth).unwrap();
@@ -235,7 +235,7 @@ fn what_the_signer_signs_every_verifier_accepts_and_nothing_else() {
         assert_eq!(verify(&verifier, &signed, body), Ok(auth.scheme()), "{}", auth.scheme());
         // Schemes that sign the body must refuse a changed one.
         let changed = br#"{"type":"order.created","id":8}"#;
-        let signs_body = !matches!(auth, AuthConfig::ApiKey { .. } | AuthConfig::None);
+        let signs_body = !matches!(auth, AuthConfig::ApiKey { .. } | AuthConfig::None {});
         assert_eq!(verify(&verifier, &signed, changed).is_err(), signs_body, "{}", auth.scheme());
     }
 }

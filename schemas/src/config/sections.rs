@@ -382,8 +382,10 @@ pub enum AuthConfig {
         prefix: Option<String>,
         secrets: Vec<Secret>,
     },
-    /// No authentication. Must be written explicitly.
-    None,
+    /// No authentication. Must be written explicitly. A struct variant, so that keys
+    /// written next to it are refused like everywhere else (serde lets a unit variant of
+    /// an internally tagged enum ignore them).
+    None {},
 }
 
 impl AuthConfig {
@@ -395,7 +397,7 @@ impl AuthConfig {
             Self::Github { .. } => "github",
             Self::Stripe { .. } => "stripe",
             Self::Hmac { .. } => "hmac",
-            Self::None => "none",
+            Self::None {} => "none",
         }
     }
 
@@ -406,7 +408,7 @@ impl AuthConfig {
             Self::StandardWebhooks { .. } => ["webhook-signature", "svix-signature"].map(String::from).to_vec(),
             Self::Github { .. } => vec!["x-hub-signature-256".into(), "x-hub-signature".into()],
             Self::Stripe { .. } => vec!["stripe-signature".into()],
-            Self::None => vec![],
+            Self::None {} => vec![],
         }
     }
 }
@@ -577,7 +579,7 @@ fn validate_auth(key: &str, auth: &AuthConfig) -> Result<(), ConfigError> {
         | AuthConfig::Github { secrets }
         | AuthConfig::Stripe { secrets, .. }
         | AuthConfig::Hmac { secrets, .. } => (secrets, "secrets"),
-        AuthConfig::None => return Ok(()),
+        AuthConfig::None {} => return Ok(()),
     };
     if list.is_empty() {
         return Err(ConfigError::invalid(format!("{key}.{list_key}"), "at least one is needed"));

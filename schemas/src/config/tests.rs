@@ -54,6 +54,11 @@ fn unknown_keys_are_errors_that_name_the_key() {
             .unwrap_err()
             .to_string();
     assert!(err.contains("sources.a.auth") && err.contains("colour"), "{err}");
+    // Also next to `type = "none"`, where a forgotten key would otherwise leave a source open.
+    let err = Config::from_toml("[sources.a]\nauth = { type = \"none\", keys = [\"x\"] }", &Env::new())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sources.a.auth") && err.contains("keys"), "{err}");
 }
 
 #[test]
