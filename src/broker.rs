@@ -48,6 +48,17 @@ impl Broker {
     /// storage against the current directory, so `data_dir` is relative to it. With
     /// [`Storage::Memory`] the directory stays empty.
     pub async fn start(listen: &str, data_dir: &Path, storage: Storage) -> anyhow::Result<Self> {
+        Self::start_advertising(listen, None, data_dir, storage).await
+    }
+
+    /// [`Self::start`], telling clients to connect to `advertise` (`host:port`) instead of
+    /// `listen`: for a proxy in front of the broker.
+    pub async fn start_advertising(
+        listen: &str,
+        advertise: Option<&str>,
+        data_dir: &Path,
+        storage: Storage,
+    ) -> anyhow::Result<Self> {
         if data_dir.is_absolute() {
             bail!("the broker's data directory is relative to the current one, not {}", data_dir.display());
         }
@@ -61,6 +72,10 @@ impl Broker {
         }
         std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
         let listener = Url::parse(&format!("tcp://{addr}"))?;
+        let advertised = match advertise {
+            Some(a) => Url::parse(&format!("tcp://{a}")).with_context(|| format!("{a:?} is not host:port"))?,
+            None => listener.clone(),
+        };
         let storage = match storage {
             Storage::Sqlite => Url::parse(&format!("sqlite://{}", data_dir.join(DATABASE).display()))
                 .with_context(|| format!("{} cannot be a storage URL", data_dir.display()))?,
@@ -70,7 +85,7 @@ impl Broker {
             .node_id(tansu_broker::NODE_ID)
             .cluster_id(CLUSTER_ID)
             .incarnation_id(uuid::Uuid::now_v7())
-            .advertised_listener(listener.clone())
+            .advertised_listener(advertised)
             .storage(storage)
             .listener(listener)
             .silent(true)

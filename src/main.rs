@@ -94,6 +94,10 @@ enum Command {
         /// producer benchmarks, never for the sink.
         #[arg(long, value_enum, default_value_t)]
         storage: broker::Storage,
+        /// host:port the broker tells clients to connect to (its metadata answers), when
+        /// it is not --listen: e.g. a proxy in front of it that delays acknowledgements.
+        #[arg(long)]
+        advertise: Option<String>,
     },
     /// Load and validate a configuration file, print a summary, and exit (non-zero when invalid).
     CheckConfig {
@@ -160,12 +164,14 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         #[cfg(feature = "embedded-broker")]
-        Command::Broker { listen, data, storage } => {
+        Command::Broker { listen, data, storage, advertise } => {
             std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
             // tansu resolves its storage against the current directory.
             std::env::set_current_dir(&data).with_context(|| format!("cannot enter {}", data.display()))?;
-            let broker = broker::Broker::start(&listen, std::path::Path::new(""), storage).await?;
-            tracing::info!(%listen, data = %data.display(), ?storage, "broker ready");
+            let broker =
+                broker::Broker::start_advertising(&listen, advertise.as_deref(), std::path::Path::new(""), storage)
+                    .await?;
+            tracing::info!(%listen, ?advertise, data = %data.display(), ?storage, "broker ready");
             broker.serve_until(telemetry::shutdown_signal()).await
         }
         Command::Query { config, sql, format } => {

@@ -3,7 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use hooklake_tests::{broker::Broker, eventually, http, ingest::TestIngest, kafka, python};
+use hooklake_tests::{broker::Broker, eventually, free_port, http, ingest::TestIngest, kafka, python, tools, unique};
+use rdkafka::{
+    ClientConfig,
+    producer::{FutureProducer, FutureRecord, Producer},
+};
 
 use crate::common::{Secrets, config, topic_prefix};
 
@@ -59,4 +63,46 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
     assert!(payloads.contains(&r#"{"n":0}"#) && payloads.contains(&r#"{"n":"after"}"#), "{payloads:?}");
     assert!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")) >= 2);
     ingest.stop().await;
+}
+
+/// `hooklake broker --advertise` puts a proxy in the clients' path: the broker's metadata
+/// names the proxy, so a producer that bootstraps on the broker itself then talks to it
+/// through tests/py/delay_proxy.py, and each acknowledgement comes the proxy's delay late.
+/// The latency-injection measurements (BENCHMARKS.md) rely on both.
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_of_a_broker_advertising_a_delay_proxy_go_through_it() {
+    const DELAY: Duration = Duration::from_millis(200);
+    let proxy_port = free_port();
+    let broker = Broker::start_behind(proxy_port);
+    let _proxy = tokio::process::Command::new(tools::python())
+        .arg(tools::py_script("delay_proxy.py"))
+        .args([proxy_port.to_string(), broker.port.to_string(), DELAY.as_millis().to_string()])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tests/py/delay_proxy.py");
+    eventually(Duration::from_secs(10), "the proxy listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.ok().map(drop)
+    })
+    .await;
+    let topic = unique("advertised");
+    kafka::create_topic(&broker.bootstrap(), &topic, 1).await;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", broker.bootstrap())
+        .set("enable.idempotence", "true")
+        .set("linger.ms", "0")
+        .create()
+        .expect("producer");
+    let metadata = producer.client().fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    let ports: Vec<i32> = metadata.brokers().iter().map(|b| b.port()).collect();
+    assert_eq!(ports, [i32::from(proxy_port)], "the broker advertises the proxy");
+    let send = |payload: &'static str| {
+        producer.send(FutureRecord::to(&topic).key("k").payload(payload), Duration::from_secs(10))
+    };
+    send("first").await.expect("produced through the proxy");
+    let started = Instant::now();
+    send("second").await.expect("produced through the proxy");
+    let took = started.elapsed();
+    eprintln!("an acknowledgement through a {DELAY:?} proxy took {took:?}");
+    assert!(took >= DELAY, "acknowledged in {took:?}, before the proxy's delay");
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &topic), 2);
 }

@@ -18,6 +18,8 @@ pub struct Broker {
     dir: tempfile::TempDir,
     /// `hooklake broker --storage`: `sqlite` (durable), or `memory` for producer benchmarks.
     storage: String,
+    /// `hooklake broker --advertise`: the port of a proxy in front of it, if any.
+    advertise: Option<u16>,
     child: Option<Child>,
 }
 
@@ -30,10 +32,21 @@ impl Broker {
     /// Starts a broker on a free port with `storage` (`sqlite` or `memory`; tansu's memory
     /// storage answers ListOffsets wrongly, so only producer benchmarks may use it).
     pub fn start_with_storage(storage: &str) -> Self {
+        Self::start_as(storage, None)
+    }
+
+    /// Starts a broker (SQLite) whose metadata sends clients to a proxy on 127.0.0.1 at
+    /// `proxy_port` (`hooklake broker --advertise`); the caller starts the proxy.
+    pub fn start_behind(proxy_port: u16) -> Self {
+        Self::start_as("sqlite", Some(proxy_port))
+    }
+
+    fn start_as(storage: &str, advertise: Option<u16>) -> Self {
         let mut b = Self {
             port: free_port(),
             dir: tempfile::tempdir().expect("temp dir"),
             storage: storage.to_owned(),
+            advertise,
             child: None,
         };
         b.restart();
@@ -77,8 +90,13 @@ impl Broker {
         self.kill();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
         let hooklake = tools::hooklake_bin();
-        let child = Command::new(&hooklake)
-            .args(["broker", "--listen", &self.bootstrap(), "--storage", &self.storage, "--data"])
+        let mut command = Command::new(&hooklake);
+        command.args(["broker", "--listen", &self.bootstrap(), "--storage", &self.storage]);
+        if let Some(port) = self.advertise {
+            command.args(["--advertise", &format!("127.0.0.1:{port}")]);
+        }
+        let child = command
+            .arg("--data")
             .arg(self.dir.path().join("data"))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
