@@ -15,18 +15,8 @@ import time
 listen_port, upstream_port, delay = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
 
 
-async def pipe(reader, writer):
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
-
-
-async def delayed_pipe(reader, writer):
+async def pipe(reader, writer, delay):
+    """Copies reader to writer, each chunk `delay` seconds after it arrived, in order."""
     queue = asyncio.Queue()
 
     async def release():
@@ -54,7 +44,7 @@ async def delayed_pipe(reader, writer):
 
 async def handle(client_reader, client_writer):
     upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
-    await asyncio.gather(pipe(client_reader, upstream_writer), delayed_pipe(upstream_reader, client_writer))
+    await asyncio.gather(pipe(client_reader, upstream_writer, 0), pipe(upstream_reader, client_writer, delay))
 
 
 async def main():
