@@ -46,14 +46,9 @@ impl Broker {
     /// in `data_dir` (created when missing; a broker started again on the same directory has
     /// its topics and records), and waits until it accepts connections. tansu resolves its
     /// storage against the current directory, so `data_dir` is relative to it. With
-    /// [`Storage::Memory`] the directory stays empty.
-    pub async fn start(listen: &str, data_dir: &Path, storage: Storage) -> anyhow::Result<Self> {
-        Self::start_advertising(listen, None, data_dir, storage).await
-    }
-
-    /// [`Self::start`], telling clients to connect to `advertise` (`host:port`) instead of
-    /// `listen`: for a proxy in front of the broker.
-    pub async fn start_advertising(
+    /// [`Storage::Memory`] the directory stays empty. Its metadata tells clients to connect
+    /// to `advertise` (`host:port`) when given, else to `listen`: for a proxy in front of it.
+    pub async fn start(
         listen: &str,
         advertise: Option<&str>,
         data_dir: &Path,

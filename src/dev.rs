@@ -143,9 +143,14 @@ fn banner(config: &Config, config_label: &str, broker: &str) -> String {
 #[cfg(feature = "embedded-broker")]
 async fn start_broker(config: &Config) -> anyhow::Result<crate::broker::Broker> {
     let first = config.kafka.brokers.split(',').next().unwrap_or_default().trim();
-    crate::broker::Broker::start(first, std::path::Path::new(crate::broker::DATA_DIR), crate::broker::Storage::Sqlite)
-        .await
-        .with_context(|| format!("kafka.brokers: hooklake dev runs its own broker on {first:?}"))
+    crate::broker::Broker::start(
+        first,
+        None,
+        std::path::Path::new(crate::broker::DATA_DIR),
+        crate::broker::Storage::Sqlite,
+    )
+    .await
+    .with_context(|| format!("kafka.brokers: hooklake dev runs its own broker on {first:?}"))
 }
 
 #[cfg(not(feature = "embedded-broker"))]

@@ -169,8 +169,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             // tansu resolves its storage against the current directory.
             std::env::set_current_dir(&data).with_context(|| format!("cannot enter {}", data.display()))?;
             let broker =
-                broker::Broker::start_advertising(&listen, advertise.as_deref(), std::path::Path::new(""), storage)
-                    .await?;
+                broker::Broker::start(&listen, advertise.as_deref(), std::path::Path::new(""), storage).await?;
             tracing::info!(%listen, ?advertise, data = %data.display(), ?storage, "broker ready");
             broker.serve_until(telemetry::shutdown_signal()).await
         }

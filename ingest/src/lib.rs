@@ -148,7 +148,7 @@ pub async fn serve<P: Publisher>(
         drain: i.response_deadline.get(),
     };
     let webhooks = server::webhook_router(state.clone());
-    connections::serve(listeners.http, webhooks, limits, state.metrics.connections(), async move {
+    connections::serve(listeners.http, webhooks, limits, state.metrics.connections.clone(), async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight requests");

@@ -70,8 +70,8 @@ pub struct IngestMetrics {
     pub produce_duration: Histogram,
     pub queue_messages: IntGauge,
     pub queue_capacity: IntGauge,
-    pub open_connections: IntGauge,
-    pub connections_closed: IntCounterVec,
+    /// The webhook listener's: open connections, and those hyper ended.
+    pub connections: crate::connections::ConnectionMetrics,
     pub source_ready: IntGaugeVec,
     pub kafka: KafkaMetrics,
 }
@@ -146,12 +146,17 @@ impl IngestMetrics {
                 .expect("valid metric"),
             queue_capacity: IntGauge::new(PRODUCER_QUEUE_CAPACITY, "Most records that may wait for acknowledgement")
                 .expect("valid metric"),
-            open_connections: IntGauge::new(OPEN_CONNECTIONS, "Open webhook connections").expect("valid metric"),
-            connections_closed: IntCounterVec::new(
-                Opts::new(CONNECTIONS_CLOSED_TOTAL, "Connections ended before a request reached the router, by reason"),
-                &["reason"],
-            )
-            .expect("valid metric"),
+            connections: crate::connections::ConnectionMetrics {
+                open: IntGauge::new(OPEN_CONNECTIONS, "Open webhook connections").expect("valid metric"),
+                closed: IntCounterVec::new(
+                    Opts::new(
+                        CONNECTIONS_CLOSED_TOTAL,
+                        "Connections ended before a request reached the router, by reason",
+                    ),
+                    &["reason"],
+                )
+                .expect("valid metric"),
+            },
             source_ready: IntGaugeVec::new(
                 Opts::new(SOURCE_READY, "1 while the source's topic exists on the broker, else 0"),
                 &["source"],
@@ -168,8 +173,8 @@ impl IngestMetrics {
             Box::new(m.produce_duration.clone()),
             Box::new(m.queue_messages.clone()),
             Box::new(m.queue_capacity.clone()),
-            Box::new(m.open_connections.clone()),
-            Box::new(m.connections_closed.clone()),
+            Box::new(m.connections.open.clone()),
+            Box::new(m.connections.closed.clone()),
             Box::new(m.source_ready.clone()),
         ]
         .into_iter()
@@ -186,17 +191,9 @@ impl IngestMetrics {
         }
         m.rejected.with_label_values(&[UNKNOWN_SOURCE_LABEL, "unknown_source"]);
         for reason in crate::connections::CLOSE_REASONS {
-            m.connections_closed.with_label_values(&[reason]);
+            m.connections.closed.with_label_values(&[reason]);
         }
         m
-    }
-
-    /// The listener's share: open connections and the connections hyper ended.
-    pub fn connections(&self) -> crate::connections::ConnectionMetrics {
-        crate::connections::ConnectionMetrics {
-            open: self.open_connections.clone(),
-            closed: self.connections_closed.clone(),
-        }
     }
 
     /// The series every accepted request of `source` touches, resolved once: looking a

@@ -4,10 +4,7 @@
 use std::time::{Duration, Instant};
 
 use hooklake_tests::{broker::Broker, eventually, free_port, http, ingest::TestIngest, kafka, python, tools, unique};
-use rdkafka::{
-    ClientConfig,
-    producer::{FutureProducer, FutureRecord, Producer},
-};
+use rdkafka::producer::{FutureRecord, Producer};
 
 use crate::common::{Secrets, config, topic_prefix};
 
@@ -86,12 +83,7 @@ async fn clients_of_a_broker_advertising_a_delay_proxy_go_through_it() {
     .await;
     let topic = unique("advertised");
     kafka::create_topic(&broker.bootstrap(), &topic, 1).await;
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", broker.bootstrap())
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "0")
-        .create()
-        .expect("producer");
+    let producer = kafka::producer(&broker.bootstrap());
     let metadata = producer.client().fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
     let ports: Vec<i32> = metadata.brokers().iter().map(|b| b.port()).collect();
     assert_eq!(ports, [i32::from(proxy_port)], "the broker advertises the proxy");

@@ -78,15 +78,15 @@ pub async fn recreate_topic(brokers: &str, topic: &str, partitions: i32) {
     create_topic(brokers, topic, partitions).await;
 }
 
+/// A producer of the tests' own records (librdkafka's defaults, 10 s delivery timeout).
+pub fn producer(brokers: &str) -> rdkafka::producer::FutureProducer {
+    ClientConfig::new().set("bootstrap.servers", brokers).set("message.timeout.ms", "10000").create().expect("producer")
+}
+
 /// Produces one record that no hooklake ingest wrote (`payload` as is) and waits for its ack.
 pub async fn produce_raw(brokers: &str, topic: &str, key: &str, payload: &str) {
-    use rdkafka::producer::{FutureProducer, FutureRecord};
-    let producer: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("message.timeout.ms", "10000")
-        .create()
-        .expect("producer");
-    producer
+    use rdkafka::producer::FutureRecord;
+    producer(brokers)
         .send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10))
         .await
         .expect("raw record acknowledged");
