@@ -59,6 +59,8 @@ pub struct AppState<P> {
     pub retry_after: Duration,
     /// `ingest.max_in_flight` permits; a request without one gets 503 `overloaded`.
     pub in_flight: Semaphore,
+    /// `ingest.record_headers`: records carry hooklake's three headers.
+    pub record_headers: bool,
 }
 
 impl<P: Publisher> AppState<P> {
@@ -88,6 +90,7 @@ impl<P: Publisher> AppState<P> {
             response_deadline: config.ingest.response_deadline.get(),
             retry_after: config.ingest.retry_after.get(),
             in_flight: Semaphore::new(config.ingest.max_in_flight as usize),
+            record_headers: config.ingest.record_headers,
         })
     }
 
@@ -229,7 +232,7 @@ async fn encode<P>(
             (value, CONTENT_TYPE_CONFLUENT)
         }
     };
-    Ok(OutgoingRecord::for_envelope(source.topic.clone(), envelope, value, content_type))
+    Ok(OutgoingRecord::for_envelope(source.topic.clone(), envelope, value, state.record_headers, content_type))
 }
 
 async fn produce<P: Publisher>(

@@ -6,7 +6,11 @@
 //!   * `hooklake ingest` (release binary, a separate process; 200 only after the ack),
 //!   * a plain axum server answering 200 at once (a separate process: the HTTP ceiling),
 //!   * a bare rdkafka producer with ingest's exact producer settings, sending the same
-//!     records (envelope, key and headers) and awaiting each ack (the Kafka ceiling).
+//!     records (envelope, key, and headers when ingest sends them) and awaiting each ack
+//!     (the Kafka ceiling),
+//!   * with `BENCH_SVIX_BRIDGE=<binary>`, svix-bridge, the open-source Svix webhook → Kafka
+//!     bridge: the peer, verifying the same signatures and producing to a topic of its own
+//!     on the same broker (BENCHMARKS.md says how it was built).
 //!
 //! Ingest runs with `ingest.worker_threads = 1` (`BENCH_INGEST_WORKERS`), as it shares the
 //! 2 cores with the generator and the broker. Below each level's lines, the mean latency,
@@ -15,14 +19,17 @@
 //! Then open-loop rounds at half of ingest's best rate give the latency under moderate
 //! load (measured from the scheduled send time, so queueing is not hidden); each round
 //! sends to ingest, then from the bare producer at the same rate (the broker's own share
-//! of that latency). The target p99 is that of all rounds together. Ingest's resident
+//! of that latency), then to the peer if there is one. The target p99 is that of all rounds together. Ingest's resident
 //! memory is sampled throughout; a thread notes the load generator's hiccups (times it
 //! could not get a CPU), and /proc/stat the CPU time the hypervisor gave to other guests.
 //!
 //! The whole run happens twice, on a fresh broker each time: with tansu's memory storage
 //! (the broker far from its limit, so the figures are ingest's; the issue allows it for
 //! this benchmark) and with its SQLite storage (durable; its single writer is then the
-//! bottleneck). BENCHMARKS.md explains the knobs (`BENCH_*`) and the figures.
+//! bottleneck). `BENCH_BROKER_DELAY_MS` puts tests/py/delay_proxy.py between the broker
+//! and its clients, delaying every answer (acknowledgements included), as a cluster whose
+//! acks=all crosses zones would. BENCHMARKS.md explains the knobs (`BENCH_*`) and the
+//! figures.
 //!
 //!   cargo bench -p hooklake-tests --bench ingest [-- --quick]
 
@@ -53,6 +60,8 @@ use tokio::sync::Semaphore;
 const SECRET: &[u8] = b"hooklake-benchmark-signing-secret";
 const PAYLOAD_BYTES: usize = 1024;
 const TOPIC: &str = "bench.nectar";
+/// The peer's topic, on the same broker, with as many partitions as `TOPIC`.
+const PEER_TOPIC: &str = "bench.peer";
 /// The configured source that every webhook goes to (its topic is `TOPIC`).
 const SOURCE: &str = "nectar";
 /// The HTTP client's connections to a target, and the open loop's bound on requests in
@@ -123,11 +132,13 @@ fn webhook(run: &str, seq: u64) -> Webhook {
     Webhook { id, timestamp, signature, body }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Target {
     Ingest,
     PlainAxum,
     BareProducer,
+    /// svix-bridge, when `BENCH_SVIX_BRIDGE` names its binary.
+    SvixBridge,
 }
 
 impl Target {
@@ -136,6 +147,7 @@ impl Target {
             Self::Ingest => "hooklake ingest",
             Self::PlainAxum => "plain axum",
             Self::BareProducer => "bare producer",
+            Self::SvixBridge => "svix-bridge",
         }
     }
 }
@@ -156,23 +168,34 @@ async fn connect(addr: SocketAddr) -> Option<Connection> {
 /// What a target needs to take one webhook.
 struct Load {
     http: reqwest::Client,
-    ingest_url: String,
-    plain_url: String,
     ingest_addr: SocketAddr,
     plain_addr: SocketAddr,
-    /// `/webhook/{SOURCE}`, the path of every webhook request.
+    peer_addr: Option<SocketAddr>,
+    /// `/webhook/{SOURCE}`, the path of every webhook request (the peer's too).
     path: String,
     producer: FutureProducer,
+    /// `ingest.record_headers`: the bare producer sends the records ingest sends.
+    record_headers: bool,
     run: String,
     seq: AtomicU64,
 }
 
 impl Load {
+    /// The address of an HTTP target (None for the bare producer).
+    fn addr(&self, target: Target) -> Option<SocketAddr> {
+        match target {
+            Target::Ingest => Some(self.ingest_addr),
+            Target::PlainAxum => Some(self.plain_addr),
+            Target::SvixBridge => Some(self.peer_addr.expect("BENCH_SVIX_BRIDGE is set")),
+            Target::BareProducer => None,
+        }
+    }
+
     async fn send(&self, target: Target) -> bool {
         let w = webhook(&self.run, self.seq.fetch_add(1, Ordering::Relaxed));
-        match target {
-            Target::Ingest | Target::PlainAxum => {
-                let url = if matches!(target, Target::Ingest) { &self.ingest_url } else { &self.plain_url };
+        match self.addr(target) {
+            Some(addr) => {
+                let url = format!("http://{addr}{}", self.path);
                 let request = w.headers().into_iter().fold(self.http.post(url), |r, (k, v)| r.header(k, v));
                 let resp = request.body(w.body).send().await;
                 match resp {
@@ -180,7 +203,7 @@ impl Load {
                     _ => false,
                 }
             }
-            Target::BareProducer => {
+            None => {
                 let envelope = WebhookEnvelope {
                     message_id: w.id.clone(),
                     source: SOURCE.into(),
@@ -190,11 +213,16 @@ impl Load {
                     headers: [("content-type".to_string(), "application/json".to_string())].into(),
                     verified_by: Some("standard_webhooks".into()),
                 };
-                // The record ingest produces, headers included (tansu stores each header
-                // as a row of its own, so leaving them out would flatter the ceiling).
+                // The record ingest produces, with headers when ingest sends them (tansu
+                // stores each header as a row of its own).
                 let value = envelope.to_single_object();
-                let out =
-                    OutgoingRecord::for_envelope(TOPIC.into(), &envelope.borrowed(), value, CONTENT_TYPE_SINGLE_OBJECT);
+                let out = OutgoingRecord::for_envelope(
+                    TOPIC.into(),
+                    &envelope.borrowed(),
+                    value,
+                    self.record_headers,
+                    CONTENT_TYPE_SINGLE_OBJECT,
+                );
                 match self.producer.send_result(future_record(&out)) {
                     Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
                     Err(_) => false,
@@ -206,11 +234,7 @@ impl Load {
     /// [`Load::send`] for the closed loop: HTTP targets get the request on the worker's own
     /// connection (opened, or opened again, as needed).
     async fn send_on(&self, target: Target, conn: &mut Option<Connection>) -> bool {
-        let addr = match target {
-            Target::Ingest => self.ingest_addr,
-            Target::PlainAxum => self.plain_addr,
-            Target::BareProducer => return self.send(target).await,
-        };
+        let Some(addr) = self.addr(target) else { return self.send(target).await };
         if conn.as_ref().is_none_or(Connection::is_closed) {
             *conn = connect(addr).await;
         }
@@ -560,6 +584,8 @@ fn config_toml(brokers: &str, port: u16, admin: u16) -> String {
         Ok(n) => format!("worker_threads = {n}"),
         Err(_) => "worker_threads = 1".into(),
     };
+    // Unset: hooklake's default (no headers).
+    let headers = std::env::var("BENCH_RECORD_HEADERS").map_or(String::new(), |v| format!("record_headers = {v}"));
     format!(
         r#"
 [kafka]
@@ -568,6 +594,7 @@ brokers = "{brokers}"
 listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
 {workers}
+{headers}
 [kafka.properties]
 "linger.ms" = "{linger}"
 [sources.{SOURCE}]
@@ -576,6 +603,53 @@ auth = {{ type = "standard_webhooks", secrets = ["whsec_{secret}"] }}
 "#,
         secret = STANDARD.encode(SECRET),
     )
+}
+
+/// svix-bridge's configuration: one receiver at `/webhook/{SOURCE}` that verifies the same
+/// Standard Webhooks signatures (its `svix` verification) and produces to `PEER_TOPIC`
+/// with its own producer settings (librdkafka's defaults, acks=all, not idempotent).
+fn peer_yaml(brokers: &str, port: u16) -> String {
+    format!(
+        r#"http_listen_address: "127.0.0.1:{port}"
+log_level: "warn"
+receivers:
+  - name: "bench"
+    input:
+      type: "webhook"
+      path_id: "{SOURCE}"
+      verification:
+        type: "svix"
+        endpoint_secret: "whsec_{secret}"
+    output:
+      type: "kafka"
+      kafka_bootstrap_brokers: "{brokers}"
+      kafka_topic: "{PEER_TOPIC}"
+"#,
+        secret = STANDARD.encode(SECRET),
+    )
+}
+
+/// The broker, behind tests/py/delay_proxy.py when `BENCH_BROKER_DELAY_MS` is set: every
+/// answer then reaches the clients that many milliseconds late.
+async fn start_broker(storage: &str) -> (Broker, Option<tokio::process::Child>) {
+    let Some(delay) = std::env::var("BENCH_BROKER_DELAY_MS").ok().filter(|d| d != "0" && !d.is_empty()) else {
+        return (Broker::start_with_storage(storage), None);
+    };
+    let proxy_port = free_port();
+    let broker = Broker::start_behind(storage, proxy_port);
+    let proxy = tokio::process::Command::new(tools::python())
+        .arg(tools::py_script("delay_proxy.py"))
+        .args([proxy_port.to_string(), broker.port.to_string(), delay])
+        .kill_on_drop(true)
+        .spawn()
+        .expect("tests/py/delay_proxy.py");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.is_ok() {
+            return (broker, Some(proxy));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the delay proxy did not listen on {proxy_port}");
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -601,11 +675,13 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         .split_whitespace()
         .map(|l| l.parse().expect("BENCH_LEVELS: concurrency levels, space-separated"))
         .collect();
-    let broker = Broker::start_with_storage(storage);
-    let (port, admin, plain_port) = (free_port(), free_port(), free_port());
+    let (broker, _proxy) = start_broker(storage).await;
+    let (port, admin, plain_port, peer_port) = (free_port(), free_port(), free_port(), free_port());
     let toml = config_toml(&broker.bootstrap(), port, admin);
     let config = Config::from_toml(&toml, &Env::new()).expect("config");
-    hooklake_ingest::publisher::ensure_topics(&config.kafka, &[TOPIC.to_owned()]).await.expect("topic");
+    hooklake_ingest::publisher::ensure_topics(&config.kafka, &[TOPIC.to_owned(), PEER_TOPIC.to_owned()])
+        .await
+        .expect("topics");
 
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("bench.toml"), &toml).expect("config file");
@@ -619,49 +695,78 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         .args(["--serve-plain", &plain_port.to_string()])
         .spawn()
         .expect("plain server");
+    let mut peer = std::env::var_os("BENCH_SVIX_BRIDGE").map(|bin| {
+        std::fs::write(dir.path().join("svix-bridge.yaml"), peer_yaml(&broker.bootstrap(), peer_port))
+            .expect("peer config");
+        std::process::Command::new(&bin)
+            .arg("--cfg-file")
+            .arg(dir.path().join("svix-bridge.yaml"))
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .unwrap_or_else(|e| panic!("BENCH_SVIX_BRIDGE={}: {e}", bin.to_string_lossy()))
+    });
     wait_http(&format!("http://127.0.0.1:{admin}/readyz")).await;
     wait_http(&format!("http://127.0.0.1:{plain_port}/")).await;
+    if peer.is_some() {
+        wait_http(&format!("http://127.0.0.1:{peer_port}/")).await;
+    }
 
     let producer: FutureProducer =
         hooklake_ingest::publisher::producer_config(&config).expect("producer config").create().expect("producer");
-    let (ingest_addr, plain_addr) =
-        (SocketAddr::from(([127, 0, 0, 1], port)), SocketAddr::from(([127, 0, 0, 1], plain_port)));
-    let path = format!("/webhook/{SOURCE}");
+    let local = |port| SocketAddr::from(([127, 0, 0, 1], port));
     let load = Arc::new(Load {
         http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(CONNECTIONS).build().expect("client"),
-        ingest_url: format!("http://{ingest_addr}{path}"),
-        plain_url: format!("http://{plain_addr}{path}"),
-        ingest_addr,
-        plain_addr,
-        path,
+        ingest_addr: local(port),
+        plain_addr: local(plain_port),
+        peer_addr: peer.as_ref().map(|_| local(peer_port)),
+        path: format!("/webhook/{SOURCE}"),
         producer,
+        record_headers: config.ingest.record_headers,
         run: uuid::Uuid::now_v7().simple().to_string()[20..].to_owned(),
         seq: AtomicU64::new(0),
     });
 
     let ingest_pid = ingest.id();
-    let peak_rss = Arc::new(AtomicU64::new(0));
+    let peer_pid = peer.as_ref().map(std::process::Child::id);
+    // Peak resident memory of ingest and of the peer, in KiB.
+    let peak_rss = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let sampler = {
         let peak = peak_rss.clone();
         tokio::spawn(async move {
             loop {
-                let (now, _) = rss_mib(ingest_pid);
-                peak.fetch_max((now * 1024.0) as u64, Ordering::Relaxed);
+                for (pid, peak) in [Some(ingest_pid), peer_pid].into_iter().zip(peak.iter()) {
+                    if let Some(pid) = pid {
+                        peak.fetch_max((rss_mib(pid).0 * 1024.0) as u64, Ordering::Relaxed);
+                    }
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
         })
     };
     let (idle_rss, _) = rss_mib(ingest_pid);
 
-    // Warm up connections, topic metadata and the producer.
-    for target in [Target::PlainAxum, Target::Ingest, Target::BareProducer] {
+    // The targets in the order they take turns, and the process serving each (the bare
+    // producer runs inside the generator).
+    let mut targets = vec![(Target::PlainAxum, Some(plain.id())), (Target::BareProducer, None)];
+    targets.push((Target::Ingest, Some(ingest_pid)));
+    if let Some(pid) = peer_pid {
+        targets.push((Target::SvixBridge, Some(pid)));
+    }
+    // Warm up connections, topic metadata and the producers.
+    for &(target, _) in &targets {
         closed_loop(&load, target, 8, Duration::from_millis(500), &mut Tally::default()).await;
     }
 
+    let delay = std::env::var("BENCH_BROKER_DELAY_MS").unwrap_or_default();
     println!();
     println!(
-        "hooklake ingest benchmark: {PAYLOAD_BYTES} B signed JSON webhooks, tansu 0.6.0 ({} storage, `hooklake broker`)",
-        broker.storage()
+        "hooklake ingest benchmark: {PAYLOAD_BYTES} B signed JSON webhooks, tansu 0.6.0 ({} storage, `hooklake broker`){}",
+        broker.storage(),
+        if delay.is_empty() || delay == "0" { String::new() } else { format!(", answers delayed {delay} ms") }
+    );
+    println!(
+        "ingest's records: keyed by message_id, {}",
+        if config.ingest.record_headers { "with hooklake's 3 headers" } else { "no headers (the default)" }
     );
     let slices = env_or("BENCH_SLICES", if quick { 1 } else { 4 }) as u32;
     println!(
@@ -693,24 +798,25 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     let scrape = || async { load.http.get(&metrics_url).send().await.expect("metrics").text().await.expect("metrics") };
     let broker_pid = broker.pid().expect("broker runs");
     let self_pid = std::process::id();
-    let targets = [Target::PlainAxum, Target::BareProducer, Target::Ingest];
-    // The process serving each target (the bare producer runs inside the generator).
-    let server_pids = [Some(plain.id()), None, Some(ingest_pid)];
-    let mut best = [0.0f64; 3];
+    let index = |t: Target| targets.iter().position(|&(x, _)| x == t);
+    let (ingest_i, peer_i) = (index(Target::Ingest).expect("ingest"), index(Target::SvixBridge));
+    let mut best = vec![0.0f64; targets.len()];
+    // ingest ÷ the peer at each level.
+    let mut peer_ratios = Vec::new();
     for &c in &levels {
         // The targets take turns in short slices, so a change in the machine's speed
-        // during the level (other guests, the broker's growing memory) falls on all three
+        // during the level (other guests, the broker's growing memory) falls on all
         // alike instead of on whichever ran at the time.
-        let mut tallies: [Tally; 3] = Default::default();
+        let mut tallies: Vec<Tally> = targets.iter().map(|_| Tally::default()).collect();
         // Only ingest's slices send to ingest, so its histograms' change over the level
         // is theirs.
         let ingest_before = IngestTimes::scrape(&scrape().await);
         for _ in 0..slices {
-            for ((target, server_pid), tally) in targets.iter().zip(server_pids).zip(&mut tallies) {
+            for (&(target, server_pid), tally) in targets.iter().zip(&mut tallies) {
                 let pids = [Some(self_pid), server_pid, Some(broker_pid)];
                 let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
                 let (before, machine_before) = (cpu(), MachineCpu::now());
-                closed_loop(&load, *target, c, duration / slices, tally).await;
+                closed_loop(&load, target, c, duration / slices, tally).await;
                 let (after, machine) = (cpu(), MachineCpu::now().since(machine_before));
                 for k in 0..3 {
                     tally.cpu[k] += after[k] - before[k];
@@ -719,12 +825,14 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
             }
         }
         let in_ingest = IngestTimes::scrape(&scrape().await).since(ingest_before);
-        for (i, (target, tally)) in targets.iter().zip(tallies).enumerate() {
+        let mut rates = vec![0.0; targets.len()];
+        for (i, (&(target, _), tally)) in targets.iter().zip(tallies).enumerate() {
             let answered = tally.latencies.len() as f64;
             let per_req = |k: usize| tally.cpu[k] * 1e6 / answered.max(1.0);
             let all = tally.machine.busy * 1e6 / answered.max(1.0);
             let f = figures(tally.latencies, tally.errors, tally.elapsed);
             best[i] = best[i].max(f.rps);
+            rates[i] = f.rps;
             println!(
                 "{:<16} {:>5} {:>9.0} {:>8.2} {:>8.2} {:>7} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>10.0} {:>9.0}",
                 target.name(),
@@ -750,24 +858,41 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                     );
                 }
                 Target::BareProducer => println!("{:<16} {:>5} mean {:.2} ms (send to ack)", "", "", f.mean_ms),
-                Target::PlainAxum => {}
+                Target::PlainAxum | Target::SvixBridge => {}
             }
         }
+        if let Some(p) = peer_i {
+            let ratio = rates[ingest_i] / rates[p].max(1.0);
+            println!("{:<16} {:>5} ingest ÷ svix-bridge = {ratio:.2}", "", "");
+            peer_ratios.push((c, ratio));
+        }
     }
-    let [plain_best, producer_best, ingest_best] = best;
+    let rate_of = |t: Target| index(t).map_or(0.0, |i| best[i]);
+    let (plain_best, producer_best, ingest_best) =
+        (rate_of(Target::PlainAxum), rate_of(Target::BareProducer), rate_of(Target::Ingest));
     let ceiling = plain_best.min(producer_best);
     let half = std::env::var("BENCH_OPEN_RATE")
         .ok()
         .map_or(ingest_best / 2.0, |r| r.parse().expect("BENCH_OPEN_RATE: requests per second"));
     let rounds = env_or("BENCH_OPEN_ROUNDS", if quick { 1 } else { 3 });
     println!();
+    if let Some(p) = peer_i {
+        let by_level: Vec<_> = peer_ratios.iter().map(|(c, r)| format!("{r:.2} at {c}")).collect();
+        println!(
+            "ingest ÷ svix-bridge at their best = {:.2} ({ingest_best:.0} ÷ {:.0} req/s); by level: {}",
+            ingest_best / best[p].max(1.0),
+            best[p],
+            by_level.join(", ")
+        );
+    }
     println!(
         "best sustained: ingest {ingest_best:.0} req/s, plain axum {plain_best:.0}, bare producer {producer_best:.0}"
     );
     println!("ingest ÷ min(plain axum, bare producer) = {:.2}   (target ≥ 0.70)", ingest_best / ceiling);
     println!();
     println!(
-        "open loop at {half:.0} req/s (half of ingest's best), {rounds} rounds: ingest, then the bare producer at the same rate"
+        "open loop at {half:.0} req/s (half of ingest's best), {rounds} rounds: ingest, then the bare producer{} at the same rate",
+        if peer_i.is_some() { " and svix-bridge" } else { "" }
     );
     println!(
         "  slow: requests over 25 ms; in ingest: of those, ingest's own request duration (its histogram) over 25 ms"
@@ -776,7 +901,7 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         "  hiccup: the longest time a thread of the load generator waited for a CPU; steal: CPU time taken by the hypervisor"
     );
     println!(
-        "{:>7} {:>10} {:>10} {:>7} {:>7} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7} {:>10}",
+        "{:>7} {:>10} {:>10} {:>7} {:>7} {:>10} {:>9} {:>9} {:>10} {:>10} {:>7} {:>10}{}",
         "round",
         "ingest p50",
         "p99 ms",
@@ -788,13 +913,15 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         "bare p50",
         "p99 ms",
         "slow",
-        "broker µs"
+        "broker µs",
+        if peer_i.is_some() { format!(" {:>10} {:>10} {:>7}", "peer p50", "p99 ms", "slow") } else { String::new() }
     );
     let over = Duration::from_millis(25);
     let slow = |samples: &[Sample]| samples.iter().filter(|s| s.latency > over).count();
-    let (mut ingest_p99s, mut bare_p99s, mut worst) = (Vec::new(), Vec::new(), None::<(f64, Vec<_>, Vec<_>)>);
+    let (mut ingest_p99s, mut bare_p99s, mut peer_p99s) = (Vec::new(), Vec::new(), Vec::new());
+    let mut worst = None::<(f64, Vec<_>, Vec<_>)>;
     // Every round's latencies and errors, for the p99 of the whole half-load time.
-    let (mut ingest_all, mut bare_all) = ((Vec::new(), 0u64), (Vec::new(), 0u64));
+    let (mut ingest_all, mut bare_all, mut peer_all) = ((Vec::new(), 0u64), (Vec::new(), 0u64), (Vec::new(), 0u64));
     for round in 1..=rounds {
         let (metrics_before, broker_before) = (scrape().await, cpu_seconds(broker_pid));
         let (round_started, machine_before) = (Instant::now(), MachineCpu::now());
@@ -806,8 +933,17 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
         let (bare, bare_samples) = open_loop(&load, Target::BareProducer, half, duration).await;
         let broker_after = cpu_seconds(broker_pid);
         let per_record = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
+        let peer_columns = if peer_i.is_some() {
+            let (f, samples) = open_loop(&load, Target::SvixBridge, half, duration).await;
+            peer_p99s.push(f.p99_ms);
+            peer_all.0.extend(samples.iter().map(|s| s.latency));
+            peer_all.1 += f.errors;
+            format!(" {:>10.2} {:>10.2} {:>7}", f.p50_ms, f.p99_ms, slow(&samples) + f.errors as usize)
+        } else {
+            String::new()
+        };
         println!(
-            "{:>7} {:>10.2} {:>10.2} {:>7} {:>9.0} {:>10.0} {:>9.1} {:>9.0} {:>10.2} {:>10.2} {:>7} {:>10.0}",
+            "{:>7} {:>10.2} {:>10.2} {:>7} {:>9.0} {:>10.0} {:>9.1} {:>9.0} {:>10.2} {:>10.2} {:>7} {:>10.0}{peer_columns}",
             round,
             open.p50_ms,
             open.p99_ms,
@@ -836,12 +972,20 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     }
     let list = |v: &[f64]| v.iter().map(|p| format!("{p:.2}")).collect::<Vec<_>>().join(", ");
     println!(
-        "half-load p99 over all {} s: ingest {:.2} ms, bare producer {:.2} ms   (target ingest p99 ≤ 25 ms)",
+        "half-load p99 over all {} s: ingest {:.2} ms, bare producer {:.2} ms{}   (target ingest p99 ≤ 25 ms)",
         rounds * duration.as_secs(),
         pooled_p99_ms(ingest_all.0, ingest_all.1),
-        pooled_p99_ms(bare_all.0, bare_all.1)
+        pooled_p99_ms(bare_all.0, bare_all.1),
+        if peer_i.is_some() {
+            format!(", svix-bridge {:.2} ms", pooled_p99_ms(peer_all.0, peer_all.1))
+        } else {
+            String::new()
+        }
     );
     println!("  by round, ingest: {} ms; bare producer: {} ms", list(&ingest_p99s), list(&bare_p99s));
+    if peer_i.is_some() {
+        println!("  by round, svix-bridge: {} ms", list(&peer_p99s));
+    }
     if let Some((p99, samples, round_hiccups)) = worst {
         println!("  ingest's worst round (p99 {p99:.2} ms), slow requests in time: {}", tail_shape(&samples, over));
         let listed: Vec<_> = round_hiccups
@@ -856,16 +1000,19 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     }
     sampler.abort();
     let (_, hwm) = rss_mib(ingest_pid);
-    let peak = peak_rss.load(Ordering::Relaxed) as f64 / 1024.0;
+    let [ingest_peak, peer_peak] = [0, 1].map(|i| peak_rss[i].load(Ordering::Relaxed) as f64 / 1024.0);
     println!(
-        "ingest memory: idle {idle_rss:.1} MiB, peak under load {peak:.1} MiB, VmHWM {hwm:.1} MiB   (target < 64 MiB)"
+        "ingest memory: idle {idle_rss:.1} MiB, peak under load {ingest_peak:.1} MiB, VmHWM {hwm:.1} MiB   (target < 64 MiB)"
     );
+    if peer_pid.is_some() {
+        println!("svix-bridge memory: peak under load {peer_peak:.1} MiB");
+    }
     if let Some(pid) = broker.pid() {
         println!("(broker pid {pid}: {:.0} MiB RSS at the end)", rss_mib(pid).0);
     }
 
-    let _ = ingest.kill();
-    let _ = ingest.wait();
-    let _ = plain.kill();
-    let _ = plain.wait();
+    for child in [Some(&mut ingest), Some(&mut plain), peer.as_mut()].into_iter().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -54,6 +54,7 @@ async fn schema_registry_framing_is_read_by_confluent_kafka_and_by_hooklake() {
     let prefix = topic_prefix();
     let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh())
         .with_source("open", |s| s.id_header("x-request-id"))
+        .ingest("record_headers", true)
         .schema_registry(&registry.url);
     let ingest = TestIngest::start(&config.to_toml()).await;
     let bodies = [r#"{"type":"a","n":1}"#, r#"{"type":"b","n":2}"#, r#"{"n":3}"#];
@@ -79,7 +80,13 @@ async fn schema_registry_framing_is_read_by_confluent_kafka_and_by_hooklake() {
         let i: usize = r["key"].as_str().unwrap()[3..].parse().unwrap();
         assert_eq!(r["envelope"]["payload"], bodies[i]);
         assert_eq!(r["envelope"]["message_id"], format!("cf-{i}"));
-        assert!(r["headers"]["content-type"].as_str().unwrap().contains("framing=confluent"));
+        // `ingest.record_headers = true`: the three headers of docs/design.md.
+        assert_eq!(r["headers"]["hooklake-source"], "open");
+        assert_eq!(r["headers"]["hooklake-message-id"], format!("cf-{i}"));
+        assert_eq!(
+            r["headers"]["content-type"],
+            "application/vnd.hooklake.webhook-envelope.v1+avro; framing=confluent"
+        );
     }
 
     // hooklake's own decoder reads the same bytes.

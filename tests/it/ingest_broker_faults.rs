@@ -70,7 +70,7 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
 async fn clients_of_a_broker_advertising_a_delay_proxy_go_through_it() {
     const DELAY: Duration = Duration::from_millis(200);
     let proxy_port = free_port();
-    let broker = Broker::start_behind(proxy_port);
+    let broker = Broker::start_behind("sqlite", proxy_port);
     let _proxy = tokio::process::Command::new(tools::python())
         .arg(tools::py_script("delay_proxy.py"))
         .args([proxy_port.to_string(), broker.port.to_string(), DELAY.as_millis().to_string()])

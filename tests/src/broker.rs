@@ -35,10 +35,10 @@ impl Broker {
         Self::start_as(storage, None)
     }
 
-    /// Starts a broker (SQLite) whose metadata sends clients to a proxy on 127.0.0.1 at
-    /// `proxy_port` (`hooklake broker --advertise`); the caller starts the proxy.
-    pub fn start_behind(proxy_port: u16) -> Self {
-        Self::start_as("sqlite", Some(proxy_port))
+    /// Starts a broker with `storage` whose metadata sends clients to a proxy on 127.0.0.1
+    /// at `proxy_port` (`hooklake broker --advertise`); the caller starts the proxy.
+    pub fn start_behind(storage: &str, proxy_port: u16) -> Self {
+        Self::start_as(storage, Some(proxy_port))
     }
 
     fn start_as(storage: &str, advertise: Option<u16>) -> Self {

@@ -92,12 +92,16 @@ pub fn max_record_bytes(config: &Config) -> u64 {
     hooklake_schemas::kafka::max_record_bytes(config.ingest.max_body_bytes.get())
 }
 
-/// The record as rdkafka sends it: topic, key, value and headers.
+/// The record as rdkafka sends it: topic, key, value and headers (none when it has none).
 pub fn future_record(record: &OutgoingRecord) -> FutureRecord<'_, String, Vec<u8>> {
+    let future = FutureRecord::to(&record.topic).key(&record.key).payload(&record.value);
+    if record.headers.is_empty() {
+        return future;
+    }
     let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
         h.insert(Header { key: k, value: Some(v.as_bytes()) })
     });
-    FutureRecord::to(&record.topic).key(&record.key).payload(&record.value).headers(headers)
+    future.headers(headers)
 }
 
 pub struct KafkaPublisher {

@@ -33,19 +33,26 @@ pub struct OutgoingRecord {
 
 impl OutgoingRecord {
     /// The record of one envelope, as docs/design.md ("Kafka record") fixes it: keyed by
-    /// `message_id`, with the `hooklake-source`, `hooklake-message-id` and `content-type`
-    /// headers. `value` is the encoded envelope and `content_type` names its framing.
-    pub fn for_envelope(topic: Arc<str>, envelope: &EnvelopeRef<'_>, value: Vec<u8>, content_type: &str) -> Self {
-        Self {
-            topic,
-            key: envelope.message_id.to_owned(),
-            value,
-            headers: vec![
+    /// `message_id`, `value` the encoded envelope. With `headers` (`ingest.record_headers`)
+    /// it also carries the `hooklake-source`, `hooklake-message-id` and `content-type`
+    /// headers, `content_type` naming the value's framing.
+    pub fn for_envelope(
+        topic: Arc<str>,
+        envelope: &EnvelopeRef<'_>,
+        value: Vec<u8>,
+        headers: bool,
+        content_type: &str,
+    ) -> Self {
+        let headers = if headers {
+            vec![
                 (HEADER_SOURCE, envelope.source.to_owned()),
                 (HEADER_MESSAGE_ID, envelope.message_id.to_owned()),
                 (HEADER_CONTENT_TYPE, content_type.to_owned()),
-            ],
-        }
+            ]
+        } else {
+            Vec::new()
+        };
+        Self { topic, key: envelope.message_id.to_owned(), value, headers }
     }
 }
 

@@ -227,6 +227,12 @@ pub struct IngestConfig {
     /// Most requests handled at once; beyond it requests get 503 `overloaded` at once. With
     /// `max_body_bytes` it bounds the memory bodies can take (docs/design.md, "Limits").
     pub max_in_flight: u32,
+    /// Whether records carry the `hooklake-source`, `hooklake-message-id` and
+    /// `content-type` headers. The envelope holds the same facts (its framing shows in its
+    /// first bytes), so they are off by default: a broker that stores each header as a row
+    /// of its own, as tansu does, takes about 2.7 times as long per record with them
+    /// (BENCHMARKS.md, "What the durable broker charges per record").
+    pub record_headers: bool,
 }
 
 impl Default for IngestConfig {
@@ -242,6 +248,7 @@ impl Default for IngestConfig {
             header_read_timeout: HumanDuration::from_secs(10),
             max_connections: 1024,
             max_in_flight: 256,
+            record_headers: false,
         }
     }
 }
