@@ -639,24 +639,14 @@ receivers:
 /// The broker, behind tests/py/delay_proxy.py when `BENCH_BROKER_DELAY_MS` is set: every
 /// answer then reaches the clients that many milliseconds late.
 async fn start_broker(storage: &str) -> (Broker, Option<tokio::process::Child>) {
-    let Some(delay) = std::env::var("BENCH_BROKER_DELAY_MS").ok().filter(|d| d != "0" && !d.is_empty()) else {
-        return (Broker::start_with_storage(storage), None);
-    };
-    let proxy_port = free_port();
-    let broker = Broker::start_behind(storage, proxy_port);
-    let proxy = tokio::process::Command::new(tools::python())
-        .arg(tools::py_script("delay_proxy.py"))
-        .args([proxy_port.to_string(), broker.port.to_string(), delay])
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tests/py/delay_proxy.py");
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.is_ok() {
-            return (broker, Some(proxy));
+    match std::env::var("BENCH_BROKER_DELAY_MS").ok().filter(|d| d != "0" && !d.is_empty()) {
+        Some(ms) => {
+            let delay = Duration::from_millis(ms.parse().expect("BENCH_BROKER_DELAY_MS: milliseconds"));
+            let (broker, proxy) = Broker::start_delayed(storage, delay).await;
+            (broker, Some(proxy))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        None => (Broker::start_with_storage(storage), None),
     }
-    panic!("the delay proxy did not listen on {proxy_port}");
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

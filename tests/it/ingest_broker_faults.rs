@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hooklake_tests::{broker::Broker, eventually, free_port, http, ingest::TestIngest, kafka, python, tools, unique};
+use hooklake_tests::{broker::Broker, eventually, http, ingest::TestIngest, kafka, python, unique};
 use rdkafka::producer::{FutureRecord, Producer};
 
 use crate::common::{Secrets, config, topic_prefix};
@@ -69,23 +69,13 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
 #[tokio::test(flavor = "multi_thread")]
 async fn clients_of_a_broker_advertising_a_delay_proxy_go_through_it() {
     const DELAY: Duration = Duration::from_millis(200);
-    let proxy_port = free_port();
-    let broker = Broker::start_behind("sqlite", proxy_port);
-    let _proxy = tokio::process::Command::new(tools::python())
-        .arg(tools::py_script("delay_proxy.py"))
-        .args([proxy_port.to_string(), broker.port.to_string(), DELAY.as_millis().to_string()])
-        .kill_on_drop(true)
-        .spawn()
-        .expect("tests/py/delay_proxy.py");
-    eventually(Duration::from_secs(10), "the proxy listening", || async {
-        tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.ok().map(drop)
-    })
-    .await;
+    let (broker, _proxy) = Broker::start_delayed("sqlite", DELAY).await;
     let topic = unique("advertised");
     kafka::create_topic(&broker.bootstrap(), &topic, 1).await;
     let producer = kafka::producer(&broker.bootstrap());
     let metadata = producer.client().fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
     let ports: Vec<i32> = metadata.brokers().iter().map(|b| b.port()).collect();
+    let proxy_port = broker.advertised_port().expect("a proxy");
     assert_eq!(ports, [i32::from(proxy_port)], "the broker advertises the proxy");
     let send = |payload: &'static str| {
         producer.send(FutureRecord::to(&topic).key("k").payload(payload), Duration::from_secs(10))

@@ -35,10 +35,24 @@ impl Broker {
         Self::start_as(storage, None)
     }
 
-    /// Starts a broker with `storage` whose metadata sends clients to a proxy on 127.0.0.1
-    /// at `proxy_port` (`hooklake broker --advertise`); the caller starts the proxy.
-    pub fn start_behind(storage: &str, proxy_port: u16) -> Self {
-        Self::start_as(storage, Some(proxy_port))
+    /// Starts a broker with `storage` behind tests/py/delay_proxy.py: its metadata sends
+    /// clients to the proxy (`hooklake broker --advertise`), which hands them everything
+    /// the broker answers `delay` late. Returns once the proxy listens; dropping the
+    /// returned child stops the proxy.
+    pub async fn start_delayed(storage: &str, delay: Duration) -> (Self, tokio::process::Child) {
+        let proxy_port = free_port();
+        let broker = Self::start_as(storage, Some(proxy_port));
+        let proxy = tokio::process::Command::new(tools::python())
+            .arg(tools::py_script("delay_proxy.py"))
+            .args([proxy_port.to_string(), broker.port.to_string(), delay.as_millis().to_string()])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tests/py/delay_proxy.py");
+        crate::eventually(Duration::from_secs(10), "the delay proxy listening", || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.ok().map(drop)
+        })
+        .await;
+        (broker, proxy)
     }
 
     fn start_as(storage: &str, advertise: Option<u16>) -> Self {
@@ -61,6 +75,11 @@ impl Broker {
     /// The broker's process id (for resource measurements).
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
+    }
+
+    /// The port of the proxy the broker sends clients to (`--advertise`), if any.
+    pub fn advertised_port(&self) -> Option<u16> {
+        self.advertise
     }
 
     /// `host:port` for Kafka clients.
