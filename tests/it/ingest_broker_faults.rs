@@ -88,3 +88,156 @@ async fn clients_of_a_broker_advertising_a_delay_proxy_go_through_it() {
     assert!(took >= DELAY, "acknowledged in {took:?}, before the proxy's delay");
     assert_eq!(kafka::record_count(&broker.bootstrap(), &topic), 2);
 }
+
+/// Behind a broker that answers late (acks=all across zones), ingest's idempotent producer
+/// keeps several batches of one partition in flight, up to the broker's de-duplication
+/// window of 5, not one: librdkafka 2.12.1 counted that window in messages, so a batch of
+/// 5 records held the partition until its answer came back (vendor/README.md). The proxy
+/// reads the Kafka frames and reports the most Produce requests it saw in flight on one
+/// connection. Every webhook answered 200 is on the topic exactly once.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is_lost() {
+    const WEBHOOKS: usize = 40;
+    // 40 webhooks at once are 8 batches of the one partition. The deadline leaves room for
+    // 8 round trips one after the other, so that a producer that does not pipeline fails
+    // the count below, not the answers.
+    let (broker, _proxy, ingest, topic) = ingest_behind_a_slow_link(Duration::from_millis(500)).await;
+
+    let client = http::client();
+    let answers = futures::future::join_all((0..WEBHOOKS).map(|n| {
+        client
+            .post(ingest.url("open"))
+            .header("content-type", "application/json")
+            .body(format!("{{\"n\":{n}}}"))
+            .timeout(Duration::from_secs(60))
+            .send()
+    }))
+    .await;
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    }
+
+    let in_flight = broker.proxy_stats().expect("the proxy counts Produce requests").max_produce_in_flight;
+    eprintln!("at most {in_flight} Produce requests in flight on one connection");
+    assert!(
+        (2..=5).contains(&in_flight),
+        "at most {in_flight} Produce requests in flight on the producer's connection: between 2 and \
+         the broker's de-duplication window of 5 expected"
+    );
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &topic), WEBHOOKS as i64, "each webhook once");
+    let records = python::consume(&broker.bootstrap(), &topic, WEBHOOKS, None).await;
+    let mut payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
+    payloads.sort_unstable();
+    let mut sent: Vec<String> = (0..WEBHOOKS).map(|n| format!("{{\"n\":{n}}}")).collect();
+    sent.sort_unstable();
+    assert_eq!(payloads, sent);
+    ingest.stop().await;
+}
+
+/// The idempotent producer has several batches of one partition in flight behind a slow
+/// link, and loses their answers twice: the link is cut (the broker has written the
+/// batches; the answers the proxy still held are dropped), then the broker is killed
+/// (SIGKILL) and restarted on its data 2 s later. librdkafka resends every unanswered
+/// batch, in order, with the same sequence numbers, and the broker's de-duplication window
+/// (5 batches) must drop the ones it already has. 20 senders keep sending throughout:
+/// every webhook answered 200 is on the topic exactly once, and nothing is on it twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_batches_whose_answers_are_lost_are_on_the_topic_once_each() {
+    const SENDERS: usize = 20;
+    let (mut broker, proxy, ingest, topic) = ingest_behind_a_slow_link(Duration::from_millis(300)).await;
+
+    // Each sender posts its numbered webhooks one after the other until told to stop, and
+    // returns each body with the status it got (0: no answer).
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let senders: Vec<_> = (0..SENDERS)
+        .map(|sender| {
+            let (url, stop) = (ingest.url("open"), stop.clone());
+            tokio::spawn(async move {
+                let client = http::client();
+                let mut sent = Vec::new();
+                for n in 0.. {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let body = format!("{{\"sender\":{sender},\"n\":{n}}}");
+                    let status = match client
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .timeout(Duration::from_secs(60))
+                        .send()
+                        .await
+                    {
+                        Ok(answer) => answer.status().as_u16(),
+                        Err(_) => 0,
+                    };
+                    sent.push((body, status));
+                }
+                sent
+            })
+        })
+        .collect();
+
+    eventually(Duration::from_secs(30), "several Produce requests in flight", || async {
+        (broker.proxy_stats()?.max_produce_in_flight >= 3).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    Broker::cut_proxy_connections(&proxy);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::task::block_in_place(|| broker.kill());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::task::block_in_place(|| broker.restart());
+    eventually(Duration::from_secs(60), "ingest ready again", || async {
+        (ingest.readyz().await == 200).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+
+    let mut accepted = Vec::new();
+    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
+    for sender in senders {
+        for (body, status) in sender.await.expect("sender") {
+            *answers.entry(status).or_default() += 1;
+            if status == 200 {
+                accepted.push(body);
+            }
+        }
+    }
+    let counted = broker.proxy_stats().expect("the proxy counts Produce requests");
+    eprintln!("answers by status {answers:?}; {counted:?}");
+    assert!(accepted.len() > SENDERS * 4, "too few webhooks accepted to test anything: {answers:?}");
+    assert!(counted.produce_cut_off >= 2, "several Produce requests should have lost their answers: {counted:?}");
+
+    let on_topic = kafka::record_count(&broker.bootstrap(), &topic);
+    let records = python::consume(&broker.bootstrap(), &topic, usize::try_from(on_topic).unwrap(), None).await;
+    let mut copies = std::collections::HashMap::<String, usize>::new();
+    for record in &records {
+        *copies.entry(record["envelope"]["payload"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "on the topic more than once: {twice:?}");
+    let missing: Vec<_> = accepted.iter().filter(|body| !copies.contains_key(*body)).collect();
+    assert!(missing.is_empty(), "answered 200 and not on the topic: {missing:?}");
+    ingest.stop().await;
+}
+
+/// A broker behind the delay proxy (answers `delay` late, Produce requests counted), and
+/// ingest in front of it, ready, with source `open` on a topic of one partition (returned)
+/// and batches of at most 5 records, so that a few webhooks at once make several batches
+/// of that partition. The response deadline (30 s) outlasts many round trips.
+async fn ingest_behind_a_slow_link(delay: Duration) -> (Broker, tokio::process::Child, TestIngest, String) {
+    let (broker, proxy) = Broker::start_delayed_counting("sqlite", delay).await;
+    let s = Secrets::fresh();
+    let prefix = topic_prefix();
+    let config = config(&broker.bootstrap(), &prefix, &s)
+        .topic_partitions(1)
+        .ingest("response_deadline", "30s")
+        .kafka_property("batch.num.messages", "5");
+    let ingest = TestIngest::start(&config.to_toml()).await;
+    eventually(Duration::from_secs(60), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
+        .await;
+    (broker, proxy, ingest, format!("{prefix}.open"))
+}

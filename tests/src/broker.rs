@@ -12,6 +12,16 @@ use std::{
 
 use crate::{free_port, tools};
 
+/// Produce requests seen by tests/py/delay_proxy.py ([`Broker::proxy_stats`]).
+#[derive(Debug, Clone, Copy, serde::Deserialize)]
+pub struct ProxyStats {
+    /// The most Produce requests one client connection had in flight (sent, answer not yet
+    /// handed back).
+    pub max_produce_in_flight: u64,
+    /// Produce requests whose connection closed before their answer came back.
+    pub produce_cut_off: u64,
+}
+
 #[derive(Debug)]
 pub struct Broker {
     pub port: u16,
@@ -40,19 +50,55 @@ impl Broker {
     /// the broker answers `delay` late. Returns once the proxy listens; dropping the
     /// returned child stops the proxy.
     pub async fn start_delayed(storage: &str, delay: Duration) -> (Self, tokio::process::Child) {
+        Self::start_behind_proxy(storage, delay, false).await
+    }
+
+    /// [`Broker::start_delayed`], with a proxy that also reads the Kafka frames and keeps
+    /// the most Produce requests one connection had in flight
+    /// ([`Broker::proxy_stats`]). The parsing costs the proxy CPU, so
+    /// benchmarks use the plain one.
+    pub async fn start_delayed_counting(storage: &str, delay: Duration) -> (Self, tokio::process::Child) {
+        Self::start_behind_proxy(storage, delay, true).await
+    }
+
+    async fn start_behind_proxy(storage: &str, delay: Duration, count: bool) -> (Self, tokio::process::Child) {
         let proxy_port = free_port();
         let broker = Self::start_as(storage, Some(proxy_port));
-        let proxy = tokio::process::Command::new(tools::python())
-            .arg(tools::py_script("delay_proxy.py"))
-            .args([proxy_port.to_string(), broker.port.to_string(), delay.as_millis().to_string()])
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tests/py/delay_proxy.py");
+        let mut proxy = tokio::process::Command::new(tools::python());
+        proxy.arg(tools::py_script("delay_proxy.py")).args([
+            proxy_port.to_string(),
+            broker.port.to_string(),
+            delay.as_millis().to_string(),
+        ]);
+        if count {
+            proxy.arg(broker.proxy_stats_path());
+        }
+        let proxy = proxy.kill_on_drop(true).spawn().expect("tests/py/delay_proxy.py");
         crate::eventually(Duration::from_secs(10), "the delay proxy listening", || async {
             tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.ok().map(drop)
         })
         .await;
         (broker, proxy)
+    }
+
+    /// Cuts every connection through the delay proxy at once (SIGUSR1), dropping the
+    /// answers it still holds: the broker has written those requests, and the clients must
+    /// resend them without knowing.
+    pub fn cut_proxy_connections(proxy: &tokio::process::Child) {
+        let pid = proxy.id().expect("the delay proxy is running");
+        let status = Command::new("kill").args(["-USR1", &pid.to_string()]).status().expect("kill");
+        assert!(status.success(), "kill -USR1 {pid}: {status}");
+    }
+
+    fn proxy_stats_path(&self) -> PathBuf {
+        self.dir.path().join("proxy-stats.json")
+    }
+
+    /// What the proxy counted of the Produce requests through it, when it counts them
+    /// ([`Broker::start_delayed_counting`]).
+    pub fn proxy_stats(&self) -> Option<ProxyStats> {
+        let text = std::fs::read_to_string(self.proxy_stats_path()).ok()?;
+        Some(serde_json::from_str(&text).expect("the proxy's stats"))
     }
 
     fn start_as(storage: &str, advertise: Option<u16>) -> Self {

@@ -4064,9 +4064,13 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                 }
 
                 /* Limit the number of in-flight requests (per partition)
-                 * to the broker's sequence de-duplication window. */
-                max_requests = RD_MIN(max_requests,
-                                      RD_KAFKA_IDEMP_MAX_INFLIGHT - inflight);
+                 * to the broker's sequence de-duplication window, which
+                 * holds batches: count batches, not the messages in them
+                 * (`inflight`, which the drain above waits on). */
+                max_requests = RD_MIN(
+                    max_requests,
+                    RD_KAFKA_IDEMP_MAX_INFLIGHT -
+                        rd_atomic32_get(&rktp->rktp_batches_inflight));
                 if (max_requests <= 0) {
                         /* The in-flight response wakes us: a ready batch
                          * must not turn the wait into a busy loop. */
