@@ -19,7 +19,7 @@ pub async fn dev(config: Arc<Config>, config_label: &str) -> anyhow::Result<()> 
         let _ = rx.wait_for(|stop| *stop).await;
     };
     let listeners = crate::ingest_listeners(&config).await?;
-    let sink_admin = crate::bind(config.sink.admin_listen, "sink.admin_listen").await?;
+    let sink_admin = crate::bind(config.sink.admin_listen, "sink.admin_listen")?;
     let mut ingest = tokio::spawn(hooklake_ingest::run(config.clone(), listeners, stopped(stop_rx.clone())));
     let sink_config = config.clone();
     let sink_stop = stopped(stop_rx);

@@ -220,13 +220,13 @@ async fn ingest(config: Arc<Config>) -> anyhow::Result<()> {
 /// Binds `ingest.listen` and `ingest.admin_listen`.
 async fn ingest_listeners(config: &Config) -> anyhow::Result<hooklake_ingest::Listeners> {
     Ok(hooklake_ingest::Listeners {
-        http: bind(config.ingest.listen, "ingest.listen").await?,
-        admin: bind(config.ingest.admin_listen, "ingest.admin_listen").await?,
+        http: bind(config.ingest.listen, "ingest.listen")?,
+        admin: bind(config.ingest.admin_listen, "ingest.admin_listen")?,
     })
 }
 
 async fn sink(config: Arc<Config>) -> anyhow::Result<()> {
-    let admin = bind(config.sink.admin_listen, "sink.admin_listen").await?;
+    let admin = bind(config.sink.admin_listen, "sink.admin_listen")?;
     hooklake_sink::serve(&config, admin, telemetry::shutdown_signal()).await?;
     Ok(())
 }
@@ -257,8 +257,8 @@ fn print_report(report: &hooklake_sink::RunReport) {
     }
 }
 
-async fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
-    TcpListener::bind(addr).await.with_context(|| format!("{key}: cannot listen on {addr}"))
+fn bind(addr: std::net::SocketAddr, key: &str) -> anyhow::Result<TcpListener> {
+    hooklake_ingest::connections::listen(addr).with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
 fn check_config(path: &std::path::Path) -> anyhow::Result<()> {

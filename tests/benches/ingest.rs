@@ -94,7 +94,8 @@ fn serve_plain(port: u16) {
             "/webhook/{source}",
             axum::routing::post(|_body: Bytes| async { axum::Json(serde_json::json!({"message_id": "x"})) }),
         );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        // ingest's backlog, so that a burst of connections costs both the same.
+        let listener = hooklake_ingest::connections::listen(([127, 0, 0, 1], port).into()).expect("bind");
         axum::serve(listener, app).await.expect("serve");
     });
 }

@@ -112,3 +112,61 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
         assert!(!logs.contains(&secret), "a secret ({}…) appears in the trace logs", &secret[..6]);
     }
 }
+
+/// A burst of connections while ingest cannot accept them (the process stopped, as when it
+/// is starved of CPU): the kernel completes them and queues them for ingest, up to the
+/// listen backlog. hooklake asks for 4096; with tokio's default of 128 the kernel drops
+/// the SYNs beyond it, and each of those clients waits 1 s, then 3 s, to try again. When
+/// ingest runs again, every queued connection is served.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries() {
+    const CONNECTIONS: usize = 400;
+    let broker = TestBroker::get();
+    let s = Secrets::fresh();
+    let prefix = topic_prefix();
+    let (port, admin) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("hooklake.toml");
+    let text =
+        config(&broker.bootstrap(), &prefix, &s).ingest_ports(port, admin).ingest("max_in_flight", 512).to_toml();
+    std::fs::write(&config_path, text).unwrap();
+    let mut child = Command::new(tools::hooklake_bin())
+        .args(["ingest", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
+    eventually(Duration::from_secs(30), "ingest ready", || async {
+        let r = http::client().get(&admin_url).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
+
+    let signal = |name: &str| {
+        let status = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {name}");
+    };
+    let addr = format!("127.0.0.1:{port}");
+    signal("-STOP");
+    let connecting = (0..CONNECTIONS).map(|_| tokio::time::timeout(Duration::from_secs(2), RawConn::connect(&addr)));
+    let connected: Vec<RawConn> = futures::future::join_all(connecting).await.into_iter().flatten().collect();
+    signal("-CONT");
+    assert_eq!(
+        connected.len(),
+        CONNECTIONS,
+        "connections completed within 2 s while ingest was stopped: the rest waited for a SYN retry"
+    );
+
+    let answers = futures::future::join_all(connected.into_iter().enumerate().map(|(n, mut conn)| async move {
+        let body = format!("{{\"n\":{n}}}");
+        conn.post("/webhook/open", &[("content-type", "application/json")], body.as_bytes()).await;
+        conn.read_response().await.map(|r| r.status)
+    }))
+    .await;
+    assert!(answers.iter().all(|a| *a == Some(200)), "{answers:?}");
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), CONNECTIONS as i64);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
