@@ -41,12 +41,7 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
-    eventually(Duration::from_secs(30), "ingest ready", || async {
-        let r = http::client().get(&admin_url).send().await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    until_ready(admin).await;
 
     // Traffic through every scheme: accepted and rejected.
     let now = unix_now();
@@ -121,28 +116,20 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries() {
     const CONNECTIONS: usize = 400;
-    let broker = TestBroker::get();
-    let s = Secrets::fresh();
-    let prefix = topic_prefix();
+    let (broker, prefix) = (TestBroker::get(), topic_prefix());
     let (port, admin) = (free_port(), free_port());
+    // More requests at once than the default `max_in_flight` of 256.
+    let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh()).ingest_ports(port, admin);
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("hooklake.toml");
-    let text =
-        config(&broker.bootstrap(), &prefix, &s).ingest_ports(port, admin).ingest("max_in_flight", 512).to_toml();
-    std::fs::write(&config_path, text).unwrap();
+    let config_path = dir.path().join("burst.toml");
+    std::fs::write(&config_path, config.ingest("max_in_flight", 512).to_toml()).unwrap();
     let mut child = Command::new(tools::hooklake_bin())
         .args(["ingest", "--config"])
         .arg(&config_path)
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
-    eventually(Duration::from_secs(30), "ingest ready", || async {
-        let r = http::client().get(&admin_url).send().await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
+    until_ready(admin).await;
 
     let signal = |name: &str| {
         let status = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap();
@@ -169,4 +156,14 @@ async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries()
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), CONNECTIONS as i64);
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Waits until the ingest process with admin port `admin` answers `/readyz` with 200.
+async fn until_ready(admin: u16) {
+    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
+    eventually(Duration::from_secs(30), "ingest ready", || async {
+        let r = http::client().get(&admin_url).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
 }
