@@ -3,7 +3,14 @@
 
 use std::time::{Duration, Instant};
 
-use hooklake_tests::{broker::Broker, eventually, http, ingest::TestIngest, kafka, python, unique};
+use hooklake_tests::{
+    broker::Broker,
+    eventually, http,
+    ingest::TestIngest,
+    kafka, python,
+    traffic::{Load, Target, Traffic},
+    unique,
+};
 use rdkafka::producer::{FutureRecord, Producer};
 
 use crate::common::{Secrets, config, topic_prefix};
@@ -101,7 +108,8 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
     // 40 webhooks at once are 8 batches of the one partition. The deadline leaves room for
     // 8 round trips one after the other, so that a producer that does not pipeline fails
     // the count below, not the answers.
-    let (broker, _proxy, ingest, topic) = ingest_behind_a_slow_link(Duration::from_millis(500)).await;
+    let SlowLink { broker, proxy: _proxy, ingest, prefix, .. } = SlowLink::start(Duration::from_millis(500)).await;
+    let topic = format!("{prefix}.open");
 
     let client = http::client();
     let answers = futures::future::join_all((0..WEBHOOKS).map(|n| {
@@ -144,40 +152,10 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
 /// every webhook answered 200 is on the topic exactly once, and nothing is on it twice.
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_batches_whose_answers_are_lost_are_on_the_topic_once_each() {
-    const SENDERS: usize = 20;
-    let (mut broker, proxy, ingest, topic) = ingest_behind_a_slow_link(Duration::from_millis(300)).await;
-
-    // Each sender posts its numbered webhooks one after the other until told to stop, and
-    // returns each body with the status it got (0: no answer).
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let senders: Vec<_> = (0..SENDERS)
-        .map(|sender| {
-            let (url, stop) = (ingest.url("open"), stop.clone());
-            tokio::spawn(async move {
-                let client = http::client();
-                let mut sent = Vec::new();
-                for n in 0.. {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        break;
-                    }
-                    let body = format!("{{\"sender\":{sender},\"n\":{n}}}");
-                    let status = match client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .timeout(Duration::from_secs(60))
-                        .send()
-                        .await
-                    {
-                        Ok(answer) => answer.status().as_u16(),
-                        Err(_) => 0,
-                    };
-                    sent.push((body, status));
-                }
-                sent
-            })
-        })
-        .collect();
+    const CLIENTS: usize = 20;
+    let SlowLink { mut broker, proxy, ingest, prefix, secrets } = SlowLink::start(Duration::from_millis(300)).await;
+    let target = Target::new(&ingest.url("keys"), "x-api-key", &secrets.api_key, "pipelined");
+    let traffic = Traffic::start(&target, Load { clients: CLIENTS, pause: Duration::ZERO });
 
     eventually(Duration::from_secs(30), "several Produce requests in flight", || async {
         (broker.proxy_stats()?.max_produce_in_flight >= 3).then_some(())
@@ -194,50 +172,51 @@ async fn pipelined_batches_whose_answers_are_lost_are_on_the_topic_once_each() {
     })
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-
-    let mut accepted = Vec::new();
-    let mut answers = std::collections::BTreeMap::<u16, usize>::new();
-    for sender in senders {
-        for (body, status) in sender.await.expect("sender") {
-            *answers.entry(status).or_default() += 1;
-            if status == 200 {
-                accepted.push(body);
-            }
-        }
-    }
+    let report = traffic.stop().await;
     let counted = broker.proxy_stats().expect("the proxy counts Produce requests");
-    eprintln!("answers by status {answers:?}; {counted:?}");
-    assert!(accepted.len() > SENDERS * 4, "too few webhooks accepted to test anything: {answers:?}");
+    eprintln!("answers {:?}; {counted:?}", report.answers);
+    assert!(report.accepted.len() > CLIENTS * 4, "too few webhooks accepted to test anything: {:?}", report.answers);
     assert!(counted.produce_cut_off >= 2, "several Produce requests should have lost their answers: {counted:?}");
 
+    let topic = format!("{prefix}.keys");
     let on_topic = kafka::record_count(&broker.bootstrap(), &topic);
     let records = python::consume(&broker.bootstrap(), &topic, usize::try_from(on_topic).unwrap(), None).await;
     let mut copies = std::collections::HashMap::<String, usize>::new();
     for record in &records {
-        *copies.entry(record["envelope"]["payload"].as_str().unwrap().to_owned()).or_default() += 1;
+        *copies.entry(record["envelope"]["message_id"].as_str().unwrap().to_owned()).or_default() += 1;
     }
     let twice: Vec<_> = copies.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "on the topic more than once: {twice:?}");
-    let missing: Vec<_> = accepted.iter().filter(|body| !copies.contains_key(*body)).collect();
+    let missing: Vec<_> = report.accepted.iter().filter(|id| !copies.contains_key(*id)).collect();
     assert!(missing.is_empty(), "answered 200 and not on the topic: {missing:?}");
     ingest.stop().await;
 }
 
 /// A broker behind the delay proxy (answers `delay` late, Produce requests counted), and
-/// ingest in front of it, ready, with source `open` on a topic of one partition (returned)
-/// and batches of at most 5 records, so that a few webhooks at once make several batches
-/// of that partition. The response deadline (30 s) outlasts many round trips.
-async fn ingest_behind_a_slow_link(delay: Duration) -> (Broker, tokio::process::Child, TestIngest, String) {
-    let (broker, proxy) = Broker::start_delayed_counting("sqlite", delay).await;
-    let s = Secrets::fresh();
-    let prefix = topic_prefix();
-    let config = config(&broker.bootstrap(), &prefix, &s)
-        .topic_partitions(1)
-        .ingest("response_deadline", "30s")
-        .kafka_property("batch.num.messages", "5");
-    let ingest = TestIngest::start(&config.to_toml()).await;
-    eventually(Duration::from_secs(60), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
-        .await;
-    (broker, proxy, ingest, format!("{prefix}.open"))
+/// ingest in front of it, ready, with every source on a topic of one partition and
+/// batches of at most 5 records, so that a few webhooks at once make several batches of
+/// that partition. The response deadline (30 s) outlasts many round trips.
+struct SlowLink {
+    broker: Broker,
+    proxy: tokio::process::Child,
+    ingest: TestIngest,
+    prefix: String,
+    secrets: Secrets,
+}
+
+impl SlowLink {
+    async fn start(delay: Duration) -> Self {
+        let (broker, proxy) = Broker::start_delayed_counting("sqlite", delay).await;
+        let (secrets, prefix) = (Secrets::fresh(), topic_prefix());
+        // `keys` takes the message id from the request, as `Traffic` sends it.
+        let config = config(&broker.bootstrap(), &prefix, &secrets)
+            .with_source("keys", |s| s.id_header("x-request-id"))
+            .topic_partitions(1)
+            .ingest("response_deadline", "30s")
+            .kafka_property("batch.num.messages", "5");
+        let ingest = TestIngest::start(&config.to_toml()).await;
+        eventually(Duration::from_secs(60), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
+            .await;
+        Self { broker, proxy, ingest, prefix, secrets }
+    }
 }

@@ -11,6 +11,7 @@ use hooklake_tests::{
     broker::TestBroker,
     eventually, free_port,
     http::{self, RawConn},
+    ingest_process::IngestProcess,
     kafka, python, tools, unix_now,
 };
 use serde_json::json;
@@ -41,7 +42,12 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
         .unwrap();
-    until_ready(admin).await;
+    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
+    eventually(Duration::from_secs(30), "ingest ready", || async {
+        let r = http::client().get(&admin_url).send().await.ok()?;
+        (r.status() == 200).then_some(())
+    })
+    .await;
 
     // Traffic through every scheme: accepted and rejected.
     let now = unix_now();
@@ -117,29 +123,19 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
 async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries() {
     const CONNECTIONS: usize = 400;
     let (broker, prefix) = (TestBroker::get(), topic_prefix());
-    let (port, admin) = (free_port(), free_port());
     // More requests at once than the default `max_in_flight` of 256.
-    let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh()).ingest_ports(port, admin);
+    let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh()).ingest("max_in_flight", 512);
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("burst.toml");
-    std::fs::write(&config_path, config.ingest("max_in_flight", 512).to_toml()).unwrap();
-    let mut child = Command::new(tools::hooklake_bin())
-        .args(["ingest", "--config"])
-        .arg(&config_path)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    until_ready(admin).await;
+    std::fs::write(&config_path, config.to_toml()).unwrap();
+    let ingest = IngestProcess::start(&config_path, &dir.path().join("ingest.log")).await;
+    ingest.wait_ready().await;
 
-    let signal = |name: &str| {
-        let status = Command::new("kill").args([name, &child.id().to_string()]).status().unwrap();
-        assert!(status.success(), "kill {name}");
-    };
-    let addr = format!("127.0.0.1:{port}");
-    signal("-STOP");
+    let addr = format!("127.0.0.1:{}", ingest.port);
+    ingest.signal("-STOP");
     let connecting = (0..CONNECTIONS).map(|_| tokio::time::timeout(Duration::from_secs(2), RawConn::connect(&addr)));
     let connected: Vec<RawConn> = futures::future::join_all(connecting).await.into_iter().flatten().collect();
-    signal("-CONT");
+    ingest.signal("-CONT");
     assert_eq!(
         connected.len(),
         CONNECTIONS,
@@ -154,16 +150,4 @@ async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries()
     .await;
     assert!(answers.iter().all(|a| *a == Some(200)), "{answers:?}");
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), CONNECTIONS as i64);
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
-
-/// Waits until the ingest process with admin port `admin` answers `/readyz` with 200.
-async fn until_ready(admin: u16) {
-    let admin_url = format!("http://127.0.0.1:{admin}/readyz");
-    eventually(Duration::from_secs(30), "ingest ready", || async {
-        let r = http::client().get(&admin_url).send().await.ok()?;
-        (r.status() == 200).then_some(())
-    })
-    .await;
 }

@@ -82,8 +82,13 @@ impl IngestProcess {
 
     /// SIGTERM, without waiting for the exit.
     pub fn signal_term(&self) {
+        self.signal("-TERM");
+    }
+
+    /// Sends the process a signal (`kill <signal>`: `-TERM`, `-STOP`, `-CONT`).
+    pub fn signal(&self, signal: &str) {
         if let Some(pid) = self.child.as_ref().and_then(Child::id) {
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill").args([signal, &pid.to_string()]).status();
         }
     }
 
