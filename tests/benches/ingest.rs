@@ -28,8 +28,9 @@
 //! this benchmark) and with its SQLite storage (durable; its single writer is then the
 //! bottleneck). `BENCH_BROKER_DELAY_MS` puts tests/py/delay_proxy.py between the broker
 //! and its clients, delaying every answer (acknowledgements included), as a cluster whose
-//! acks=all crosses zones would. BENCHMARKS.md explains the knobs (`BENCH_*`) and the
-//! figures.
+//! acks=all crosses zones would; with `BENCH_PROXY_COUNT=1` the proxy also reports, for
+//! each target, how many Produce requests its connections had in flight and for how long.
+//! BENCHMARKS.md explains the knobs (`BENCH_*`) and the figures.
 //!
 //!   cargo bench -p hooklake-tests --bench ingest [-- --quick]
 
@@ -314,6 +315,39 @@ struct Tally {
     cpu: [f64; 3],
     /// The guest's CPU seconds in all (the three above, other processes, softirqs).
     machine: MachineCpu,
+    /// With `BENCH_PROXY_COUNT`, what the delay proxy counted during the target's slices.
+    produce: ProduceInFlight,
+}
+
+/// Produce requests the delay proxy saw, and how long connections had n ≥ 1 of them in
+/// flight, by n: whether the target's producer sits at a limit of requests in flight.
+#[derive(Default)]
+struct ProduceInFlight {
+    requests: u64,
+    seconds: std::collections::BTreeMap<u64, f64>,
+}
+
+impl ProduceInFlight {
+    fn add(&mut self, (requests, seconds): (u64, std::collections::BTreeMap<u64, f64>)) {
+        self.requests += requests;
+        for (n, s) in seconds {
+            *self.seconds.entry(n).or_default() += s;
+        }
+    }
+
+    /// "Produce 812/s; in flight while busy: mean 3.1, at 1/2/3/4/5/6+: 10/20/…%".
+    fn describe(&self, elapsed: Duration) -> String {
+        let busy: f64 = self.seconds.values().sum();
+        let mean = self.seconds.iter().map(|(n, s)| *n as f64 * s).sum::<f64>() / busy.max(1e-9);
+        let share = |n: u64| self.seconds.get(&n).copied().unwrap_or(0.0) * 100.0 / busy.max(1e-9);
+        let over = self.seconds.range(6..).map(|(_, s)| s).sum::<f64>() * 100.0 / busy.max(1e-9);
+        let by_n: Vec<String> = (1..=5).map(|n| format!("{:.0}", share(n))).chain([format!("{over:.0}")]).collect();
+        format!(
+            "Produce {:.0}/s; requests in flight on a busy connection: mean {mean:.2}, at 1/2/3/4/5/6+: {} % of the time",
+            self.requests as f64 / elapsed.as_secs_f64().max(1e-9),
+            by_n.join("/")
+        )
+    }
 }
 
 /// Sums and counts of two of ingest's histograms: the whole request in its handler, and
@@ -643,11 +677,21 @@ async fn start_broker(storage: &str) -> (Broker, Option<tokio::process::Child>) 
     match std::env::var("BENCH_BROKER_DELAY_MS").ok().filter(|d| d != "0" && !d.is_empty()) {
         Some(ms) => {
             let delay = Duration::from_millis(ms.parse().expect("BENCH_BROKER_DELAY_MS: milliseconds"));
-            let (broker, proxy) = Broker::start_delayed(storage, delay).await;
+            let (broker, proxy) = if proxy_counts() {
+                Broker::start_delayed_counting(storage, delay).await
+            } else {
+                Broker::start_delayed(storage, delay).await
+            };
             (broker, Some(proxy))
         }
         None => (Broker::start_with_storage(storage), None),
     }
+}
+
+/// `BENCH_PROXY_COUNT=1`: the delay proxy also reads the Kafka frames and counts Produce
+/// requests in flight (it costs the proxy some CPU, so it is off by default).
+fn proxy_counts() -> bool {
+    std::env::var("BENCH_PROXY_COUNT").is_ok_and(|v| v == "1")
 }
 
 fn env_or(name: &str, default: u64) -> u64 {
@@ -814,20 +858,28 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                 let pids = [Some(self_pid), server_pid, Some(broker_pid)];
                 let cpu = || pids.map(|p| p.map_or(0.0, cpu_seconds));
                 let (before, machine_before) = (cpu(), MachineCpu::now());
+                let proxy_before = broker.proxy_stats();
                 closed_loop(&load, target, c, duration / slices, tally).await;
                 let (after, machine) = (cpu(), MachineCpu::now().since(machine_before));
                 for k in 0..3 {
                     tally.cpu[k] += after[k] - before[k];
                 }
                 tally.machine += machine;
+                if let Some(earlier) = proxy_before {
+                    // Every request of the slice has been answered; the proxy writes its
+                    // counts every half second.
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    tally.produce.add(broker.proxy_stats().expect("the proxy's counts").since(&earlier));
+                }
             }
         }
         let in_ingest = IngestTimes::scrape(&scrape().await).since(ingest_before);
         let mut rates = vec![0.0; targets.len()];
-        for (i, (&(target, _), tally)) in targets.iter().zip(tallies).enumerate() {
+        for (i, (&(target, _), mut tally)) in targets.iter().zip(tallies).enumerate() {
             let answered = tally.latencies.len() as f64;
             let per_req = |k: usize| tally.cpu[k] * 1e6 / answered.max(1.0);
             let all = tally.machine.busy * 1e6 / answered.max(1.0);
+            let (produce, elapsed) = (std::mem::take(&mut tally.produce), tally.elapsed);
             let f = figures(tally.latencies, tally.errors, tally.elapsed);
             best[i] = best[i].max(f.rps);
             rates[i] = f.rps;
@@ -857,6 +909,9 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                 }
                 Target::BareProducer => println!("{:<16} {:>5} mean {:.2} ms (send to ack)", "", "", f.mean_ms),
                 Target::PlainAxum | Target::SvixBridge => {}
+            }
+            if proxy_counts() && target != Target::PlainAxum {
+                println!("{:<16} {:>5} {}", "", "", produce.describe(elapsed));
             }
         }
         if let Some(p) = peer_i {

@@ -108,7 +108,7 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
     // 40 webhooks at once are 8 batches of the one partition. The deadline leaves room for
     // 8 round trips one after the other, so that a producer that does not pipeline fails
     // the count below, not the answers.
-    let SlowLink { broker, proxy: _proxy, ingest, prefix, .. } = SlowLink::start(Duration::from_millis(500)).await;
+    let SlowLink { broker, proxy: _proxy, ingest, prefix, .. } = SlowLink::start(Duration::from_millis(500), 1).await;
     let topic = format!("{prefix}.open");
 
     let client = http::client();
@@ -143,8 +143,53 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
     ingest.stop().await;
 }
 
-/// The idempotent producer has several batches of one partition in flight behind a slow
-/// link, and loses their answers twice: the link is cut (the broker has written the
+/// The partitions of one broker do not share one window: librdkafka sends a partition's
+/// batch per Produce request, and with idempotence allowed 5 requests in flight per
+/// *connection*, so 3 partitions led by one broker had 5 between them. Each partition now
+/// has its own window of 5, and the connection allows 5 for each (vendor/README.md, third
+/// change). 90 webhooks at once on 3 partitions, in batches of at most 5 records, keep
+/// more than 5 requests in flight on the producer's one connection, never more than 15,
+/// and every webhook is on the topic once.
+#[tokio::test(flavor = "multi_thread")]
+async fn behind_a_slow_broker_each_partition_has_its_own_window_on_the_shared_connection() {
+    const WEBHOOKS: usize = 90;
+    let SlowLink { broker, proxy: _proxy, ingest, prefix, .. } = SlowLink::start(Duration::from_millis(500), 3).await;
+    let topic = format!("{prefix}.open");
+
+    let client = http::client();
+    let answers = futures::future::join_all((0..WEBHOOKS).map(|n| {
+        client
+            .post(ingest.url("open"))
+            .header("content-type", "application/json")
+            .body(format!("{{\"n\":{n}}}"))
+            .timeout(Duration::from_secs(60))
+            .send()
+    }))
+    .await;
+    for answer in answers {
+        let answer = answer.expect("an answer");
+        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+    }
+
+    let in_flight = broker.proxy_stats().expect("the proxy counts Produce requests").max_produce_in_flight;
+    eprintln!("at most {in_flight} Produce requests in flight on one connection, 3 partitions");
+    assert!(
+        (6..=15).contains(&in_flight),
+        "at most {in_flight} Produce requests in flight on the producer's connection to the leader of 3 \
+         partitions: more than one partition's window of 5 expected, and at most 5 for each"
+    );
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &topic), WEBHOOKS as i64, "each webhook once");
+    let records = python::consume(&broker.bootstrap(), &topic, WEBHOOKS, None).await;
+    let mut payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
+    payloads.sort_unstable();
+    let mut sent: Vec<String> = (0..WEBHOOKS).map(|n| format!("{{\"n\":{n}}}")).collect();
+    sent.sort_unstable();
+    assert_eq!(payloads, sent);
+    ingest.stop().await;
+}
+
+/// The idempotent producer has several batches of each of 3 partitions in flight behind a
+/// slow link, on one connection, and loses their answers twice: the link is cut (the broker has written the
 /// batches; the answers the proxy still held are dropped), then the broker is killed
 /// (SIGKILL) and restarted on its data 2 s later. librdkafka resends every unanswered
 /// batch, in order, with the same sequence numbers, and the broker's de-duplication window
@@ -153,7 +198,7 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
 #[tokio::test(flavor = "multi_thread")]
 async fn pipelined_batches_whose_answers_are_lost_are_on_the_topic_once_each() {
     const CLIENTS: usize = 20;
-    let SlowLink { mut broker, proxy, ingest, prefix, secrets } = SlowLink::start(Duration::from_millis(300)).await;
+    let SlowLink { mut broker, proxy, ingest, prefix, secrets } = SlowLink::start(Duration::from_millis(300), 3).await;
     let target = Target::new(&ingest.url("keys"), "x-api-key", &secrets.api_key, "pipelined");
     let traffic = Traffic::start(&target, Load { clients: CLIENTS, pause: Duration::ZERO });
 
@@ -193,9 +238,10 @@ async fn pipelined_batches_whose_answers_are_lost_are_on_the_topic_once_each() {
 }
 
 /// A broker behind the delay proxy (answers `delay` late, Produce requests counted), and
-/// ingest in front of it, ready, with every source on a topic of one partition and
-/// batches of at most 5 records, so that a few webhooks at once make several batches of
-/// that partition. The response deadline (30 s) outlasts many round trips.
+/// ingest in front of it, ready, with every source on a topic of `partitions` partitions
+/// (all led by the one broker) and batches of at most 5 records, so that a few webhooks at
+/// once make several batches of each partition. The response deadline (30 s) outlasts
+/// many round trips.
 struct SlowLink {
     broker: Broker,
     proxy: tokio::process::Child,
@@ -205,13 +251,13 @@ struct SlowLink {
 }
 
 impl SlowLink {
-    async fn start(delay: Duration) -> Self {
+    async fn start(delay: Duration, partitions: u32) -> Self {
         let (broker, proxy) = Broker::start_delayed_counting("sqlite", delay).await;
         let (secrets, prefix) = (Secrets::fresh(), topic_prefix());
         // `keys` takes the message id from the request, as `Traffic` sends it.
         let config = config(&broker.bootstrap(), &prefix, &secrets)
             .with_source("keys", |s| s.id_header("x-request-id"))
-            .topic_partitions(1)
+            .topic_partitions(partitions)
             .ingest("response_deadline", "30s")
             .kafka_property("batch.num.messages", "5");
         let ingest = TestIngest::start(&config.to_toml()).await;

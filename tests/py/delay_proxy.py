@@ -14,7 +14,11 @@ that file, as a JSON object:
   behind a slow broker;
 - `produce_cut_off`: Produce requests whose connection closed before their answer came
   back (the broker went away with them in flight, or SIGUSR1 cut them off), over all
-  connections.
+  connections;
+- `produce_requests`: Produce requests sent, over all connections;
+- `produce_in_flight_seconds`: for each number n ≥ 1, how long connections had n Produce
+  requests in flight, summed over connections (written at least every half second):
+  whether producers sit at a limit of requests in flight, and at which.
 
 SIGUSR1 cuts every connection at once, dropping the answers the proxy still holds: the
 broker has written those requests, the client never hears so, and must resend them.
@@ -32,7 +36,7 @@ listen_port, upstream_port, delay = int(sys.argv[1]), int(sys.argv[2]), float(sy
 stats_file = sys.argv[4] if len(sys.argv) > 4 else None
 
 PRODUCE = 0  # Kafka's api_key of a Produce request
-stats = {"max_produce_in_flight": 0, "produce_cut_off": 0}
+stats = {"max_produce_in_flight": 0, "produce_cut_off": 0, "produce_requests": 0, "produce_in_flight_seconds": {}}
 
 
 def write_stats():
@@ -73,25 +77,40 @@ class Frames:
 
 
 class Connection:
-    """One client connection's requests awaiting their answers, by correlation id."""
+    """One client connection's requests awaiting their answers, by correlation id, and
+    how long it had each number of Produce requests in flight."""
 
     def __init__(self):
         self.requests, self.responses = Frames(), Frames()
         self.pending = {}  # correlation id -> api_key
+        self.produce_in_flight, self.since = 0, time.monotonic()
+
+    def count_produce(self):
+        """Adds the time since the last change to the current number in flight."""
+        now = time.monotonic()
+        n = sum(1 for k in self.pending.values() if k == PRODUCE)
+        if self.produce_in_flight:
+            seconds = stats["produce_in_flight_seconds"]
+            key = str(self.produce_in_flight)
+            seconds[key] = seconds.get(key, 0.0) + now - self.since
+        self.produce_in_flight, self.since = n, now
+        return n
 
     def request(self, data):
         for frame in self.requests.feed(data):
             api_key, _version, correlation = struct.unpack(">hhi", frame[:8])
             self.pending[correlation] = api_key
-        record_in_flight(sum(1 for k in self.pending.values() if k == PRODUCE))
+            stats["produce_requests"] += api_key == PRODUCE
+        record_in_flight(self.count_produce())
 
     def answered(self, data):
         for frame in self.responses.feed(data):
             (correlation,) = struct.unpack(">i", frame[:4])
             self.pending.pop(correlation, None)
+        self.count_produce()
 
     def closed(self):
-        record_cut_off(sum(1 for k in self.pending.values() if k == PRODUCE))
+        record_cut_off(self.count_produce())
 
 
 class Link:
@@ -160,9 +179,16 @@ async def handle(client_reader, client_writer):
         c.closed()
 
 
+async def write_stats_often():
+    while True:
+        await asyncio.sleep(0.5)
+        write_stats()
+
+
 async def main():
     if stats_file is not None:
         write_stats()
+        writer = asyncio.create_task(write_stats_often())  # noqa: F841 (kept while serving)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, cut_all)
     server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
     async with server:

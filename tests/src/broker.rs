@@ -13,13 +13,32 @@ use std::{
 use crate::{free_port, tools};
 
 /// Produce requests seen by tests/py/delay_proxy.py ([`Broker::proxy_stats`]).
-#[derive(Debug, Clone, Copy, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Deserialize)]
 pub struct ProxyStats {
     /// The most Produce requests one client connection had in flight (sent, answer not yet
     /// handed back).
     pub max_produce_in_flight: u64,
     /// Produce requests whose connection closed before their answer came back.
     pub produce_cut_off: u64,
+    /// Produce requests sent, over all connections.
+    pub produce_requests: u64,
+    /// How long connections had n ≥ 1 Produce requests in flight, by n, summed over
+    /// connections (the proxy writes it at least every half second).
+    pub produce_in_flight_seconds: std::collections::BTreeMap<u64, f64>,
+}
+
+impl ProxyStats {
+    /// What happened between `earlier` and these stats: Produce requests sent, and the
+    /// seconds connections spent with n ≥ 1 requests in flight, by n.
+    pub fn since(&self, earlier: &ProxyStats) -> (u64, std::collections::BTreeMap<u64, f64>) {
+        let seconds = self
+            .produce_in_flight_seconds
+            .iter()
+            .map(|(n, s)| (*n, s - earlier.produce_in_flight_seconds.get(n).copied().unwrap_or(0.0)))
+            .filter(|(_, s)| *s > 0.0)
+            .collect();
+        (self.produce_requests - earlier.produce_requests, seconds)
+    }
 }
 
 #[derive(Debug)]

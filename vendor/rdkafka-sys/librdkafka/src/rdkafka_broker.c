@@ -2756,6 +2756,25 @@ static RD_INLINE int rd_kafka_broker_request_supported(rd_kafka_broker_t *rkb,
 
 
 /**
+ * @returns how many requests the connection may have in flight.
+ *
+ * An idempotent producer sends one partition's batch per ProduceRequest and
+ * limits each partition to max.in.flight batches, the broker's
+ * de-duplication window (rd_kafka_toppar_producer_serve). The connection
+ * allows that many for each partition the broker leads, as Kafka's Java
+ * producer does by putting every partition's batch in one request; otherwise
+ * the partitions of one broker share a single window between them.
+ *
+ * @locality broker thread
+ */
+int rd_kafka_broker_max_inflight(const rd_kafka_broker_t *rkb) {
+        if (rkb->rkb_state == RD_KAFKA_BROKER_STATE_UP &&
+            rd_kafka_is_idempotent(rkb->rkb_rk))
+                return rkb->rkb_max_inflight * RD_MAX(1, rkb->rkb_toppar_cnt);
+        return rkb->rkb_max_inflight;
+}
+
+/**
  * Send queued messages to broker
  *
  * Locality: io thread
@@ -2767,7 +2786,8 @@ int rd_kafka_send(rd_kafka_broker_t *rkb) {
         rd_kafka_assert(rkb->rkb_rk, thrd_is_current(rkb->rkb_thread));
 
         while (rkb->rkb_state >= RD_KAFKA_BROKER_STATE_UP &&
-               rd_kafka_bufq_cnt(&rkb->rkb_waitresps) < rkb->rkb_max_inflight &&
+               rd_kafka_bufq_cnt(&rkb->rkb_waitresps) <
+                   rd_kafka_broker_max_inflight(rkb) &&
                (rkbuf = TAILQ_FIRST(&rkb->rkb_outbufs.rkbq_bufs))) {
                 ssize_t r;
                 size_t pre_of = rd_slice_offset(&rkbuf->rkbuf_reader);
@@ -4069,7 +4089,7 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                  * (`inflight`, which the drain above waits on). */
                 max_requests = RD_MIN(
                     max_requests,
-                    RD_KAFKA_IDEMP_MAX_INFLIGHT -
+                    rkb->rkb_rk->rk_conf.max_inflight -
                         rd_atomic32_get(&rktp->rktp_batches_inflight));
                 if (max_requests <= 0) {
                         /* The in-flight response wakes us: a ready batch

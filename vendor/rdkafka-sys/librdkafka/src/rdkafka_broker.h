@@ -609,6 +609,7 @@ void rd_kafka_broker_set_nodename(rd_kafka_broker_t *rkb,
 void rd_kafka_broker_connect_up(rd_kafka_broker_t *rkb);
 void rd_kafka_broker_connect_done(rd_kafka_broker_t *rkb, const char *errstr);
 
+int rd_kafka_broker_max_inflight(const rd_kafka_broker_t *rkb);
 int rd_kafka_send(rd_kafka_broker_t *rkb);
 int rd_kafka_recv(rd_kafka_broker_t *rkb);
 

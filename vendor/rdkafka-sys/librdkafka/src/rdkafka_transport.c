@@ -986,7 +986,8 @@ int rd_kafka_transport_io_serve(rd_kafka_transport_t *rktrans,
             rkb->rkb_state == RD_KAFKA_BROKER_STATE_CONNECT ||
 #endif
             (rkb->rkb_state > RD_KAFKA_BROKER_STATE_SSL_HANDSHAKE &&
-             rd_kafka_bufq_cnt(&rkb->rkb_waitresps) < rkb->rkb_max_inflight &&
+             rd_kafka_bufq_cnt(&rkb->rkb_waitresps) <
+                 rd_kafka_broker_max_inflight(rkb) &&
              rd_kafka_bufq_cnt(&rkb->rkb_outbufs) > 0))
                 rd_kafka_transport_poll_set(rkb->rkb_transport, POLLOUT);
 
