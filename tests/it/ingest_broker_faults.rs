@@ -108,39 +108,16 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
     // 40 webhooks at once are 8 batches of the one partition. The deadline leaves room for
     // 8 round trips one after the other, so that a producer that does not pipeline fails
     // the count below, not the answers.
-    let SlowLink { broker, proxy: _proxy, ingest, prefix, .. } = SlowLink::start(Duration::from_millis(500), 1).await;
-    let topic = format!("{prefix}.open");
-
-    let client = http::client();
-    let answers = futures::future::join_all((0..WEBHOOKS).map(|n| {
-        client
-            .post(ingest.url("open"))
-            .header("content-type", "application/json")
-            .body(format!("{{\"n\":{n}}}"))
-            .timeout(Duration::from_secs(60))
-            .send()
-    }))
-    .await;
-    for answer in answers {
-        let answer = answer.expect("an answer");
-        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-    }
-
-    let in_flight = broker.proxy_stats().expect("the proxy counts Produce requests").max_produce_in_flight;
+    let slow_link = SlowLink::start(Duration::from_millis(500), 1).await;
+    slow_link.send_at_once(WEBHOOKS).await;
+    let in_flight = slow_link.broker.proxy_stats().expect("the proxy counts Produce requests").max_produce_in_flight;
     eprintln!("at most {in_flight} Produce requests in flight on one connection");
     assert!(
         (2..=5).contains(&in_flight),
         "at most {in_flight} Produce requests in flight on the producer's connection: between 2 and \
          the broker's de-duplication window of 5 expected"
     );
-    assert_eq!(kafka::record_count(&broker.bootstrap(), &topic), WEBHOOKS as i64, "each webhook once");
-    let records = python::consume(&broker.bootstrap(), &topic, WEBHOOKS, None).await;
-    let mut payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
-    payloads.sort_unstable();
-    let mut sent: Vec<String> = (0..WEBHOOKS).map(|n| format!("{{\"n\":{n}}}")).collect();
-    sent.sort_unstable();
-    assert_eq!(payloads, sent);
-    ingest.stop().await;
+    slow_link.each_sent_is_on_the_topic_once(WEBHOOKS).await;
 }
 
 /// The partitions of one broker do not share one window: librdkafka sends a partition's
@@ -153,45 +130,22 @@ async fn behind_a_slow_broker_batches_of_one_partition_are_pipelined_and_none_is
 #[tokio::test(flavor = "multi_thread")]
 async fn behind_a_slow_broker_each_partition_has_its_own_window_on_the_shared_connection() {
     const WEBHOOKS: usize = 90;
-    let SlowLink { broker, proxy: _proxy, ingest, prefix, .. } = SlowLink::start(Duration::from_millis(500), 3).await;
-    let topic = format!("{prefix}.open");
-
-    let client = http::client();
-    let answers = futures::future::join_all((0..WEBHOOKS).map(|n| {
-        client
-            .post(ingest.url("open"))
-            .header("content-type", "application/json")
-            .body(format!("{{\"n\":{n}}}"))
-            .timeout(Duration::from_secs(60))
-            .send()
-    }))
-    .await;
-    for answer in answers {
-        let answer = answer.expect("an answer");
-        assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
-    }
-
-    let in_flight = broker.proxy_stats().expect("the proxy counts Produce requests").max_produce_in_flight;
+    let slow_link = SlowLink::start(Duration::from_millis(500), 3).await;
+    slow_link.send_at_once(WEBHOOKS).await;
+    let in_flight = slow_link.broker.proxy_stats().expect("the proxy counts Produce requests").max_produce_in_flight;
     eprintln!("at most {in_flight} Produce requests in flight on one connection, 3 partitions");
     assert!(
         (6..=15).contains(&in_flight),
         "at most {in_flight} Produce requests in flight on the producer's connection to the leader of 3 \
          partitions: more than one partition's window of 5 expected, and at most 5 for each"
     );
-    assert_eq!(kafka::record_count(&broker.bootstrap(), &topic), WEBHOOKS as i64, "each webhook once");
-    let records = python::consume(&broker.bootstrap(), &topic, WEBHOOKS, None).await;
-    let mut payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
-    payloads.sort_unstable();
-    let mut sent: Vec<String> = (0..WEBHOOKS).map(|n| format!("{{\"n\":{n}}}")).collect();
-    sent.sort_unstable();
-    assert_eq!(payloads, sent);
-    ingest.stop().await;
+    slow_link.each_sent_is_on_the_topic_once(WEBHOOKS).await;
 }
 
 /// The idempotent producer has several batches of each of 3 partitions in flight behind a
-/// slow link, on one connection, and loses their answers twice: the link is cut (the broker has written the
-/// batches; the answers the proxy still held are dropped), then the broker is killed
-/// (SIGKILL) and restarted on its data 2 s later. librdkafka resends every unanswered
+/// slow link, on one connection, and loses their answers twice: the link is cut (the
+/// broker has written the batches; the answers the proxy still held are dropped), then
+/// the broker is killed (SIGKILL) and restarted on its data 2 s later. librdkafka resends every unanswered
 /// batch, in order, with the same sequence numbers, and the broker's de-duplication window
 /// (5 batches) must drop the ones it already has. 20 senders keep sending throughout:
 /// every webhook answered 200 is on the topic exactly once, and nothing is on it twice.
@@ -264,5 +218,38 @@ impl SlowLink {
         eventually(Duration::from_secs(60), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
             .await;
         Self { broker, proxy, ingest, prefix, secrets }
+    }
+
+    /// Sends `webhooks` webhooks to the `open` source at once (`{"n":0}`, `{"n":1}`, …);
+    /// each must be answered 200.
+    async fn send_at_once(&self, webhooks: usize) {
+        let client = http::client();
+        let answers = futures::future::join_all((0..webhooks).map(|n| {
+            client
+                .post(self.ingest.url("open"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"n\":{n}}}"))
+                .timeout(Duration::from_secs(60))
+                .send()
+        }))
+        .await;
+        for answer in answers {
+            let answer = answer.expect("an answer");
+            assert_eq!(answer.status(), 200, "{:?}", answer.text().await);
+        }
+    }
+
+    /// Each of the `webhooks` sent by [`SlowLink::send_at_once`] is on the `open` topic
+    /// exactly once; then stops ingest.
+    async fn each_sent_is_on_the_topic_once(self, webhooks: usize) {
+        let (bootstrap, topic) = (self.broker.bootstrap(), format!("{}.open", self.prefix));
+        assert_eq!(kafka::record_count(&bootstrap, &topic), webhooks as i64, "each webhook once");
+        let records = python::consume(&bootstrap, &topic, webhooks, None).await;
+        let mut payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
+        payloads.sort_unstable();
+        let mut sent: Vec<String> = (0..webhooks).map(|n| format!("{{\"n\":{n}}}")).collect();
+        sent.sort_unstable();
+        assert_eq!(payloads, sent);
+        self.ingest.stop().await;
     }
 }
