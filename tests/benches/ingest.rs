@@ -52,7 +52,10 @@ use hooklake_schemas::{
     config::{Config, Env},
     kafka::CONTENT_TYPE_SINGLE_OBJECT,
 };
-use hooklake_tests::{broker::Broker, free_port, tools};
+use hooklake_tests::{
+    broker::{Broker, ProduceCounts},
+    free_port, tools,
+};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use rdkafka::producer::FutureProducer;
@@ -316,38 +319,22 @@ struct Tally {
     /// The guest's CPU seconds in all (the three above, other processes, softirqs).
     machine: MachineCpu,
     /// With `BENCH_PROXY_COUNT`, what the delay proxy counted during the target's slices.
-    produce: ProduceInFlight,
+    produce: ProduceCounts,
 }
 
-/// Produce requests the delay proxy saw, and how long connections had n ≥ 1 of them in
-/// flight, by n: whether the target's producer sits at a limit of requests in flight.
-#[derive(Default)]
-struct ProduceInFlight {
-    requests: u64,
-    seconds: std::collections::BTreeMap<u64, f64>,
-}
-
-impl ProduceInFlight {
-    fn add(&mut self, (requests, seconds): (u64, std::collections::BTreeMap<u64, f64>)) {
-        self.requests += requests;
-        for (n, s) in seconds {
-            *self.seconds.entry(n).or_default() += s;
-        }
-    }
-
-    /// "Produce 812/s; in flight while busy: mean 3.1, at 1/2/3/4/5/6+: 10/20/…%".
-    fn describe(&self, elapsed: Duration) -> String {
-        let busy: f64 = self.seconds.values().sum();
-        let mean = self.seconds.iter().map(|(n, s)| *n as f64 * s).sum::<f64>() / busy.max(1e-9);
-        let share = |n: u64| self.seconds.get(&n).copied().unwrap_or(0.0) * 100.0 / busy.max(1e-9);
-        let over = self.seconds.range(6..).map(|(_, s)| s).sum::<f64>() * 100.0 / busy.max(1e-9);
-        let by_n: Vec<String> = (1..=5).map(|n| format!("{:.0}", share(n))).chain([format!("{over:.0}")]).collect();
-        format!(
-            "Produce {:.0}/s; requests in flight on a busy connection: mean {mean:.2}, at 1/2/3/4/5/6+: {} % of the time",
-            self.requests as f64 / elapsed.as_secs_f64().max(1e-9),
-            by_n.join("/")
-        )
-    }
+/// "Produce 812/s; requests in flight on a busy connection: mean 3.1, at 1/2/3/4/5/6+:
+/// 10/20/…%": whether the target's producer sits at a limit of requests in flight.
+fn describe_produce(counts: &ProduceCounts, elapsed: Duration) -> String {
+    let busy = counts.seconds.values().sum::<f64>().max(1e-9);
+    let mean = counts.seconds.iter().map(|(n, s)| *n as f64 * s).sum::<f64>() / busy;
+    let share = |n: u64| counts.seconds.get(&n).copied().unwrap_or(0.0) * 100.0 / busy;
+    let over = counts.seconds.range(6..).map(|(_, s)| s).sum::<f64>() * 100.0 / busy;
+    let by_n: Vec<String> = (1..=5).map(|n| format!("{:.0}", share(n))).chain([format!("{over:.0}")]).collect();
+    format!(
+        "Produce {:.0}/s; requests in flight on a busy connection: mean {mean:.2}, at 1/2/3/4/5/6+: {} % of the time",
+        counts.requests as f64 / elapsed.as_secs_f64().max(1e-9),
+        by_n.join("/")
+    )
 }
 
 /// Sums and counts of two of ingest's histograms: the whole request in its handler, and
@@ -911,7 +898,7 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
                 Target::PlainAxum | Target::SvixBridge => {}
             }
             if proxy_counts() && target != Target::PlainAxum {
-                println!("{:<16} {:>5} {}", "", "", produce.describe(elapsed));
+                println!("{:<16} {:>5} {}", "", "", describe_produce(&produce, elapsed));
             }
         }
         if let Some(p) = peer_i {

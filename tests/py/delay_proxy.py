@@ -77,36 +77,36 @@ class Frames:
 
 
 class Connection:
-    """One client connection's requests awaiting their answers, by correlation id, and
-    how long it had each number of Produce requests in flight."""
+    """One client connection's Produce requests awaiting their answers, by correlation
+    id, and how long it had each number of them in flight."""
 
     def __init__(self):
         self.requests, self.responses = Frames(), Frames()
-        self.pending = {}  # correlation id -> api_key
+        self.pending = set()  # correlation ids of Produce requests
         self.produce_in_flight, self.since = 0, time.monotonic()
 
     def count_produce(self):
-        """Adds the time since the last change to the current number in flight."""
+        """Adds the time since the last change to the number that was in flight."""
         now = time.monotonic()
-        n = sum(1 for k in self.pending.values() if k == PRODUCE)
         if self.produce_in_flight:
             seconds = stats["produce_in_flight_seconds"]
             key = str(self.produce_in_flight)
             seconds[key] = seconds.get(key, 0.0) + now - self.since
-        self.produce_in_flight, self.since = n, now
-        return n
+        self.produce_in_flight, self.since = len(self.pending), now
+        return self.produce_in_flight
 
     def request(self, data):
         for frame in self.requests.feed(data):
             api_key, _version, correlation = struct.unpack(">hhi", frame[:8])
-            self.pending[correlation] = api_key
-            stats["produce_requests"] += api_key == PRODUCE
+            if api_key == PRODUCE:
+                self.pending.add(correlation)
+                stats["produce_requests"] += 1
         record_in_flight(self.count_produce())
 
     def answered(self, data):
         for frame in self.responses.feed(data):
             (correlation,) = struct.unpack(">i", frame[:4])
-            self.pending.pop(correlation, None)
+            self.pending.discard(correlation)
         self.count_produce()
 
     def closed(self):

@@ -27,17 +27,34 @@ pub struct ProxyStats {
     pub produce_in_flight_seconds: std::collections::BTreeMap<u64, f64>,
 }
 
+/// Produce requests through the delay proxy over a stretch of time, and the seconds
+/// connections spent with n ≥ 1 of them in flight, by n ([`ProxyStats::since`]).
+#[derive(Debug, Clone, Default)]
+pub struct ProduceCounts {
+    pub requests: u64,
+    pub seconds: std::collections::BTreeMap<u64, f64>,
+}
+
+impl ProduceCounts {
+    /// Adds `other`'s requests and seconds to these.
+    pub fn add(&mut self, other: ProduceCounts) {
+        self.requests += other.requests;
+        for (n, s) in other.seconds {
+            *self.seconds.entry(n).or_default() += s;
+        }
+    }
+}
+
 impl ProxyStats {
-    /// What happened between `earlier` and these stats: Produce requests sent, and the
-    /// seconds connections spent with n ≥ 1 requests in flight, by n.
-    pub fn since(&self, earlier: &ProxyStats) -> (u64, std::collections::BTreeMap<u64, f64>) {
+    /// What the proxy counted between `earlier` and these stats.
+    pub fn since(&self, earlier: &ProxyStats) -> ProduceCounts {
         let seconds = self
             .produce_in_flight_seconds
             .iter()
             .map(|(n, s)| (*n, s - earlier.produce_in_flight_seconds.get(n).copied().unwrap_or(0.0)))
             .filter(|(_, s)| *s > 0.0)
             .collect();
-        (self.produce_requests - earlier.produce_requests, seconds)
+        ProduceCounts { requests: self.produce_requests - earlier.produce_requests, seconds }
     }
 }
 
@@ -72,10 +89,10 @@ impl Broker {
         Self::start_behind_proxy(storage, delay, false).await
     }
 
-    /// [`Broker::start_delayed`], with a proxy that also reads the Kafka frames and keeps
-    /// the most Produce requests one connection had in flight
-    /// ([`Broker::proxy_stats`]). The parsing costs the proxy CPU, so
-    /// benchmarks use the plain one.
+    /// [`Broker::start_delayed`], with a proxy that also reads the Kafka frames and counts
+    /// Produce requests: how many, how many at most and for how long in flight on one
+    /// connection, and how many lost their answers ([`Broker::proxy_stats`]). The parsing
+    /// costs the proxy CPU, so the ingest benchmark counts only with `BENCH_PROXY_COUNT=1`.
     pub async fn start_delayed_counting(storage: &str, delay: Duration) -> (Self, tokio::process::Child) {
         Self::start_behind_proxy(storage, delay, true).await
     }
