@@ -142,6 +142,51 @@ async fn behind_a_slow_broker_each_partition_has_its_own_window_on_the_shared_co
     slow_link.each_sent_is_on_the_topic_once(WEBHOOKS).await;
 }
 
+/// `linger.while.in.flight` (on by default; vendor/README.md, fourth change): a partition
+/// with no batch in flight sends a webhook at once, so `linger.ms` delays only records
+/// that arrive while an earlier batch awaits its answer. With `linger.ms` at 2 s and acks
+/// 300 ms late, webhooks to an idle partition, one alone and then 10 at once, are
+/// answered sooner than 2 s; with the property off, each waits out the linger.
+#[tokio::test(flavor = "multi_thread")]
+async fn webhooks_to_an_idle_partition_do_not_wait_for_linger_ms() {
+    const LINGER: Duration = Duration::from_secs(2);
+    let (broker, _proxy) = Broker::start_delayed("sqlite", Duration::from_millis(300)).await;
+    for (while_in_flight, held) in [(true, false), (false, true)] {
+        let (secrets, prefix) = (Secrets::fresh(), topic_prefix());
+        let config = config(&broker.bootstrap(), &prefix, &secrets)
+            .topic_partitions(1)
+            .ingest("response_deadline", "30s")
+            .kafka_property("linger.ms", &LINGER.as_millis().to_string())
+            .kafka_property("linger.while.in.flight", &while_in_flight.to_string());
+        let ingest = TestIngest::start(&config.to_toml()).await;
+        eventually(Duration::from_secs(60), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
+            .await;
+        let client = http::client();
+        let send = |n: usize| {
+            let request = client
+                .post(ingest.url("open"))
+                .header("content-type", "application/json")
+                .body(format!("{{\"n\":{n}}}"))
+                .timeout(Duration::from_secs(60))
+                .send();
+            async move {
+                let started = Instant::now();
+                let answer = request.await.expect("an answer");
+                assert_eq!(answer.status(), 200);
+                started.elapsed()
+            }
+        };
+        let alone = send(0).await;
+        let together = futures::future::join_all((1..=10).map(send)).await;
+        let slowest = together.iter().copied().max().unwrap();
+        eprintln!("linger.while.in.flight={while_in_flight}: one webhook in {alone:?}, 10 at once in {slowest:?}");
+        assert_eq!(alone >= LINGER, held, "one webhook answered in {alone:?} (linger.ms {LINGER:?})");
+        assert_eq!(slowest >= LINGER, held, "10 webhooks at once answered in at most {slowest:?}");
+        assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), 11);
+        ingest.stop().await;
+    }
+}
+
 /// The idempotent producer has several batches of each of 3 partitions in flight behind a
 /// slow link, on one connection, and loses their answers twice: the link is cut (the
 /// broker has written the batches; the answers the proxy still held are dropped), then

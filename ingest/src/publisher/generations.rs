@@ -27,18 +27,27 @@ use std::{
 use futures::channel::oneshot::Canceled;
 use hooklake_schemas::config::{Config, ConfigError};
 use rdkafka::{
+    Statistics,
     error::{KafkaError, RDKafkaErrorCode},
-    producer::{DeliveryFuture, FutureProducer, Producer, PurgeConfig, future_producer::OwnedDeliveryResult},
+    producer::{Producer, PurgeConfig},
 };
 
-use super::{kafka::producer_config, stats::StatsContext};
+use super::{
+    kafka::producer_config,
+    runtime_producer::{DeliveryFuture, Report, RuntimeProducer},
+};
 
 /// One producer instance; replaced after delivery timeouts.
 pub struct Generation {
     pub id: u64,
-    pub producer: FutureProducer<StatsContext>,
+    pub producer: RuntimeProducer,
+}
+
+impl Generation {
     /// The producer's last statistics report.
-    pub stats: StatsContext,
+    pub fn stats(&self) -> Option<Arc<Statistics>> {
+        self.producer.producer().context().last_stats()
+    }
 }
 
 /// The current producer, shared with the tasks that follow abandoned deliveries.
@@ -49,12 +58,11 @@ pub struct Producers {
 }
 
 fn create_generation(id: u64, config: &Config) -> Result<Generation, ConfigError> {
-    let stats = StatsContext::default();
-    let producer = producer_config(config)?.create_with_context(stats.clone()).map_err(|e| {
+    let producer = RuntimeProducer::create(&producer_config(config)?).map_err(|e| {
         let e = config.kafka.redact_error(e);
         ConfigError::invalid("kafka.properties", format!("librdkafka refused the producer: {e}"))
     })?;
-    Ok(Generation { id, producer, stats })
+    Ok(Generation { id, producer })
 }
 
 impl Producers {
@@ -91,7 +99,7 @@ impl Producers {
         tracing::warn!(generation = id, "replaced the Kafka producer after a delivery timeout");
         // Nothing the old producer still holds may reach the broker under a bumped epoch;
         // the requests waiting for those records send them again on the new producer.
-        old.producer.purge(PurgeConfig::default().queue().inflight());
+        old.producer.producer().purge(PurgeConfig::default().queue().inflight());
         tokio::task::spawn_blocking(move || drop(old));
     }
 }
@@ -122,7 +130,7 @@ impl Followed {
 }
 
 impl Future for Followed {
-    type Output = Result<OwnedDeliveryResult, Canceled>;
+    type Output = Result<Report, Canceled>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let delivery = self.delivery.as_mut().expect("polled after completion");
@@ -138,7 +146,7 @@ impl Drop for Followed {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let (generation, producers) = (self.generation.clone(), self.producers.clone());
         runtime.spawn(async move {
-            if let Ok(Err((e, _))) = delivery.await
+            if let Ok(Err(e)) = delivery.await
                 && is_delivery_timeout(&e)
             {
                 producers.replace_after_timeout(&generation);
@@ -158,7 +166,7 @@ mod tests {
     /// Polls the current generation's statistics until `accept` takes them (10 s at most).
     async fn statistics_of_current(producers: &Producers, accept: impl Fn(&str) -> bool) -> String {
         for _ in 0..500 {
-            if let Some(s) = producers.current().stats.last()
+            if let Some(s) = producers.current().stats()
                 && accept(&s.name)
             {
                 return s.name.clone();

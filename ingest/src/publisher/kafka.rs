@@ -45,6 +45,9 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     let deadline_ms = config.ingest.response_deadline.get().as_millis() as u64;
     let mut c = ClientConfig::new();
     c.set("linger.ms", "5");
+    // The vendored librdkafka's fourth change (vendor/README.md): linger.ms only while the
+    // partition has a batch in flight, so a webhook to an idle partition is sent at once.
+    c.set("linger.while.in.flight", "true");
     c.set("reconnect.backoff.max.ms", "1000");
     c.set("message.timeout.ms", (deadline_ms * 8 / 10).to_string());
     c.set("statistics.interval.ms", config.kafka.statistics_interval_ms().unwrap_or(STATISTICS_INTERVAL_MS));
@@ -95,13 +98,20 @@ pub fn max_record_bytes(config: &Config) -> u64 {
 /// The record as rdkafka sends it: topic, key, value and headers (none when it has none).
 pub fn future_record(record: &OutgoingRecord) -> FutureRecord<'_, String, Vec<u8>> {
     let future = FutureRecord::to(&record.topic).key(&record.key).payload(&record.value);
-    if record.headers.is_empty() {
-        return future;
+    match record_headers(record) {
+        Some(headers) => future.headers(headers),
+        None => future,
     }
-    let headers = record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
+}
+
+/// The record's headers as rdkafka sends them; `None` when it has none.
+pub fn record_headers(record: &OutgoingRecord) -> Option<OwnedHeaders> {
+    if record.headers.is_empty() {
+        return None;
+    }
+    Some(record.headers.iter().fold(OwnedHeaders::new_with_capacity(record.headers.len()), |h, (k, v)| {
         h.insert(Header { key: k, value: Some(v.as_bytes()) })
-    });
-    future.headers(headers)
+    }))
 }
 
 pub struct KafkaPublisher {
@@ -189,7 +199,7 @@ impl KafkaPublisher {
     }
 
     async fn fetch_missing_topics(&self) -> Result<BTreeSet<String>, String> {
-        let producer = self.producers.current().producer.clone();
+        let producer = self.producers.current().producer.producer().clone();
         let metadata = tokio::task::spawn_blocking(move || producer.client().fetch_metadata(None, METADATA_TIMEOUT))
             .await
             .map_err(|e| e.to_string())?
@@ -214,16 +224,15 @@ impl Publisher for KafkaPublisher {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let generation = self.producers.current();
-            let delivery =
-                generation.producer.send_result(future_record(&record)).map_err(|(e, _)| self.classify(e))?;
+            let delivery = generation.producer.send(&record).map_err(|e| self.classify(e))?;
             let followed = Followed::new(delivery, generation.clone(), self.producers.clone());
             let report = tokio::time::timeout_at(deadline, followed)
                 .await
                 .map_err(|_| PublishError::Unavailable("no acknowledgement within the deadline".into()))?;
             match report {
-                Ok(Ok(d)) => return Ok(Delivered { partition: d.partition, offset: d.offset }),
-                Ok(Err((e, _))) if is_purged(&e) && self.producers.replaced(&generation) => continue,
-                Ok(Err((e, _))) => {
+                Ok(Ok(delivered)) => return Ok(delivered),
+                Ok(Err(e)) if is_purged(&e) && self.producers.replaced(&generation) => continue,
+                Ok(Err(e)) => {
                     if is_delivery_timeout(&e) {
                         self.producers.replace_after_timeout(&generation);
                     }
@@ -235,7 +244,7 @@ impl Publisher for KafkaPublisher {
     }
 
     fn queue_len(&self) -> usize {
-        self.producers.current().producer.in_flight_count().max(0) as usize
+        self.producers.current().producer.producer().in_flight_count().max(0) as usize
     }
 
     async fn check_ready(&self) -> Result<(), String> {
@@ -251,7 +260,7 @@ impl Publisher for KafkaPublisher {
     }
 
     fn kafka_statistics(&self) -> Option<Arc<rdkafka::Statistics>> {
-        self.producers.current().stats.last()
+        self.producers.current().stats()
     }
 
     fn topic_ready(&self, topic: &str) -> bool {
@@ -263,7 +272,7 @@ impl Publisher for KafkaPublisher {
     }
 
     async fn flush(&self, timeout: Duration) {
-        let producer = self.producers.current().producer.clone();
+        let producer = self.producers.current().producer.producer().clone();
         let flushed = tokio::task::spawn_blocking(move || producer.flush(timeout)).await;
         if let Ok(Err(e)) = flushed {
             tracing::warn!(error = %e, "records were still unacknowledged when the flush timed out");
@@ -286,6 +295,7 @@ mod tests {
     fn the_contract_settings_are_pinned() {
         let c = producer_config(&config("")).unwrap();
         assert_eq!(c.get("enable.idempotence"), Some("true"));
+        assert_eq!((c.get("linger.ms"), c.get("linger.while.in.flight")), (Some("5"), Some("true")));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("message.timeout.ms"), Some("8000"));
         assert_eq!(c.get("request.timeout.ms"), Some("5000"));

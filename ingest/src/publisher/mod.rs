@@ -5,7 +5,7 @@ mod generations;
 mod kafka;
 #[cfg(any(test, feature = "test-util"))]
 mod memory;
-mod stats;
+mod runtime_producer;
 mod topics;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -57,7 +57,7 @@ impl OutgoingRecord {
 }
 
 /// Where the broker stored an acknowledged record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Delivered {
     pub partition: i32,
     pub offset: i64,

@@ -3876,6 +3876,21 @@ rd_kafka_broker_outbufs_space(rd_kafka_broker_t *rkb) {
 
 
 /**
+ * @returns how long the partition's queued messages may wait for more before
+ *          they are sent: linger.ms, or (linger.while.in.flight) nothing when
+ *          the partition has no batch in flight, so that batches grow only
+ *          while a previous one awaits its response.
+ */
+static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_toppar_t *rktp) {
+        const rd_kafka_conf_t *conf = &rktp->rktp_rkt->rkt_rk->rk_conf;
+        if (conf->linger_while_in_flight &&
+            rd_atomic32_get(&rktp->rktp_batches_inflight) == 0)
+                return 1;
+        return conf->buffering_max_us;
+}
+
+
+/**
  * @brief Serve a toppar for producing.
  *
  * @param next_wakeup will be updated to when the next wake-up/attempt is
@@ -4005,7 +4020,7 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                      * sent, otherwise the wakeup can't do much. */
                     rkb->rkb_state == RD_KAFKA_BROKER_STATE_UP ? next_wakeup
                                                                : NULL,
-                    now, flushing ? 1 : rkb->rkb_rk->rk_conf.buffering_max_us,
+                    now, flushing ? 1 : rd_kafka_toppar_linger_us(rktp),
                     /* Batch message count threshold */
                     rkb->rkb_rk->rk_conf.batch_num_messages,
                     /* Batch total size threshold */
@@ -4176,7 +4191,7 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                 rd_kafka_toppar_lock(rktp);
                 batch_ready = rd_kafka_msgq_allow_wakeup_at(
                     &rktp->rktp_msgq, &rktp->rktp_xmit_msgq, next_wakeup, now,
-                    flushing ? 1 : rkb->rkb_rk->rk_conf.buffering_max_us,
+                    flushing ? 1 : rd_kafka_toppar_linger_us(rktp),
                     /* Batch message count threshold */
                     rkb->rkb_rk->rk_conf.batch_num_messages,
                     /* Batch total size threshold */

@@ -1587,6 +1587,15 @@ static const struct rd_kafka_property rd_kafka_properties[] = {
      .dmin = 0, .dmax = 900.0 * 1000.0, .ddef = 5.0},
     {_RK_GLOBAL | _RK_PRODUCER | _RK_HIGH, "linger.ms", _RK_C_ALIAS,
      .sdef = "queue.buffering.max.ms"},
+    {_RK_GLOBAL | _RK_PRODUCER | _RK_MED, "linger.while.in.flight",
+     _RK_C_BOOL, _RK(linger_while_in_flight),
+     "When true, `linger.ms` only applies while the partition has a "
+     "ProduceRequest in flight: a partition with none sends what is queued "
+     "at once. Under load, messages then accumulate while the previous "
+     "batch awaits its response, so batches grow with the broker's round "
+     "trip and the number of requests stays bounded, while a message sent "
+     "to an idle partition is not delayed by `linger.ms`.",
+     0, 1, 0},
     {_RK_GLOBAL | _RK_PRODUCER | _RK_HIGH, "message.send.max.retries",
      _RK_C_INT, _RK(max_retries),
      "How many times to retry sending a failing Message. "

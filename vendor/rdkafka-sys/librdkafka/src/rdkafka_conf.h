@@ -491,6 +491,8 @@ struct rd_kafka_conf_s {
         int queue_buffering_max_kbytes;
         double buffering_max_ms_dbl; /**< This is the configured value */
         rd_ts_t buffering_max_us;    /**< This is the value used in the code */
+        int linger_while_in_flight;  /**< linger.ms only while the partition
+                                      *   has a batch in flight */
         int queue_backpressure_thres;
         int max_retries;
         int retry_backoff_ms;

@@ -1,0 +1,264 @@
+//! An rdkafka producer whose delivery reports are served on the Tokio runtime.
+//!
+//! rdkafka's `FutureProducer` keeps a thread of its own that waits on librdkafka's reply
+//! queue and hands each delivery report to the waiting request through a channel. Every
+//! acknowledged batch then wakes two threads in turn: that polling thread (woken by
+//! librdkafka's broker thread), then a runtime thread (woken by the polling thread).
+//!
+//! Here librdkafka writes one byte to a pipe when its reply queue becomes non-empty (its
+//! "io event"), and a task on the runtime, waiting for that pipe to be readable, serves
+//! the queue: the broker thread wakes the runtime directly, and the requests' tasks are
+//! woken on the thread that served their reports. BENCHMARKS.md ("Delivery reports on the
+//! runtime") has the measurements.
+//!
+//! librdkafka writes the byte once per period in which nobody polled the queue (each poll
+//! re-arms it), so the task reads the pipe empty first, then polls until the queue is
+//! empty, and only then waits again: a report enqueued after the last poll writes a new
+//! byte, one enqueued before it is seen by the length check.
+
+#![allow(unsafe_code)] // see the workspace lints in Cargo.toml
+
+use std::{
+    marker::PhantomData,
+    os::fd::{AsRawFd, OwnedFd, RawFd},
+    sync::{Arc, Mutex, Weak},
+    time::Duration,
+};
+
+use futures::channel::oneshot;
+use rdkafka::{
+    ClientConfig, ClientContext, Statistics, bindings as rdsys,
+    client::Client,
+    error::{KafkaError, KafkaResult},
+    message::{DeliveryResult, Message},
+    producer::{BaseProducer, BaseRecord, Producer, ProducerContext},
+};
+use tokio::net::unix::pipe;
+
+use super::{Delivered, OutgoingRecord, kafka::record_headers};
+
+/// What a delivery report says of one record.
+pub type Report = Result<Delivered, KafkaError>;
+
+/// Resolves with the record's delivery report; `Canceled` if the producer was destroyed
+/// without reporting it.
+pub type DeliveryFuture = oneshot::Receiver<Report>;
+
+/// Reports served before the task lets other tasks of its runtime thread run.
+const REPORTS_PER_TURN: usize = 64;
+
+/// The producer's context: it routes each delivery report to its request and keeps
+/// librdkafka's last statistics report for `/metrics`.
+#[derive(Debug)]
+pub struct ReportsContext {
+    last_stats: Mutex<Option<Arc<Statistics>>>,
+    /// The pipe's write end, which librdkafka writes its wake-ups to. It lives in the
+    /// context, which rdkafka drops only after `rd_kafka_destroy`: librdkafka never
+    /// writes to a closed descriptor, and its closing tells the task the producer is gone.
+    _wakeups: OwnedFd,
+}
+
+impl ReportsContext {
+    pub fn last_stats(&self) -> Option<Arc<Statistics>> {
+        self.last_stats.lock().expect("not poisoned").clone()
+    }
+}
+
+impl ClientContext for ReportsContext {
+    /// Runs where the reply queue is served; the default would log the whole report.
+    fn stats(&self, statistics: Statistics) {
+        *self.last_stats.lock().expect("not poisoned") = Some(Arc::new(statistics));
+    }
+}
+
+impl ProducerContext for ReportsContext {
+    type DeliveryOpaque = Box<oneshot::Sender<Report>>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, to: Self::DeliveryOpaque) {
+        let report = match result {
+            Ok(m) => Ok(Delivered { partition: m.partition(), offset: m.offset() }),
+            Err((e, _)) => Err(e.clone()),
+        };
+        // The request may have stopped waiting: nobody to tell.
+        let _ = to.send(report);
+    }
+}
+
+/// The producer and the task serving its delivery reports. Dropping it destroys the
+/// producer (rdkafka purges what is queued, waiting up to 500 ms) and ends the task.
+pub struct RuntimeProducer {
+    producer: Arc<BaseProducer<ReportsContext>>,
+}
+
+impl std::fmt::Debug for RuntimeProducer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RuntimeProducer").finish_non_exhaustive()
+    }
+}
+
+impl RuntimeProducer {
+    /// Creates the producer and spawns its report task on the current Tokio runtime.
+    pub fn create(config: &ClientConfig) -> KafkaResult<Self> {
+        let pipe_error = |e: std::io::Error| KafkaError::ClientCreation(format!("cannot create a wake-up pipe: {e}"));
+        let (writer, reader) = pipe::pipe().map_err(pipe_error)?;
+        let writer = writer.into_nonblocking_fd().map_err(pipe_error)?;
+        let fd = writer.as_raw_fd();
+        let context = ReportsContext { last_stats: Mutex::new(None), _wakeups: writer };
+        let producer: BaseProducer<ReportsContext> = config.create_with_context(context)?;
+        ReplyQueue::of(producer.client()).wake_up_through(fd);
+        let producer = Arc::new(producer);
+        tokio::spawn(serve_reports(Arc::downgrade(&producer), reader));
+        Ok(Self { producer })
+    }
+
+    /// Queues `record`; the future resolves with its delivery report.
+    pub fn send(&self, record: &OutgoingRecord) -> Result<DeliveryFuture, KafkaError> {
+        let (to, report) = oneshot::channel();
+        let base = BaseRecord::with_opaque_to(&record.topic, Box::new(to)).key(&record.key).payload(&record.value);
+        let base = match record_headers(record) {
+            Some(headers) => base.headers(headers),
+            None => base,
+        };
+        self.producer.send(base).map(|()| report).map_err(|(e, _)| e)
+    }
+
+    pub fn producer(&self) -> &Arc<BaseProducer<ReportsContext>> {
+        &self.producer
+    }
+}
+
+/// Serves the reply queue whenever librdkafka signals it, until the producer is gone.
+async fn serve_reports(producer: Weak<BaseProducer<ReportsContext>>, wakeups: pipe::Receiver) {
+    let mut bytes = [0u8; 64];
+    loop {
+        // Empty the pipe, then the queue: a report enqueued after the last poll writes a
+        // new byte, so the wait below cannot miss it.
+        loop {
+            match wakeups.try_read(&mut bytes) {
+                Ok(0) => return, // the write end closed: the producer was destroyed
+                Ok(_) => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the producer's wake-up pipe");
+                    return;
+                }
+            }
+        }
+        let mut served = 0usize;
+        loop {
+            let Some(producer) = producer.upgrade() else { return };
+            if ReplyQueue::of(producer.client()).is_empty() {
+                break;
+            }
+            producer.poll(Duration::ZERO);
+            drop(producer);
+            served += 1;
+            if served.is_multiple_of(REPORTS_PER_TURN) {
+                tokio::task::yield_now().await;
+            }
+        }
+        if wakeups.readable().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A handle of a client's reply queue (librdkafka's "main queue"), which rdkafka's
+/// `poll` serves. It cannot outlive the client.
+struct ReplyQueue<'a> {
+    queue: *mut rdsys::rd_kafka_queue_t,
+    _client: PhantomData<&'a Client<ReportsContext>>,
+}
+
+impl<'a> ReplyQueue<'a> {
+    fn of(client: &'a Client<ReportsContext>) -> Self {
+        // SAFETY: the client's handle is live while `client` is borrowed, and so for 'a;
+        // the queue handle is a new reference, released in `drop`.
+        let queue = unsafe { rdsys::rd_kafka_queue_get_main(client.native_ptr()) };
+        Self { queue, _client: PhantomData }
+    }
+
+    fn is_empty(&self) -> bool {
+        // SAFETY: `self.queue` is live (see `of`).
+        unsafe { rdsys::rd_kafka_queue_length(self.queue) == 0 }
+    }
+
+    /// Has librdkafka write a byte to `fd` whenever the queue becomes non-empty after it
+    /// was last polled. `fd` must stay open as long as the client lives.
+    fn wake_up_through(&self, fd: RawFd) {
+        // SAFETY: `self.queue` is live; librdkafka copies the one-byte payload.
+        unsafe { rdsys::rd_kafka_queue_io_event_enable(self.queue, fd, b"r".as_ptr().cast(), 1) }
+    }
+}
+
+impl Drop for ReplyQueue<'_> {
+    fn drop(&mut self) {
+        // SAFETY: `self.queue` came from `rd_kafka_queue_get_main` and is released once.
+        unsafe { rdsys::rd_kafka_queue_destroy(self.queue) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use futures::future::join_all;
+    use rdkafka::mocking::MockCluster;
+
+    use super::*;
+
+    fn record(i: usize) -> OutgoingRecord {
+        OutgoingRecord { topic: "t".into(), key: format!("m{i}"), value: vec![b'x'; 100], headers: Vec::new() }
+    }
+
+    fn idempotent(brokers: &str) -> ClientConfig {
+        let mut c = ClientConfig::new();
+        c.set("bootstrap.servers", brokers).set("enable.idempotence", "true").set("linger.ms", "5");
+        c
+    }
+
+    /// Tasks alive on this runtime, once the count has settled at `expected` (5 s at most).
+    async fn alive_tasks_settle_at(expected: usize) -> usize {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        for _ in 0..500 {
+            if metrics.num_alive_tasks() == expected {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        metrics.num_alive_tasks()
+    }
+
+    /// Far more reports than one turn of the task serves, from records sent all at once
+    /// through librdkafka's own mock broker (3 partitions, acks 20 ms late): each future
+    /// gets its own record's report, and each (partition, offset) is given once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_record_gets_its_own_report() {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 3, 1).unwrap();
+        cluster.broker_round_trip_time(1, Duration::from_millis(20)).unwrap();
+        let producer = RuntimeProducer::create(&idempotent(&cluster.bootstrap_servers())).unwrap();
+        let sent: Vec<_> = (0..5_000).map(|i| producer.send(&record(i)).unwrap()).collect();
+        let reports = tokio::time::timeout(Duration::from_secs(30), join_all(sent)).await.expect("all reported");
+        let places: HashSet<_> = reports.into_iter().map(|r| r.expect("reported").expect("acknowledged")).collect();
+        assert_eq!(places.len(), 5_000);
+        assert_eq!(places.iter().map(|d| d.partition).collect::<HashSet<_>>().len(), 3);
+        tokio::task::spawn_blocking(move || drop(producer)).await.unwrap();
+    }
+
+    /// A producer dropped with records it could not deliver (its broker is down) reports
+    /// them as purged, and its report task ends: nothing waits forever, nothing leaks.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_producer_reports_what_it_held_and_its_task_ends() {
+        let before = alive_tasks_settle_at(0).await;
+        let producer = RuntimeProducer::create(&idempotent("127.0.0.1:9")).unwrap();
+        assert_eq!(tokio::runtime::Handle::current().metrics().num_alive_tasks(), before + 1);
+        let sent: Vec<_> = (0..10).map(|i| producer.send(&record(i)).unwrap()).collect();
+        tokio::task::spawn_blocking(move || drop(producer)).await.unwrap();
+        for report in tokio::time::timeout(Duration::from_secs(5), join_all(sent)).await.expect("reported") {
+            let e = report.expect("reported, not dropped").expect_err("not delivered");
+            assert!(crate::publisher::generations::is_purged(&e), "{e}");
+        }
+        assert_eq!(alive_tasks_settle_at(before).await, before, "the report task ended");
+    }
+}
