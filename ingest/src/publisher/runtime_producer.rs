@@ -8,8 +8,8 @@
 //! Here librdkafka writes one byte to a pipe when its reply queue becomes non-empty (its
 //! "io event"), and a task on the runtime, waiting for that pipe to be readable, serves
 //! the queue: the broker thread wakes the runtime directly, and the requests' tasks are
-//! woken on the thread that served their reports. BENCHMARKS.md ("Delivery reports on the
-//! runtime") has the measurements.
+//! woken on the thread that served their reports. BENCHMARKS.md ("Sending at once to an
+//! idle partition; delivery reports on the runtime") has the measurements.
 //!
 //! librdkafka writes the byte once per period in which nobody polled the queue (each poll
 //! re-arms it), so the task reads the pipe empty first, then polls until the queue is
