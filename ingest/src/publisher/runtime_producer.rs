@@ -144,23 +144,34 @@ async fn serve_reports(producer: Weak<BaseProducer<ReportsContext>>, wakeups: pi
                 }
             }
         }
-        let mut served = 0usize;
+        // The producer is held only during a turn, so that its last owner, not this
+        // task, destroys it (which blocks for up to 500 ms).
         loop {
-            let Some(producer) = producer.upgrade() else { return };
-            if ReplyQueue::of(producer.client()).is_empty() {
+            let Some(held) = producer.upgrade() else { return };
+            let more = serve_turn(&held);
+            drop(held);
+            if !more {
                 break;
             }
-            producer.poll(Duration::ZERO);
-            drop(producer);
-            served += 1;
-            if served.is_multiple_of(REPORTS_PER_TURN) {
-                tokio::task::yield_now().await;
-            }
+            tokio::task::yield_now().await;
         }
         if wakeups.readable().await.is_err() {
             return;
         }
     }
+}
+
+/// Serves the reply queue until it is empty or [`REPORTS_PER_TURN`] events were served;
+/// true when events remain.
+fn serve_turn(producer: &BaseProducer<ReportsContext>) -> bool {
+    let queue = ReplyQueue::of(producer.client());
+    for _ in 0..REPORTS_PER_TURN {
+        if queue.is_empty() {
+            return false;
+        }
+        producer.poll(Duration::ZERO);
+    }
+    !queue.is_empty()
 }
 
 /// A handle of a client's reply queue (librdkafka's "main queue"), which rdkafka's
