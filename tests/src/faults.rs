@@ -39,7 +39,8 @@ fn chattr(flag: &str, dir: &Path) {
 
 /// The folders of the one table under `warehouse` (a local path): its `data` folder with
 /// every day partition folder in it, and its `metadata` folder. `None` before the table
-/// was created.
+/// was created and before its first run wrote data (the `data` folder appears with the
+/// first file; freezing a folder that does not exist fails).
 #[derive(Debug, Clone)]
 pub struct TableDirs {
     pub data: Vec<PathBuf>,
@@ -51,6 +52,9 @@ impl TableDirs {
         let metadata = find_dir(warehouse, "metadata")?;
         let table = metadata.parent()?.to_path_buf();
         let data_dir = table.join("data");
+        if !data_dir.is_dir() {
+            return None;
+        }
         let mut data = vec![data_dir.clone()];
         if let Ok(entries) = std::fs::read_dir(&data_dir) {
             data.extend(entries.filter_map(Result::ok).map(|e| e.path()).filter(|p| p.is_dir()));
