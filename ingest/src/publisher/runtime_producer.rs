@@ -257,6 +257,58 @@ mod tests {
         tokio::task::spawn_blocking(move || drop(producer)).await.unwrap();
     }
 
+    /// Produce requests the broker is answering at once, as librdkafka's statistics
+    /// sample them every 50 ms, while records go to one partition at about 10,000/s for
+    /// 1.3 s; `rtt` is the mock broker's round trip, `warm_rtt` the one it has for the
+    /// first record and the first 0.5 s of sending.
+    async fn requests_in_flight(warm_rtt: Duration, rtt: Duration) -> Vec<i64> {
+        let cluster = MockCluster::new(1).unwrap();
+        cluster.create_topic("t", 1, 1).unwrap();
+        cluster.broker_round_trip_time(1, warm_rtt).unwrap();
+        let mut config = idempotent(&cluster.bootstrap_servers());
+        config.set("linger.while.in.flight", "true").set("statistics.interval.ms", "50");
+        let producer = RuntimeProducer::create(&config).unwrap();
+        // Connected, with a producer id, and a first round trip at `warm_rtt` noted.
+        producer.send(&record(usize::MAX)).unwrap().await.expect("reported").expect("acknowledged");
+        let (mut sent, mut samples, mut last_ts) = (Vec::new(), Vec::new(), None);
+        let mut tick = tokio::time::interval(Duration::from_millis(1));
+        for ms in 0..2_000 {
+            if ms == 500 {
+                cluster.broker_round_trip_time(1, rtt).unwrap();
+            }
+            tick.tick().await;
+            sent.extend((0..10).map(|i| producer.send(&record(ms * 10 + i)).unwrap()));
+            if let Some(stats) = producer.producer().context().last_stats()
+                && ms >= 700
+                && last_ts != Some(stats.ts)
+            {
+                last_ts = Some(stats.ts);
+                samples.extend(stats.brokers.values().filter(|b| b.nodeid == 1).map(|b| b.waitresp_cnt));
+            }
+        }
+        for report in tokio::time::timeout(Duration::from_secs(30), join_all(sent)).await.expect("all reported") {
+            report.expect("reported").expect("acknowledged");
+        }
+        tokio::task::spawn_blocking(move || drop(producer)).await.unwrap();
+        samples
+    }
+
+    /// With `linger.while.in.flight` (the vendored librdkafka's fifth change), a partition
+    /// keeps as many batches in flight as cover the broker's smallest round trip, one per
+    /// `linger.ms` (5 ms): a broker that answered in 1 ms and now takes 40 ms is queueing,
+    /// and gets one batch at a time (the window of 5 would send eight times as many
+    /// requests); a broker that always takes 40 ms is far away, and gets the window of 5.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn batches_in_flight_cover_the_smallest_round_trip_not_the_brokers_queue() {
+        let queueing = requests_in_flight(Duration::from_millis(1), Duration::from_millis(40)).await;
+        assert!(queueing.len() >= 10, "{queueing:?}");
+        // At most one sample may catch another request (a metadata refresh) beside it.
+        assert!(queueing.iter().filter(|&&n| n > 1).count() <= 1, "one batch in flight at a time: {queueing:?}");
+        let far = requests_in_flight(Duration::from_millis(40), Duration::from_millis(40)).await;
+        assert!(far.len() >= 10, "{far:?}");
+        assert!(far.iter().filter(|&&n| n >= 4).count() * 2 >= far.len(), "the window of 5 is used: {far:?}");
+    }
+
     /// A producer dropped with records it could not deliver (its broker is down) reports
     /// them as purged, and its report task ends: nothing waits forever, nothing leaks.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

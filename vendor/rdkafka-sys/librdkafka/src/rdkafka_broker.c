@@ -3891,6 +3891,27 @@ static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_toppar_t *rktp) {
 
 
 /**
+ * @returns how many batches of one partition may be in flight to \p rkb: with
+ *          linger.while.in.flight, enough to cover the broker's smallest
+ *          round trip with one batch per linger.ms (1 + min RTT / linger.ms),
+ *          at most max.in.flight; a longer round trip is the broker's queue,
+ *          which more batches would only lengthen.
+ */
+static int rd_kafka_broker_produce_window(rd_kafka_broker_t *rkb) {
+        const rd_kafka_conf_t *conf = &rkb->rkb_rk->rk_conf;
+        rd_ts_t a = rkb->rkb_produce_rtt_min_cur;
+        rd_ts_t b = rkb->rkb_produce_rtt_min_prev;
+        rd_ts_t rtt_min = !a ? b : (!b ? a : RD_MIN(a, b));
+        rd_ts_t window;
+        if (!conf->linger_while_in_flight || conf->buffering_max_us <= 0 ||
+            !rtt_min)
+                return conf->max_inflight;
+        window = 1 + rtt_min / conf->buffering_max_us;
+        return (int)RD_MIN(window, (rd_ts_t)conf->max_inflight);
+}
+
+
+/**
  * @brief Serve a toppar for producing.
  *
  * @param next_wakeup will be updated to when the next wake-up/attempt is
@@ -4104,7 +4125,7 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                  * (`inflight`, which the drain above waits on). */
                 max_requests = RD_MIN(
                     max_requests,
-                    rkb->rkb_rk->rk_conf.max_inflight -
+                    rd_kafka_broker_produce_window(rkb) -
                         rd_atomic32_get(&rktp->rktp_batches_inflight));
                 if (max_requests <= 0) {
                         /* The in-flight response wakes us: a ready batch

@@ -269,6 +269,13 @@ struct rd_kafka_broker_s { /* rd_kafka_broker_t */
         rd_avg_t rkb_avg_rtt;            /* Current RTT period */
         rd_avg_t rkb_avg_throttle;       /* Current throttle period */
 
+        /* linger.while.in.flight: the smallest Produce round trip seen in
+         * the current and the previous period (0: none seen), broker
+         * thread only. */
+        rd_ts_t rkb_produce_rtt_min_cur;
+        rd_ts_t rkb_produce_rtt_min_prev;
+        rd_ts_t rkb_produce_rtt_period_end;
+
         /* These are all protected by rkb_lock */
         char rkb_name[RD_KAFKA_NODENAME_SIZE];     /* Displ name */
         char rkb_nodename[RD_KAFKA_NODENAME_SIZE]; /* host:port*/
@@ -741,5 +748,23 @@ void rd_kafka_broker_decommission(rd_kafka_t *rk,
                                   rd_list_t *wait_thrds);
 
 int unittest_broker(void);
+
+/**
+ * @brief Notes one Produce round trip of \p rkb (broker thread).
+ */
+static RD_INLINE RD_UNUSED void
+rd_kafka_broker_produce_rtt_add(rd_kafka_broker_t *rkb, rd_ts_t rtt) {
+        rd_ts_t now = rd_clock();
+        if (rtt <= 0)
+                return;
+        if (now >= rkb->rkb_produce_rtt_period_end) {
+                rkb->rkb_produce_rtt_min_prev = rkb->rkb_produce_rtt_min_cur;
+                rkb->rkb_produce_rtt_min_cur  = 0;
+                rkb->rkb_produce_rtt_period_end = now + 10 * 1000 * 1000;
+        }
+        if (!rkb->rkb_produce_rtt_min_cur ||
+            rtt < rkb->rkb_produce_rtt_min_cur)
+                rkb->rkb_produce_rtt_min_cur = rtt;
+}
 
 #endif /* _RDKAFKA_BROKER_H_ */

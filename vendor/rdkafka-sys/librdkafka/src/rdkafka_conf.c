@@ -1594,7 +1594,11 @@ static const struct rd_kafka_property rd_kafka_properties[] = {
      "at once. Under load, messages then accumulate while the previous "
      "batch awaits its response, so batches grow with the broker's round "
      "trip and the number of requests stays bounded, while a message sent "
-     "to an idle partition is not delayed by `linger.ms`.",
+     "to an idle partition is not delayed by `linger.ms`. An idempotent "
+     "producer then also keeps at most 1 + (the broker's smallest Produce "
+     "round trip over the last 10 to 20 s) / `linger.ms` batches of a "
+     "partition in flight, never more than `max.in.flight`: enough to cover "
+     "the path's latency, not more batches queued at a busy broker.",
      0, 1, 0},
     {_RK_GLOBAL | _RK_PRODUCER | _RK_HIGH, "message.send.max.retries",
      _RK_C_INT, _RK(max_retries),

@@ -4755,6 +4755,11 @@ static void rd_kafka_msgbatch_handle_Produce_result(
         next_seq = rd_kafka_seq_wrap(batch->first_seq +
                                      rd_kafka_msgq_len(&batch->msgq));
 
+        /* The request's round trip (rd_kafka_waitresp_find() turned its
+         * send time into it). */
+        if (likely(!err) && request)
+                rd_kafka_broker_produce_rtt_add(rkb, request->rkbuf_ts_sent);
+
         if (likely(!err)) {
                 rd_rkb_dbg(rkb, MSG, "MSGSET",
                            "%s [%" PRId32
