@@ -274,7 +274,7 @@ struct rd_kafka_broker_s { /* rd_kafka_broker_t */
          * thread only. */
         rd_ts_t rkb_produce_rtt_min_cur;
         rd_ts_t rkb_produce_rtt_min_prev;
-        rd_ts_t rkb_produce_rtt_period_end;
+        rd_interval_t rkb_produce_rtt_period; /* 10 s periods */
 
         /* These are all protected by rkb_lock */
         char rkb_name[RD_KAFKA_NODENAME_SIZE];     /* Displ name */
@@ -754,13 +754,12 @@ int unittest_broker(void);
  */
 static RD_INLINE RD_UNUSED void
 rd_kafka_broker_produce_rtt_add(rd_kafka_broker_t *rkb, rd_ts_t rtt) {
-        rd_ts_t now = rd_clock();
         if (rtt <= 0)
                 return;
-        if (now >= rkb->rkb_produce_rtt_period_end) {
+        if (rd_interval_immediate(&rkb->rkb_produce_rtt_period,
+                                  10 * 1000 * 1000, 0) > 0) {
                 rkb->rkb_produce_rtt_min_prev = rkb->rkb_produce_rtt_min_cur;
                 rkb->rkb_produce_rtt_min_cur  = 0;
-                rkb->rkb_produce_rtt_period_end = now + 10 * 1000 * 1000;
         }
         if (!rkb->rkb_produce_rtt_min_cur ||
             rtt < rkb->rkb_produce_rtt_min_cur)
