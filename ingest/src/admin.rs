@@ -60,6 +60,8 @@ async fn readyz<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoRespon
 async fn metrics<P: Publisher>(State(a): State<Arc<Admin<P>>>) -> impl IntoResponse {
     let m = &a.app.metrics;
     m.queue_messages.set(a.app.publisher.queue_len() as i64);
+    m.in_flight_requests.set(a.app.in_flight.in_use() as i64);
+    m.in_flight_body_bytes.set(a.app.in_flight_bytes.in_use() as i64);
     if let Some(statistics) = a.app.publisher.kafka_statistics() {
         m.kafka.observe(&statistics);
     }

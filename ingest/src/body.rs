@@ -56,6 +56,25 @@ fn drain_budget(limit: usize) -> usize {
 /// How long an oversized body is read and discarded at most (see [`drain_budget`]).
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
+/// The body's Content-Length, when it has a valid one.
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
+}
+
+/// How many bytes of body a request may come to hold, reserved from
+/// `ingest.max_in_flight_bytes` before its body is read: its Content-Length, or `limit`
+/// when it declares none (a chunked body) or more (it is cut off at `limit`); for a
+/// compressed body `limit` more, for its inflated form. Once the body is decoded the
+/// request keeps only its size.
+pub fn reservation(headers: &HeaderMap, limit: usize) -> usize {
+    let declared = declared_length(headers).map_or(limit, |len| len.min(limit as u64) as usize);
+    match ContentEncoding::from_headers(headers) {
+        Ok(ContentEncoding::Identity) => declared,
+        // An unsupported encoding is refused (415) before its body is read.
+        _ => declared + limit,
+    }
+}
+
 /// Reads the whole body if it is at most `limit` bytes and arrives before `deadline`.
 pub async fn read_limited(
     headers: &HeaderMap,
@@ -76,9 +95,7 @@ async fn read_within_limit(
 ) -> Result<Bytes, BodyError> {
     // Draining never takes the answer past the deadline.
     let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if let Some(len) = declared
+    if let Some(len) = declared_length(headers)
         && len > limit as u64
     {
         // With `Expect: 100-continue` the client has not sent the body and will not.
@@ -254,6 +271,26 @@ mod tests {
         ticker.abort();
         assert_eq!(out.len(), 60 << 20);
         assert!(during >= 3, "the worker ran {during} timer ticks during {took:?} of inflating");
+    }
+
+    #[test]
+    fn a_body_reserves_what_it_declares_or_the_cap() {
+        let headers = |pairs: &[(header::HeaderName, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k, v.parse().unwrap());
+            }
+            h
+        };
+        let len = |n: &'static str| (header::CONTENT_LENGTH, n);
+        assert_eq!(reservation(&headers(&[len("700")]), 1000), 700);
+        assert_eq!(reservation(&headers(&[len("0")]), 1000), 0);
+        assert_eq!(reservation(&headers(&[len("5000")]), 1000), 1000, "refused at the cap");
+        assert_eq!(reservation(&headers(&[]), 1000), 1000, "chunked: up to the cap");
+        let gzip = (header::CONTENT_ENCODING, "gzip");
+        assert_eq!(reservation(&headers(&[len("300"), gzip.clone()]), 1000), 1300, "and its inflated form");
+        assert_eq!(reservation(&headers(&[gzip]), 1000), 2000);
+        assert_eq!(reservation(&headers(&[len("300"), (header::CONTENT_ENCODING, "identity")]), 1000), 300);
     }
 
     #[test]

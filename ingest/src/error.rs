@@ -37,15 +37,34 @@ pub enum IngestError {
     /// Kafka (or the schema registry) cannot take the record in time: retry later.
     #[error("{reason}")]
     Unavailable { reason: String, retry_after: Duration },
-    /// `ingest.max_in_flight` requests are being handled already.
-    #[error("too many requests in flight; retry later")]
-    Overloaded { retry_after: Duration },
+    /// The requests being handled already hold `ingest.max_in_flight` slots, or too much
+    /// of `ingest.max_in_flight_bytes` to leave this one's body room.
+    #[error("{limit}; retry later")]
+    Overloaded { limit: InFlightLimit, retry_after: Duration },
     /// The source's topic does not exist on the broker; other sources are not affected.
     #[error("the topic of this source does not exist on the broker: {topic}")]
     TopicMissing { topic: String, retry_after: Duration },
     /// The broker refuses the record as too large even though the body was within the limit.
     #[error("{0}")]
     RecordTooLarge(String),
+}
+
+/// Which in-flight limit turned a request away (503 `overloaded`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InFlightLimit {
+    /// `ingest.max_in_flight`.
+    Requests,
+    /// `ingest.max_in_flight_bytes`.
+    BodyBytes,
+}
+
+impl std::fmt::Display for InFlightLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Requests => "too many requests in flight",
+            Self::BodyBytes => "too many body bytes in flight",
+        })
+    }
 }
 
 impl From<AuthError> for IngestError {
@@ -99,7 +118,7 @@ impl IntoResponse for IngestError {
             Self::Unavailable { retry_after, .. } | Self::TopicMissing { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
             }
-            Self::Overloaded { retry_after } => {
+            Self::Overloaded { retry_after, .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
                 // The body was not read: the connection cannot carry another request.
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod body;
 pub mod connections;
 pub mod error;
+pub mod in_flight;
 pub mod metrics;
 pub mod publisher;
 pub mod server;
@@ -139,7 +140,8 @@ pub async fn serve<P: Publisher>(
         sources = state.sources.len(),
         worker_threads = tokio::runtime::Handle::current().metrics().num_workers(),
         max_connections = i.max_connections,
-        max_in_flight = i.max_in_flight,
+        max_in_flight = i.max_in_flight(),
+        max_in_flight_bytes = i.max_in_flight_bytes.get(),
         "ingest is serving"
     );
     let limits = ConnectionLimits {

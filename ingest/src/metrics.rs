@@ -24,6 +24,8 @@ pub const PRODUCER_QUEUE_MESSAGES: &str = "hooklake_ingest_producer_queue_messag
 pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capacity";
 /// Open webhook connections (bounded by `ingest.max_connections`).
 pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
+pub const IN_FLIGHT_REQUESTS: &str = "hooklake_ingest_in_flight_requests";
+pub const IN_FLIGHT_BODY_BYTES: &str = "hooklake_ingest_in_flight_body_bytes";
 /// Connections hyper ended before a request reached the router, by reason
 /// ([`crate::connections::CLOSE_REASONS`]).
 pub const CONNECTIONS_CLOSED_TOTAL: &str = "hooklake_ingest_connections_closed_total";
@@ -70,6 +72,9 @@ pub struct IngestMetrics {
     pub produce_duration: Histogram,
     pub queue_messages: IntGauge,
     pub queue_capacity: IntGauge,
+    /// Read from the in-flight limits when `/metrics` is scraped.
+    pub in_flight_requests: IntGauge,
+    pub in_flight_body_bytes: IntGauge,
     /// The webhook listener's: open connections, and those hyper ended.
     pub connections: crate::connections::ConnectionMetrics,
     pub source_ready: IntGaugeVec,
@@ -146,6 +151,16 @@ impl IngestMetrics {
                 .expect("valid metric"),
             queue_capacity: IntGauge::new(PRODUCER_QUEUE_CAPACITY, "Most records that may wait for acknowledgement")
                 .expect("valid metric"),
+            in_flight_requests: IntGauge::new(
+                IN_FLIGHT_REQUESTS,
+                "Requests being handled (at most ingest.max_in_flight)",
+            )
+            .expect("valid metric"),
+            in_flight_body_bytes: IntGauge::new(
+                IN_FLIGHT_BODY_BYTES,
+                "Body bytes reserved by the requests being handled (at most ingest.max_in_flight_bytes)",
+            )
+            .expect("valid metric"),
             connections: crate::connections::ConnectionMetrics {
                 open: IntGauge::new(OPEN_CONNECTIONS, "Open webhook connections").expect("valid metric"),
                 closed: IntCounterVec::new(
@@ -173,6 +188,8 @@ impl IngestMetrics {
             Box::new(m.produce_duration.clone()),
             Box::new(m.queue_messages.clone()),
             Box::new(m.queue_capacity.clone()),
+            Box::new(m.in_flight_requests.clone()),
+            Box::new(m.in_flight_body_bytes.clone()),
             Box::new(m.connections.open.clone()),
             Box::new(m.connections.closed.clone()),
             Box::new(m.source_ready.clone()),

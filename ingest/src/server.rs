@@ -19,11 +19,12 @@ use hooklake_schemas::{
     kafka::{CONTENT_TYPE_CONFLUENT, CONTENT_TYPE_SINGLE_OBJECT},
 };
 use http::HeaderMap;
-use tokio::{sync::Semaphore, time::Instant};
+use tokio::time::Instant;
 
 use crate::{
     body::{self, BodyError, ContentEncoding},
-    error::IngestError,
+    error::{InFlightLimit, IngestError},
+    in_flight::{Budget, Taken},
     metrics::{IngestMetrics, SourceMetrics, UNKNOWN_SOURCE_LABEL},
     publisher::{OutgoingRecord, PublishError, Publisher},
     source::Source,
@@ -57,8 +58,11 @@ pub struct AppState<P> {
     pub max_body_bytes: usize,
     pub response_deadline: Duration,
     pub retry_after: Duration,
-    /// `ingest.max_in_flight` permits; a request without one gets 503 `overloaded`.
-    pub in_flight: Semaphore,
+    /// `ingest.max_in_flight` slots; a request without one gets 503 `overloaded`.
+    pub in_flight: Budget,
+    /// `ingest.max_in_flight_bytes`: each request reserves room for its body
+    /// ([`body::reservation`]) before reading it; one that finds none gets 503 `overloaded`.
+    pub in_flight_bytes: Budget,
     /// `ingest.record_headers`: records carry hooklake's three headers.
     pub record_headers: bool,
 }
@@ -89,7 +93,8 @@ impl<P: Publisher> AppState<P> {
             max_body_bytes: config.ingest.max_body_bytes.get() as usize,
             response_deadline: config.ingest.response_deadline.get(),
             retry_after: config.ingest.retry_after.get(),
-            in_flight: Semaphore::new(config.ingest.max_in_flight as usize),
+            in_flight: Budget::new(config.ingest.max_in_flight() as usize),
+            in_flight_bytes: Budget::new(config.ingest.max_in_flight_bytes.get() as usize),
             record_headers: config.ingest.record_headers,
         })
     }
@@ -113,14 +118,18 @@ async fn handle<P: Publisher>(
         let e = IngestError::UnknownSource(truncate(&source_name, 64));
         return rejected(&state, UNKNOWN_SOURCE_LABEL, e, started);
     };
-    // Bodies are read only by requests holding a permit: with `max_body_bytes` this bounds
+    // Bodies are read only by requests holding a slot and room for their body: this bounds
     // the memory bodies take, however many clients send at once.
-    let Ok(_permit) = state.in_flight.try_acquire() else {
-        let e = IngestError::Overloaded { retry_after: state.retry_after };
-        return rejected(&state, &route.source.name, e, started);
+    let overloaded = |limit| IngestError::Overloaded { limit, retry_after: state.retry_after };
+    let Some(_slot) = state.in_flight.try_take(1) else {
+        return rejected(&state, &route.source.name, overloaded(InFlightLimit::Requests), started);
+    };
+    let wanted = body::reservation(request.headers(), state.max_body_bytes).min(state.in_flight_bytes.capacity());
+    let Some(mut room) = state.in_flight_bytes.try_take(wanted) else {
+        return rejected(&state, &route.source.name, overloaded(InFlightLimit::BodyBytes), started);
     };
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
-    let outcome = tokio::time::timeout_at(deadline, accept(&state, route, request, deadline))
+    let outcome = tokio::time::timeout_at(deadline, accept(&state, route, request, deadline, &mut room))
         .await
         .unwrap_or_else(|_| Err(state.unavailable("no answer within the response deadline")));
     match outcome {
@@ -158,12 +167,14 @@ fn accepted_response(message_id: &str) -> Response {
     ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The steps of one request; returns the `message_id` once Kafka acknowledged.
+/// The steps of one request; returns the `message_id` once Kafka acknowledged. `room` is
+/// the request's reservation of `ingest.max_in_flight_bytes`.
 async fn accept<P: Publisher>(
     state: &AppState<P>,
     route: &Route,
     request: Request,
     deadline: Instant,
+    room: &mut Taken<'_>,
 ) -> Result<String, IngestError> {
     let source = &route.source;
     let received = SystemTime::now();
@@ -175,6 +186,9 @@ async fn accept<P: Publisher>(
         .map_err(|e| body_error(e, state))?;
     let decoded =
         body::decode_off_worker(encoding, raw, state.max_body_bytes).await.map_err(|e| body_error(e, state))?;
+    // From here on the request holds its decoded body (and copies of it): the rest of its
+    // reservation goes back.
+    room.shrink_to(decoded.len());
     route.metrics.body_bytes.observe(decoded.len() as f64);
     let verified = source.verifier.verify(&parts.headers, decoded, received)?;
     let payload = std::str::from_utf8(verified.body())
@@ -260,7 +274,67 @@ fn truncate(s: &str, max: usize) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
+    use axum::body::Body;
+    use bytes::Bytes;
+    use hooklake_schemas::config::Env;
+    use tower::ServiceExt;
+
     use super::*;
+    use crate::publisher::MemoryPublisher;
+
+    /// Waits (up to 5 s) until `f` holds.
+    async fn until(what: &str, f: impl Fn() -> bool) {
+        let gave_up = Instant::now() + Duration::from_secs(5);
+        while !f() {
+            assert!(Instant::now() < gave_up, "{what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// A compressed body reserves its own length and room for its inflated form before it
+    /// is read; once inflated, the request keeps only the inflated size while it waits for
+    /// the broker; answered, it gives everything back.
+    #[tokio::test]
+    async fn a_compressed_body_keeps_only_its_inflated_size_once_decoded() {
+        let text = "[ingest]\nmax_body_bytes = 4096\nmax_in_flight_bytes = 16384\n\
+                    [sources.open]\nauth = { type = \"none\" }\n";
+        let config = Config::from_toml(text, &Env::new()).unwrap();
+        let publisher = Arc::new(MemoryPublisher::default());
+        publisher.hold(true);
+        let state = Arc::new(AppState::new(&config, publisher.clone()).unwrap());
+        let json = format!(r#"{{"type":"zipped","pad":"{}"}}"#, "x".repeat(900));
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(json.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert!(gz.len() < 100, "{}", gz.len());
+
+        let (send, chunks) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+        let request = http::Request::post("/webhook/open")
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(http::header::CONTENT_ENCODING, "gzip")
+            .header(http::header::CONTENT_LENGTH, gz.len())
+            .body(Body::from_stream(chunks))
+            .unwrap();
+        let call = tokio::spawn(webhook_router(state.clone()).oneshot(request));
+        send.unbounded_send(Ok(Bytes::copy_from_slice(&gz[..10]))).unwrap();
+        until("reserved while the body is read", || state.in_flight_bytes.in_use() == gz.len() + 4096).await;
+        assert_eq!(state.in_flight.in_use(), 1);
+        send.unbounded_send(Ok(Bytes::copy_from_slice(&gz[10..]))).unwrap();
+        drop(send);
+        until("only the inflated size kept", || state.in_flight_bytes.in_use() == json.len()).await;
+        publisher.hold(false);
+        let response = call.await.unwrap().unwrap();
+        assert_eq!(response.status(), http::StatusCode::OK);
+        assert_eq!((state.in_flight.in_use(), state.in_flight_bytes.in_use()), (0, 0));
+        assert_eq!(&publisher.records()[0].key, &response_id(response).await);
+    }
+
+    async fn response_id(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        serde_json::from_slice::<serde_json::Value>(&body).unwrap()["message_id"].as_str().unwrap().to_owned()
+    }
 
     #[tokio::test]
     async fn accepted_answers_are_json_carrying_the_message_id() {

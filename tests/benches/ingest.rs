@@ -614,6 +614,9 @@ fn config_toml(brokers: &str, port: u16, admin: u16) -> String {
     };
     // Unset: hooklake's default (no headers).
     let headers = std::env::var("BENCH_RECORD_HEADERS").map_or(String::new(), |v| format!("record_headers = {v}"));
+    // Unset: hooklake's default (`max_connections`; only `max_in_flight_bytes` bounds the bodies).
+    let in_flight =
+        std::env::var("BENCH_INGEST_MAX_IN_FLIGHT").map_or(String::new(), |v| format!("max_in_flight = {v}"));
     format!(
         r#"
 [kafka]
@@ -623,6 +626,7 @@ listen = "127.0.0.1:{port}"
 admin_listen = "127.0.0.1:{admin}"
 {workers}
 {headers}
+{in_flight}
 [kafka.properties]
 "linger.ms" = "{linger}"
 [sources.{SOURCE}]

@@ -1,6 +1,6 @@
 //! Slow and hostile clients against a real ingest and broker: a stalled body is the
 //! client's 408, one request at its deadline does not fail the others, stalled request
-//! heads are closed, in-flight requests are capped, bodies up to the default 1 MiB cap
+//! heads are closed, in-flight requests and body bytes are capped, bodies up to the default 1 MiB cap
 //! reach Kafka, one missing topic fails only its own source, and SIGTERM ends the
 //! process in time even with a client holding a half-sent request.
 
@@ -227,6 +227,87 @@ async fn requests_beyond_max_in_flight_get_503_overloaded() {
     }
     let resp = http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(&body[..]).send().await.unwrap();
     assert_eq!(resp.status(), 200, "permits are given back");
+    ingest.stop().await;
+}
+
+/// `ingest.max_in_flight_bytes` counts bodies, not requests: many small requests are in
+/// flight at once, while a body that does not fit beside them gets 503 `overloaded` before
+/// it is read. A body without a Content-Length (chunked) reserves the whole cap. Every
+/// request answered 200 is on the topic, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn bodies_beyond_max_in_flight_bytes_get_503_overloaded_small_ones_fit() {
+    const BUDGET: usize = 8192; // twice the suite's 4 KiB cap
+    const SMALL: usize = 50;
+    let (broker, prefix) = (TestBroker::get(), topic_prefix());
+    let config = suite_config(&broker.bootstrap(), &prefix).ingest("max_in_flight_bytes", BUDGET as i64);
+    let ingest = TestIngest::start(&config.to_toml()).await;
+    ready(&ingest).await;
+    let gauges = || async {
+        let text = ingest.metrics().await;
+        let gauge = |name| metrics::value(&text, name, &[]).unwrap_or(-1.0) as i64;
+        (gauge("hooklake_ingest_in_flight_requests"), gauge("hooklake_ingest_in_flight_body_bytes"))
+    };
+    let small = |n: usize| format!("{{\"n\":\"{n:0>90}\"}}").into_bytes();
+    assert_eq!(small(0).len(), 98);
+
+    // 50 small bodies, held half-sent: 50 requests in flight, 4,900 bytes reserved.
+    let mut held = Vec::new();
+    for n in 0..SMALL {
+        let body = small(n);
+        let mut c = RawConn::connect(&ingest.addr).await;
+        c.write(head(body.len()).as_bytes()).await;
+        c.write(&body[..10]).await;
+        held.push((c, body));
+    }
+    eventually(Duration::from_secs(5), "50 requests in flight", || async {
+        (gauges().await == (SMALL as i64, (SMALL * 98) as i64)).then_some(())
+    })
+    .await;
+    // A full-size body does not fit beside them; it is turned away unread.
+    let big = body_of(4096);
+    let mut c = RawConn::connect(&ingest.addr).await;
+    c.write(head(big.len()).as_bytes()).await;
+    let resp = c.read_response().await.expect("an answer before the body is sent");
+    assert_eq!(resp.status, 503);
+    assert_eq!(resp.json()["error"], "overloaded");
+    assert_eq!(resp.json()["detail"], "too many body bytes in flight; retry later");
+    assert_eq!(resp.header("retry-after"), Some("3"));
+    assert_eq!(resp.header("connection"), Some("close"));
+    // A small one still fits and goes through.
+    let resp = http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(small(SMALL)).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    for (mut c, body) in held.drain(..) {
+        c.write(&body[10..]).await;
+        assert_eq!(c.read_response().await.unwrap().status, 200);
+    }
+    eventually(Duration::from_secs(5), "everything given back", || async { (gauges().await == (0, 0)).then_some(()) })
+        .await;
+
+    // A chunked body declares no length: it reserves the whole 4 KiB cap.
+    let mut chunked = Vec::new();
+    for _ in 0..2 {
+        let mut c = RawConn::connect(&ingest.addr).await;
+        c.write(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"n\":\r\n")
+            .await;
+        chunked.push(c);
+    }
+    eventually(Duration::from_secs(5), "two chunked bodies hold the budget", || async {
+        (gauges().await == (2, BUDGET as i64)).then_some(())
+    })
+    .await;
+    let resp =
+        http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(small(SMALL + 1)).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    for mut c in chunked {
+        c.write(b"1\r\n7\r\n1\r\n}\r\n0\r\n\r\n").await;
+        assert_eq!(c.read_response().await.unwrap().status, 200);
+    }
+    assert_eq!(ingest.rejected("open", "overloaded").await, 2.0);
+    let resp =
+        http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(small(SMALL + 2)).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "room is given back");
+    // 50 held + 1 small + 2 chunked + 1 after: each answered 200 once on the topic.
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), (SMALL + 4) as i64);
     ingest.stop().await;
 }
 

@@ -123,8 +123,9 @@ async fn the_binary_logs_no_secrets_and_drains_on_sigterm() {
 async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries() {
     const CONNECTIONS: usize = 400;
     let (broker, prefix) = (TestBroker::get(), topic_prefix());
-    // More requests at once than the default `max_in_flight` of 256.
-    let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh()).ingest("max_in_flight", 512);
+    // 400 requests at once: the default `max_in_flight` (`max_connections`, 1024) and
+    // `max_in_flight_bytes` take them all.
+    let config = config(&broker.bootstrap(), &prefix, &Secrets::fresh());
     let dir = tempfile::tempdir().unwrap();
     let config_path = dir.path().join("burst.toml");
     std::fs::write(&config_path, config.to_toml()).unwrap();

@@ -72,6 +72,10 @@ impl fmt::Debug for KafkaConfig {
 /// librdkafka's property for how often it reports statistics.
 const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
+/// The largest `ingest.max_in_flight_bytes`: far above any machine's memory, and within
+/// what a Tokio semaphore counts.
+const MAX_IN_FLIGHT_BYTES: u64 = 1 << 40;
+
 impl KafkaConfig {
     /// `message` with every quoted value of a pass-through property replaced by `***`.
     /// librdkafka quotes the value it refuses (`Invalid value "..." for configuration
@@ -224,9 +228,17 @@ pub struct IngestConfig {
     /// Most open webhook connections; at the cap ingest stops accepting until one closes
     /// (new ones wait in the kernel's backlog).
     pub max_connections: u32,
-    /// Most requests handled at once; beyond it requests get 503 `overloaded` at once. With
-    /// `max_body_bytes` it bounds the memory bodies can take (docs/design.md, "Limits").
-    pub max_in_flight: u32,
+    /// Most requests handled at once; beyond it requests get 503 `overloaded` at once.
+    /// Unset: `max_connections` (an HTTP/1.1 connection carries one request at a time, so
+    /// then only `max_in_flight_bytes` turns requests away). Read it with
+    /// [`IngestConfig::max_in_flight`].
+    pub max_in_flight: Option<u32>,
+    /// Most body bytes held by the requests in flight: each reserves its Content-Length (or
+    /// `max_body_bytes` when it declares none, and `max_body_bytes` more for a compressed
+    /// body's inflated form) before its body is read; beyond it 503 `overloaded`. It bounds
+    /// the memory bodies can take (docs/design.md, "Limits") while many small webhooks are
+    /// in flight at once.
+    pub max_in_flight_bytes: ByteSize,
     /// Whether records carry the `hooklake-source`, `hooklake-message-id` and
     /// `content-type` headers. The envelope holds the same facts (its framing shows in its
     /// first bytes), so they are off by default: a broker that stores each header as a row
@@ -247,9 +259,17 @@ impl Default for IngestConfig {
             worker_threads: None,
             header_read_timeout: HumanDuration::from_secs(10),
             max_connections: 1024,
-            max_in_flight: 256,
+            max_in_flight: None,
+            max_in_flight_bytes: ByteSize(256 << 20),
             record_headers: false,
         }
+    }
+}
+
+impl IngestConfig {
+    /// `max_in_flight`, or `max_connections` when it is unset.
+    pub fn max_in_flight(&self) -> u32 {
+        self.max_in_flight.unwrap_or(self.max_connections)
     }
 }
 
@@ -524,10 +544,17 @@ impl Config {
         if i.max_connections == 0 {
             return Err(ConfigError::invalid("ingest.max_connections", "must be at least 1"));
         }
-        if i.max_in_flight == 0 || i.max_in_flight > i.max_connections {
+        if i.max_in_flight == Some(0) || i.max_in_flight() > i.max_connections {
             return Err(ConfigError::invalid(
                 "ingest.max_in_flight",
                 "must be at least 1 and at most ingest.max_connections",
+            ));
+        }
+        let budget = i.max_in_flight_bytes.get();
+        if budget < i.max_body_bytes.get() || budget > MAX_IN_FLIGHT_BYTES {
+            return Err(ConfigError::invalid(
+                "ingest.max_in_flight_bytes",
+                "must be at least ingest.max_body_bytes and at most 1 TiB",
             ));
         }
         Ok(())
