@@ -53,7 +53,8 @@ impl Taken<'_> {
         }
     }
 
-    pub fn amount(&self) -> usize {
+    #[cfg(test)]
+    fn amount(&self) -> usize {
         self.amount
     }
 }

@@ -24,7 +24,9 @@ pub const PRODUCER_QUEUE_MESSAGES: &str = "hooklake_ingest_producer_queue_messag
 pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capacity";
 /// Open webhook connections (bounded by `ingest.max_connections`).
 pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
+/// Requests being handled (bounded by `ingest.max_in_flight`).
 pub const IN_FLIGHT_REQUESTS: &str = "hooklake_ingest_in_flight_requests";
+/// Body bytes those requests reserved (bounded by `ingest.max_in_flight_bytes`).
 pub const IN_FLIGHT_BODY_BYTES: &str = "hooklake_ingest_in_flight_body_bytes";
 /// Connections hyper ended before a request reached the router, by reason
 /// ([`crate::connections::CLOSE_REASONS`]).

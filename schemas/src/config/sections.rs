@@ -72,8 +72,7 @@ impl fmt::Debug for KafkaConfig {
 /// librdkafka's property for how often it reports statistics.
 const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
 
-/// The largest `ingest.max_in_flight_bytes`: far above any machine's memory, and within
-/// what a Tokio semaphore counts.
+/// The largest `ingest.max_in_flight_bytes`: far above any machine's memory.
 const MAX_IN_FLIGHT_BYTES: u64 = 1 << 40;
 
 impl KafkaConfig {
