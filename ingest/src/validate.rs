@@ -12,11 +12,17 @@ pub fn is_json_content_type(headers: &HeaderMap) -> bool {
     let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
         return false;
     };
-    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let essence = value.split(';').next().unwrap_or_default().trim();
     match essence.split_once('/') {
-        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        Some((kind, sub)) if kind.eq_ignore_ascii_case("application") => {
+            sub.eq_ignore_ascii_case("json") || ends_with_ignore_ascii_case(sub, "+json")
+        }
         _ => false,
     }
+}
+
+fn ends_with_ignore_ascii_case(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len() && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
 }
 
 /// Checks that `body` is one JSON value and returns its event type: the value at
@@ -59,6 +65,29 @@ impl<'de> Deserialize<'de> for Walked<'de> {
     }
 }
 
+/// An object key, read without copying it: which of [`EVENT_TYPE_KEYS`] it is, if any.
+struct EventTypeKey(Option<usize>);
+
+impl<'de> Deserialize<'de> for EventTypeKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(EventTypeKeyVisitor)
+    }
+}
+
+struct EventTypeKeyVisitor;
+
+impl Visitor<'_> for EventTypeKeyVisitor {
+    type Value = EventTypeKey;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(EventTypeKey(EVENT_TYPE_KEYS.iter().position(|k| *k == key)))
+    }
+}
+
 struct WalkVisitor;
 
 impl WalkVisitor {
@@ -77,9 +106,9 @@ impl<'de> Visitor<'de> for WalkVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
         // Candidates by priority: event_type, eventType, type.
         let mut found: [Option<Cow<'de, str>>; 3] = Default::default();
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(EventTypeKey(key)) = map.next_key()? {
             let value: Walked<'de> = map.next_value()?;
-            if let Some(i) = EVENT_TYPE_KEYS.iter().position(|k| *k == key) {
+            if let Some(i) = key {
                 found[i] = value.text.or(found[i].take());
             }
         }
@@ -124,6 +153,7 @@ mod tests {
         assert_eq!(inspect_json(r#"{"eventType":"c","type":"d"}"#, None).unwrap(), Some("c".into()));
         assert_eq!(inspect_json(r#"{"type":{"x":1},"data":{"type":"deep"}}"#, None).unwrap(), None);
         assert_eq!(inspect_json(r#"{"type":"esc\u00e9"}"#, None).unwrap(), Some("escé".into()));
+        assert_eq!(inspect_json(r#"{"typ\u0065":"escaped key"}"#, None).unwrap(), Some("escaped key".into()));
         assert_eq!(inspect_json(r#"[1,2,{"type":"x"}]"#, None).unwrap(), None);
         assert_eq!(inspect_json(r#""just a string""#, None).unwrap(), None);
         assert_eq!(inspect_json(r#"{"data":{"type":"deep"}}"#, Some("/data/type")).unwrap(), Some("deep".into()));
@@ -154,6 +184,9 @@ mod tests {
         assert!(is_json_content_type(&h("application/json")));
         assert!(is_json_content_type(&h("Application/JSON; charset=utf-8")));
         assert!(is_json_content_type(&h("application/cloudevents+json")));
+        assert!(is_json_content_type(&h(" APPLICATION/Vnd.Api+JSON ;charset=utf-8")));
+        assert!(!is_json_content_type(&h("application/jsonx")));
+        assert!(!is_json_content_type(&h("text/json")));
         assert!(!is_json_content_type(&h("text/plain")));
         assert!(!is_json_content_type(&h("application/x-www-form-urlencoded")));
         assert!(!is_json_content_type(&HeaderMap::new()));

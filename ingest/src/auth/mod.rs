@@ -193,14 +193,14 @@ fn named(pairs: Vec<(&'static str, String)>) -> Vec<(http::HeaderName, String)> 
 
 /// The value of header `name` as text; absent → [`AuthError::Missing`].
 fn header<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, AuthError> {
-    let value = headers.get(name).ok_or(AuthError::Missing(name))?;
-    value.to_str().map_err(|_| AuthError::Invalid("credential header is not visible ASCII"))
+    header_any(headers, &[name])
 }
 
-/// The first present header among `names`.
+/// The value of the first present header among `names`, as text; none → [`AuthError::Missing`]
+/// naming the first.
 fn header_any<'h>(headers: &'h HeaderMap, names: &[&'static str]) -> Result<&'h str, AuthError> {
-    let name = names.iter().find(|n| headers.contains_key(**n)).ok_or(AuthError::Missing(names[0]))?;
-    header(headers, name)
+    let value = names.iter().find_map(|n| headers.get(*n)).ok_or(AuthError::Missing(names[0]))?;
+    value.to_str().map_err(|_| AuthError::Invalid("credential header is not visible ASCII"))
 }
 
 /// The first [`MAX_SIGNATURE_ENTRIES`] items of `entries`; one more is an error. Stops
