@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Ingest against svix-bridge the way issue 18 measured them: wrk's closed loop (one thread,
+# C connections) sends one pre-signed Standard Webhooks request with a 1 KiB JSON body to
+# each target in turn, on the same broker (`hooklake broker`, SQLite storage, topics of 3
+# partitions). A sibling of the ingest benchmark (tests/benches/ingest.rs), whose load
+# generator is a Rust client that costs 5-8 times wrk's CPU per request; with wrk more of
+# the two cores is left to the targets and the broker.
+#
+#   HOOKLAKE_BIN=target/release/hooklake BENCH_SVIX_BRIDGE=/path/to/svix-bridge \
+#     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
+#     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] tests/benches/wrk_peer.sh
+#
+# BENCH_PLAIN is the ingest benchmark's executable (`cargo bench -p hooklake-tests --bench
+# ingest --no-run` prints it); with it, its plain axum server (`--serve-plain`) runs as a
+# third target. Each target is warmed for 3 s at each level before its measured run. The
+# signature is made again before each run, so no request falls outside the 5-minute
+# tolerance of the Standard Webhooks scheme.
+#
+# Per target, level and round: answered requests per second (non-2xx answers are counted
+# apart and flagged), wrk's p50 and p99, and the CPU time per answered request of wrk, the
+# target's process and the broker (from /proc and `perf stat -e task-clock` on wrk).
+set -euo pipefail
+source "$(dirname "$0")/../../scripts/lib.sh"
+ensure_apt wrk linux-perf
+ensure_venv
+
+: "${HOOKLAKE_BIN:?release hooklake binary}"
+: "${BENCH_SVIX_BRIDGE:?svix-bridge binary (BENCHMARKS.md, Against svix-bridge)}"
+LEVELS="${BENCH_LEVELS:-16 64 128 256 512 1024}"
+ROUNDS="${BENCH_ROUNDS:-2}"
+SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+SECRET_B64="aG9va2xha2UtYmVuY2htYXJrLXNpZ25pbmctc2VjcmV0" # base64("hooklake-benchmark-signing-secret")
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+wait_port() {
+  for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "nothing listens on 127.0.0.1:$1" >&2
+  return 1
+}
+
+broker_port="$(free_port)"
+"$HOOKLAKE_BIN" broker --listen "127.0.0.1:$broker_port" --data "$work/broker" >"$work/broker.log" 2>&1 &
+broker_pid=$!
+pids+=("$broker_pid")
+wait_port "$broker_port"
+"$HOOKLAKE_PYTHON" - "127.0.0.1:$broker_port" <<'PY'
+import sys
+from confluent_kafka.admin import AdminClient, NewTopic
+admin = AdminClient({"bootstrap.servers": sys.argv[1]})
+for future in admin.create_topics([NewTopic(t, 3, 1) for t in ("bench.nectar", "bench.peer")]).values():
+    future.result()
+PY
+
+# hooklake's defaults, as the ingest benchmark runs it with BENCH_INGEST_WORKERS= (one
+# runtime thread per CPU).
+ingest_port="$(free_port)"
+cat >"$work/ingest.toml" <<TOML
+[kafka]
+brokers = "127.0.0.1:$broker_port"
+[ingest]
+listen = "127.0.0.1:$ingest_port"
+admin_listen = "127.0.0.1:$(free_port)"
+[sources.nectar]
+topic = "bench.nectar"
+auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
+TOML
+"$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
+pids+=("$!")
+targets=("ingest:$ingest_port:$!")
+
+peer_port="$(free_port)"
+cat >"$work/peer.yaml" <<YAML
+http_listen_address: "127.0.0.1:$peer_port"
+log_level: "info"
+receivers:
+  - name: "bench"
+    input:
+      type: "webhook"
+      path_id: "nectar"
+      verification:
+        type: "svix"
+        endpoint_secret: "whsec_$SECRET_B64"
+    output:
+      type: "kafka"
+      kafka_bootstrap_brokers: "127.0.0.1:$broker_port"
+      kafka_topic: "bench.peer"
+      kafka_security_protocol: "plaintext"
+YAML
+"$BENCH_SVIX_BRIDGE" --cfg-file "$work/peer.yaml" >"$work/peer.log" 2>&1 &
+pids+=("$!")
+targets+=("svix-bridge:$peer_port:$!")
+
+if [ -n "${BENCH_PLAIN:-}" ]; then
+  plain_port="$(free_port)"
+  "$BENCH_PLAIN" --serve-plain "$plain_port" >"$work/plain.log" 2>&1 &
+  pids+=("$!")
+  targets+=("plain-axum:$plain_port:$!")
+fi
+for t in "${targets[@]}"; do
+  port="${t#*:}"
+  wait_port "${port%%:*}"
+done
+
+# One request, signed now: the same body shape as the ingest benchmark's.
+sign() {
+  python3 - "$work/request.lua" <<'PY'
+import base64, hashlib, hmac, sys, time
+secret = b"hooklake-benchmark-signing-secret"
+msg_id = "wrk-1"
+head = '{"type":"meter.read","id":"%s","seq":1,"kWh":1.25,"pad":"' % msg_id
+body = head + "x" * (1024 - len(head) - 2) + '"}'
+ts = str(int(time.time()))
+sig = base64.b64encode(hmac.new(secret, f"{msg_id}.{ts}.{body}".encode(), hashlib.sha256).digest()).decode()
+with open(sys.argv[1], "w") as f:
+    f.write(f"""wrk.method = "POST"
+wrk.path = "/webhook/nectar"
+wrk.body = '{body}'
+wrk.headers["content-type"] = "application/json"
+wrk.headers["webhook-id"] = "{msg_id}"
+wrk.headers["webhook-timestamp"] = "{ts}"
+wrk.headers["webhook-signature"] = "v1,{sig}"
+""")
+PY
+}
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+ticks_per_second="$(getconf CLK_TCK)"
+
+printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s\n' \
+  target conns round 'req/s' 'p50' 'p99' 'wrk µs' 'srv µs' 'brk µs' 'sum µs'
+for conns in $LEVELS; do
+  for round in $(seq "$ROUNDS"); do
+    for t in "${targets[@]}"; do
+      IFS=: read -r name port pid <<<"$t"
+      url="http://127.0.0.1:$port"
+      sign
+      wrk -t1 -c"$conns" -d3s -s "$work/request.lua" "$url" >/dev/null 2>&1
+      sign
+      server_before="$(cpu_ticks "$pid")" broker_before="$(cpu_ticks "$broker_pid")"
+      perf stat -x, -e task-clock -o "$work/wrk-cpu" \
+        wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
+      server_after="$(cpu_ticks "$pid")" broker_after="$(cpu_ticks "$broker_pid")"
+      requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
+      refused="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
+      answered=$((requests - ${refused:-0}))
+      awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="$answered" -v s="$SECONDS_PER_RUN" \
+        -v hz="$ticks_per_second" -v sb="$server_before" -v sa="$server_after" \
+        -v bb="$broker_before" -v ba="$broker_after" -v refused="${refused:-0}" \
+        -v p50="$(awk '$1 == "50%" {print $2}' "$work/wrk-out")" \
+        -v p99="$(awk '$1 == "99%" {print $2}' "$work/wrk-out")" \
+        -v wrk_ms="$(awk -F, '$3 == "task-clock" {print $1}' "$work/wrk-cpu")" '
+        BEGIN {
+          ok = ok > 0 ? ok : 1
+          w = wrk_ms * 1000 / ok; srv = (sa - sb) * 1e6 / hz / ok; brk = (ba - bb) * 1e6 / hz / ok
+          note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
+          printf "%-12s %6s %6s %9.0f %9s %9s %8.1f %8.1f %8.1f %8.1f%s\n", name, conns, round, ok / s, p50, p99,
+            w, srv, brk, w + srv + brk, note
+        }'
+    done
+  done
+done
