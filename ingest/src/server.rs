@@ -179,7 +179,7 @@ async fn accept<P: Publisher>(
     let source = &route.source;
     let received = SystemTime::now();
     let (parts, body) = request.into_parts();
-    source.verifier.check_headers(&parts.headers, received)?;
+    let checked = source.verifier.check(&parts.headers, received)?;
     let encoding = check_content_headers(&parts.headers)?;
     let raw = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline)
         .await
@@ -190,7 +190,7 @@ async fn accept<P: Publisher>(
     // reservation goes back.
     room.shrink_to(decoded.len());
     route.metrics.body_bytes.observe(decoded.len() as f64);
-    let verified = source.verifier.verify(&parts.headers, decoded, received)?;
+    let verified = checked.verify(decoded)?;
     let payload = std::str::from_utf8(verified.body())
         .map_err(|e| IngestError::MalformedJson(format!("the body is not UTF-8: {e}")))?;
     let event_type = inspect_json(payload, source.event_type_pointer.as_deref()).map_err(IngestError::MalformedJson)?;

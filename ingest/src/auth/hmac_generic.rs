@@ -70,13 +70,13 @@ impl GenericHmac {
         Ok(decoded)
     }
 
-    pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), AuthError> {
-        let sig = self.check_headers(headers)?;
+    /// Checks `body` against the signature [`Self::check_headers`] read.
+    pub(super) fn verify(&self, sig: &[u8], body: &[u8]) -> Result<(), AuthError> {
         let parts: [&[u8]; 1] = [body];
         let ok = match self.algorithm {
-            HmacAlgorithm::Sha1 => any_key_matches::<SimpleHmac<Sha1>>(&self.secrets, &parts, &sig),
-            HmacAlgorithm::Sha256 => any_key_matches::<SimpleHmac<Sha256>>(&self.secrets, &parts, &sig),
-            HmacAlgorithm::Sha512 => any_key_matches::<SimpleHmac<Sha512>>(&self.secrets, &parts, &sig),
+            HmacAlgorithm::Sha1 => any_key_matches::<SimpleHmac<Sha1>>(&self.secrets, &parts, sig),
+            HmacAlgorithm::Sha256 => any_key_matches::<SimpleHmac<Sha256>>(&self.secrets, &parts, sig),
+            HmacAlgorithm::Sha512 => any_key_matches::<SimpleHmac<Sha512>>(&self.secrets, &parts, sig),
         };
         if ok { Ok(()) } else { Err(AuthError::Invalid("signature does not match")) }
     }

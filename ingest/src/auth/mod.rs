@@ -1,5 +1,7 @@
 //! Request authentication. A handler can only publish a [`Verified`] body, and the only way
-//! to make one is [`Verifier::verify`]. One file per scheme; every scheme accepts several
+//! to make one is [`Checked::verify`] (or [`Verifier::verify`], which checks the headers
+//! first): the headers are read once, before the body, and the body is then checked against
+//! what they said. One file per scheme; every scheme accepts several
 //! secrets at once (rotation), compares in constant time and works on the raw bytes.
 //!
 //! Signature headers come from strangers, so their cost is bounded before any secret is
@@ -112,31 +114,68 @@ impl Verifier {
         }
     }
 
-    /// Checks what the headers alone can tell (presence, API keys, timestamps), so that
-    /// unauthenticated requests are turned away before their body is read.
+    /// Checks what the headers alone can tell (presence, API keys, timestamps, signatures
+    /// that decode), so that unauthenticated requests are turned away before their body is
+    /// read; what it read is kept for [`Checked::verify`].
+    pub fn check<'v, 'h>(&'v self, headers: &'h HeaderMap, now: SystemTime) -> Result<Checked<'v, 'h>, AuthError> {
+        let read = match &self.scheme {
+            Scheme::ApiKey(s) => s.check(headers).map(|()| Read::Complete)?,
+            Scheme::StandardWebhooks(s) => Read::StandardWebhooks(s, s.check_headers(headers, now)?),
+            Scheme::Github(s) => Read::Github(s, s.check_headers(headers)?),
+            Scheme::Stripe(s) => Read::Stripe(s, s.check_headers(headers, now)?),
+            Scheme::Hmac(s) => Read::Hmac(s, s.check_headers(headers)?),
+            Scheme::None => Read::Complete,
+        };
+        Ok(Checked { read, scheme: self.scheme_name() })
+    }
+
+    /// [`Self::check`] without keeping what it read.
     pub fn check_headers(&self, headers: &HeaderMap, now: SystemTime) -> Result<(), AuthError> {
-        match &self.scheme {
-            Scheme::ApiKey(s) => s.check(headers),
-            Scheme::StandardWebhooks(s) => s.check_headers(headers, now).map(drop),
-            Scheme::Github(s) => s.check_headers(headers).map(drop),
-            Scheme::Stripe(s) => s.check_headers(headers, now).map(drop),
-            Scheme::Hmac(s) => s.check_headers(headers).map(drop),
-            Scheme::None => Ok(()),
-        }
+        self.check(headers, now).map(drop)
     }
 
     /// Verifies the whole request over the body bytes exactly as received (after any
-    /// Content-Encoding is undone).
+    /// Content-Encoding is undone): [`Self::check`], then [`Checked::verify`].
     pub fn verify(&self, headers: &HeaderMap, body: Bytes, now: SystemTime) -> Result<Verified<Bytes>, AuthError> {
-        match &self.scheme {
-            Scheme::ApiKey(s) => s.check(headers)?,
-            Scheme::StandardWebhooks(s) => s.verify(headers, &body, now)?,
-            Scheme::Github(s) => s.verify(headers, &body)?,
-            Scheme::Stripe(s) => s.verify(headers, &body, now)?,
-            Scheme::Hmac(s) => s.verify(headers, &body)?,
-            Scheme::None => {}
+        self.check(headers, now)?.verify(body)
+    }
+}
+
+/// A request whose headers passed [`Verifier::check`], with what they said: its body is
+/// then checked with [`Checked::verify`].
+pub struct Checked<'v, 'h> {
+    read: Read<'v, 'h>,
+    scheme: &'static str,
+}
+
+/// What a scheme read from the headers, with the scheme that checks the body against it.
+enum Read<'v, 'h> {
+    /// Nothing is left to check with the body (API keys, no authentication).
+    Complete,
+    StandardWebhooks(&'v standard_webhooks::StandardWebhooks, standard_webhooks::Signed<'h>),
+    Github(&'v github::Github, [u8; 32]),
+    Stripe(&'v stripe::Stripe, stripe::Parsed<'h>),
+    Hmac(&'v hmac_generic::GenericHmac, Vec<u8>),
+}
+
+impl std::fmt::Debug for Checked<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checked").field("scheme", &self.scheme).finish_non_exhaustive()
+    }
+}
+
+impl Checked<'_, '_> {
+    /// Checks the body bytes exactly as received (after any Content-Encoding is undone)
+    /// against the signature the headers carried.
+    pub fn verify(self, body: Bytes) -> Result<Verified<Bytes>, AuthError> {
+        match &self.read {
+            Read::Complete => {}
+            Read::StandardWebhooks(s, signed) => s.verify(signed, &body)?,
+            Read::Github(s, signature) => s.verify(signature, &body)?,
+            Read::Stripe(s, parsed) => s.verify(parsed, &body)?,
+            Read::Hmac(s, signature) => s.verify(signature, &body)?,
         }
-        Ok(Verified { body, scheme: self.scheme_name() })
+        Ok(Verified { body, scheme: self.scheme })
     }
 }
 

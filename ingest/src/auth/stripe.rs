@@ -63,18 +63,14 @@ impl Stripe {
         Self { secrets: secrets.iter().map(|s| KeyBytes(s.expose().as_bytes().to_vec())).collect(), tolerance }
     }
 
-    fn parse<'h>(&self, headers: &'h HeaderMap, now: SystemTime) -> Result<Parsed<'h>, AuthError> {
+    pub(super) fn check_headers<'h>(&self, headers: &'h HeaderMap, now: SystemTime) -> Result<Parsed<'h>, AuthError> {
         let parsed = parse_header(header(headers, SIGNATURE_HEADER)?)?;
         check_timestamp(parsed.timestamp, now, self.tolerance)?;
         Ok(parsed)
     }
 
-    pub(super) fn check_headers(&self, headers: &HeaderMap, now: SystemTime) -> Result<(), AuthError> {
-        self.parse(headers, now).map(drop)
-    }
-
-    pub(super) fn verify(&self, headers: &HeaderMap, body: &[u8], now: SystemTime) -> Result<(), AuthError> {
-        let parsed = self.parse(headers, now)?;
+    /// Checks `body` against what [`Self::check_headers`] read.
+    pub(super) fn verify(&self, parsed: &Parsed<'_>, body: &[u8]) -> Result<(), AuthError> {
         let parts: [&[u8]; 3] = [parsed.timestamp.as_bytes(), b".", body];
         let macs: Vec<Vec<u8>> = self.secrets.iter().map(|k| hmac_of::<HmacSha256>(&k.0, &parts)).collect();
         let candidates: Vec<&[u8]> = parsed.signatures.iter().map(|s| s.as_slice()).collect();
