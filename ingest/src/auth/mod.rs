@@ -1,8 +1,8 @@
 //! Request authentication. A handler can only publish a [`Verified`] body, and the only way
 //! to make one is [`Checked::verify`] (or [`Verifier::verify`], which checks the headers
 //! first): the headers are read once, before the body, and the body is then checked against
-//! what they said. One file per scheme; every scheme accepts several
-//! secrets at once (rotation), compares in constant time and works on the raw bytes.
+//! what they said. One file per scheme; every scheme accepts several secrets at once
+//! (rotation), compares in constant time and works on the raw bytes.
 //!
 //! Signature headers come from strangers, so their cost is bounded before any secret is
 //! used: at most [`MAX_SIGNATURE_ENTRIES`] entries per header, empty or undecodable entries
