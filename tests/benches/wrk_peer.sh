@@ -18,7 +18,9 @@
 #
 # Per target, level and round: answered requests per second (non-2xx answers are counted
 # apart and flagged), wrk's p50 and p99, and the CPU time per answered request of wrk, the
-# target's process and the broker (from /proc and `perf stat -e task-clock` on wrk).
+# target's process and the broker (from /proc and `perf stat -e task-clock` on wrk). After
+# each level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
+# best ÷ best.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
 ensure_apt wrk linux-perf
@@ -134,10 +136,13 @@ PY
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 ticks_per_second="$(getconf CLK_TCK)"
 
+declare -A best=()
 printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s\n' \
   target conns round 'req/s' 'p50' 'p99' 'wrk µs' 'srv µs' 'brk µs' 'sum µs'
 for conns in $LEVELS; do
+  ratios=()
   for round in $(seq "$ROUNDS"); do
+    declare -A rate=()
     for t in "${targets[@]}"; do
       IFS=: read -r name port pid <<<"$t"
       url="http://127.0.0.1:$port"
@@ -151,6 +156,8 @@ for conns in $LEVELS; do
       requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
       refused="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
       answered=$((requests - ${refused:-0}))
+      rate[$name]=$((answered / SECONDS_PER_RUN))
+      [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
       awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="$answered" -v s="$SECONDS_PER_RUN" \
         -v hz="$ticks_per_second" -v sb="$server_before" -v sa="$server_after" \
         -v bb="$broker_before" -v ba="$broker_after" -v refused="${refused:-0}" \
@@ -165,5 +172,10 @@ for conns in $LEVELS; do
             w, srv, brk, w + srv + brk, note
         }'
     done
+    ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
+    unset rate
   done
+  echo "ingest ÷ svix-bridge at $conns connections: ${ratios[*]}"
 done
+awk -v a="${best[ingest]}" -v b="${best[svix-bridge]}" \
+  'BEGIN {printf "best: ingest %d req/s, svix-bridge %d req/s; best ÷ best %.2f\n", a, b, a / (b > 0 ? b : 1)}'
