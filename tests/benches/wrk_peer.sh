@@ -53,16 +53,11 @@ broker_port="$(free_port)"
 broker_pid=$!
 pids+=("$broker_pid")
 wait_port "$broker_port"
-"$HOOKLAKE_PYTHON" - "127.0.0.1:$broker_port" <<'PY'
-import sys
-from confluent_kafka.admin import AdminClient, NewTopic
-admin = AdminClient({"bootstrap.servers": sys.argv[1]})
-for future in admin.create_topics([NewTopic(t, 3, 1) for t in ("bench.nectar", "bench.peer")]).values():
-    future.result()
-PY
 
 # hooklake's defaults, as the ingest benchmark runs it with BENCH_INGEST_WORKERS= (one
-# runtime thread per CPU).
+# runtime thread per CPU). Ingest creates its topics before it listens
+# (`kafka.create_topics`, `kafka.topic_partitions` = 3): the second source, never sent to,
+# is only there so that the peer's topic is made the same way.
 ingest_port="$(free_port)"
 cat >"$work/ingest.toml" <<TOML
 [kafka]
@@ -73,10 +68,14 @@ admin_listen = "127.0.0.1:$(free_port)"
 [sources.nectar]
 topic = "bench.nectar"
 auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
+[sources.peer]
+topic = "bench.peer"
+auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
 TOML
 "$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
 pids+=("$!")
 targets=("ingest:$ingest_port:$!")
+wait_port "$ingest_port"
 
 peer_port="$(free_port)"
 cat >"$work/peer.yaml" <<YAML
@@ -111,25 +110,24 @@ for t in "${targets[@]}"; do
   wait_port "${port%%:*}"
 done
 
-# One request, signed now: the same body shape as the ingest benchmark's.
+# One request, signed now with the Standard Webhooks library (tests/py/sign.py, as the
+# integration tests sign): the same body shape as the ingest benchmark's.
 sign() {
-  python3 - "$work/request.lua" <<'PY'
-import base64, hashlib, hmac, sys, time
-secret = b"hooklake-benchmark-signing-secret"
+  "$HOOKLAKE_PYTHON" - "$work/request.lua" "$REPO/tests/py" "whsec_$SECRET_B64" <<'PY'
+import sys, time
+sys.path.insert(0, sys.argv[2])
+from sign import sign
 msg_id = "wrk-1"
 head = '{"type":"meter.read","id":"%s","seq":1,"kWh":1.25,"pad":"' % msg_id
 body = head + "x" * (1024 - len(head) - 2) + '"}'
-ts = str(int(time.time()))
-sig = base64.b64encode(hmac.new(secret, f"{msg_id}.{ts}.{body}".encode(), hashlib.sha256).digest()).decode()
+headers = sign({"lib": "standardwebhooks", "secret": sys.argv[3], "msg_id": msg_id,
+                "timestamp": int(time.time()), "payload": body})
 with open(sys.argv[1], "w") as f:
-    f.write(f"""wrk.method = "POST"
-wrk.path = "/webhook/nectar"
-wrk.body = '{body}'
-wrk.headers["content-type"] = "application/json"
-wrk.headers["webhook-id"] = "{msg_id}"
-wrk.headers["webhook-timestamp"] = "{ts}"
-wrk.headers["webhook-signature"] = "v1,{sig}"
-""")
+    f.write('wrk.method = "POST"\nwrk.path = "/webhook/nectar"\n')
+    f.write("wrk.body = '%s'\n" % body)
+    f.write('wrk.headers["content-type"] = "application/json"\n')
+    for name, value in headers.items():
+        f.write('wrk.headers["%s"] = "%s"\n' % (name, value))
 PY
 }
 
