@@ -125,7 +125,14 @@ pub async fn serve(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
-        .max_buf_size(MAX_REQUEST_HEAD_BYTES);
+        .max_buf_size(MAX_REQUEST_HEAD_BYTES)
+        // Without it, hyper reads the socket again as soon as a request's body is in, to
+        // notice a client that hangs up while its request is handled. That read needs room
+        // in the connection's read buffer, whose bytes the request's head and body still
+        // share, so it allocated a new 8 KiB buffer for every request. With it, a client
+        // that closes its sending side (or goes away) still has its request finished and
+        // answered, and the next read comes after the answer, into the same buffer.
+        .half_close(true);
     tokio::pin!(shutdown);
     loop {
         // At the cap, new connections wait in the kernel's backlog until one closes.
@@ -245,7 +252,13 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let limits = ConnectionLimits { header_read_timeout, max_connections, drain: Duration::from_secs(30) };
-        let router = Router::new().route("/", get(|| async { "hi" }));
+        let router = Router::new().route("/", get(|| async { "hi" })).route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                "hi"
+            }),
+        );
         let (stop, mut stopped) = watch::channel(false);
         let metrics = ConnectionMetrics::unexported();
         let server = tokio::spawn(serve(listener, router, limits, metrics.clone(), async move {
@@ -306,6 +319,17 @@ mod tests {
             Ok(Ok(_)) => Some(String::from_utf8_lossy(&buf).into_owned()),
             _ => None,
         }
+    }
+
+    /// A client may close its sending side once its request is out (a half-close) and
+    /// still gets its answer, even when the handler takes a while.
+    #[tokio::test]
+    async fn a_client_that_half_closes_after_its_request_still_gets_its_answer() {
+        let (addr, _stop, _server) = start(4).await;
+        let mut stream = TcpStream::connect(&addr).await.unwrap();
+        stream.write_all(b"GET /slow HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+        stream.shutdown().await.unwrap();
+        assert_eq!(answer(&mut stream, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
     }
 
     #[tokio::test]

@@ -207,6 +207,9 @@ async fn accept<P: Publisher>(
         verified_by: Some(verified.scheme()),
     };
     let record = encode(state, source, &envelope).await?;
+    // The record holds its own copy of the payload: the body (decompressed, it is an
+    // allocation of its own) and the header map go before the wait for the broker's ack.
+    drop((verified, parts));
     produce(state, record, deadline).await?;
     Ok(message_id)
 }
