@@ -8,13 +8,20 @@
 #
 #   HOOKLAKE_BIN=target/release/hooklake BENCH_SVIX_BRIDGE=/path/to/svix-bridge \
 #     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
-#     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] tests/benches/wrk_peer.sh
+#     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_BROKER_DELAY_MS=20] \
+#     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] tests/benches/wrk_peer.sh
 #
 # BENCH_PLAIN is the ingest benchmark's executable (`cargo bench -p hooklake-tests --bench
 # ingest --no-run` prints it); with it, its plain axum server (`--serve-plain`) runs as a
 # third target. Each target is warmed for 3 s at each level before its measured run. The
 # signature is made again before each run, so no request falls outside the 5-minute
 # tolerance of the Standard Webhooks scheme.
+#
+# BENCH_BROKER_DELAY_MS puts tests/py/delay_proxy.py between the broker and every client,
+# delaying each answer (acks included) by that many ms, as a cluster whose acks=all
+# crosses zones would; the broker's column then counts the proxy's CPU as well.
+# BENCH_INGEST_PROPERTIES (space-separated key=value) goes to ingest's [kafka.properties]
+# and BENCH_INGEST_WORKERS to its ingest.worker_threads; unset, ingest runs its defaults.
 #
 # Per target, level and round: answered requests per second (non-2xx answers are counted
 # apart and flagged), wrk's p50 and p99, and the CPU time per answered request of wrk, the
@@ -48,10 +55,27 @@ wait_port() {
   return 1
 }
 
+# broker_port is where the clients go: the broker's own port, or the delay proxy's, which
+# the broker then advertises in its metadata.
 broker_port="$(free_port)"
-"$HOOKLAKE_BIN" broker --listen "127.0.0.1:$broker_port" --data "$work/broker" >"$work/broker.log" 2>&1 &
-broker_pid=$!
-pids+=("$broker_pid")
+delay_ms="${BENCH_BROKER_DELAY_MS:-0}"
+if [ "$delay_ms" != 0 ]; then
+  upstream_port="$(free_port)"
+  "$HOOKLAKE_BIN" broker --listen "127.0.0.1:$upstream_port" --advertise "127.0.0.1:$broker_port" \
+    --data "$work/broker" >"$work/broker.log" 2>&1 &
+  broker_pid=$!
+  pids+=("$broker_pid")
+  wait_port "$upstream_port"
+  "$HOOKLAKE_PYTHON" "$REPO/tests/py/delay_proxy.py" "$broker_port" "$upstream_port" "$delay_ms" \
+    >"$work/proxy.log" 2>&1 &
+  proxy_pid=$!
+  pids+=("$proxy_pid")
+else
+  "$HOOKLAKE_BIN" broker --listen "127.0.0.1:$broker_port" --data "$work/broker" >"$work/broker.log" 2>&1 &
+  broker_pid=$!
+  pids+=("$broker_pid")
+  proxy_pid=""
+fi
 wait_port "$broker_port"
 
 # hooklake's defaults, as the ingest benchmark runs it with BENCH_INGEST_WORKERS= (one
@@ -65,6 +89,9 @@ brokers = "127.0.0.1:$broker_port"
 [ingest]
 listen = "127.0.0.1:$ingest_port"
 admin_listen = "127.0.0.1:$(free_port)"
+${BENCH_INGEST_WORKERS:+worker_threads = $BENCH_INGEST_WORKERS}
+[kafka.properties]
+$(for kv in ${BENCH_INGEST_PROPERTIES:-}; do printf '"%s" = "%s"\n' "${kv%%=*}" "${kv#*=}"; done)
 [sources.nectar]
 topic = "bench.nectar"
 auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
@@ -132,6 +159,8 @@ PY
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# The broker's CPU, and the delay proxy's when there is one.
+broker_ticks() { echo $(($(cpu_ticks "$broker_pid") + ${proxy_pid:+$(cpu_ticks "$proxy_pid")} + 0)); }
 ticks_per_second="$(getconf CLK_TCK)"
 
 declare -A best=()
@@ -147,10 +176,10 @@ for conns in $LEVELS; do
       sign
       wrk -t1 -c"$conns" -d3s -s "$work/request.lua" "$url" >/dev/null 2>&1
       sign
-      server_before="$(cpu_ticks "$pid")" broker_before="$(cpu_ticks "$broker_pid")"
+      server_before="$(cpu_ticks "$pid")" broker_before="$(broker_ticks)"
       perf stat -x, -e task-clock -o "$work/wrk-cpu" \
         wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
-      server_after="$(cpu_ticks "$pid")" broker_after="$(cpu_ticks "$broker_pid")"
+      server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
       requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
       refused="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
       answered=$((requests - ${refused:-0}))
