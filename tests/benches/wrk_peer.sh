@@ -102,7 +102,7 @@ TOML
 "$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
 pids+=("$!")
 targets=("ingest:$ingest_port:$!")
-wait_port "$ingest_port"
+wait_port "$ingest_port" || { tail -n 5 "$work/ingest.log" >&2; exit 1; }
 
 peer_port="$(free_port)"
 cat >"$work/peer.yaml" <<YAML
