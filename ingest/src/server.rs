@@ -104,32 +104,49 @@ impl<P: Publisher> AppState<P> {
     }
 }
 
+/// `POST /webhook/{source}`. Each configured source has a route of its own, matched without
+/// extracting and decoding a path parameter; the parameterised route answers the rest
+/// (unknown sources, names written percent-encoded).
 pub fn webhook_router<P: Publisher>(state: Arc<AppState<P>>) -> Router {
-    Router::new().route("/webhook/{source}", post(handle::<P>)).with_state(state)
+    let mut router = Router::new().route("/webhook/{source}", post(handle_named::<P>));
+    for name in state.sources.keys() {
+        let name: Arc<str> = name.as_str().into();
+        let path = format!("/webhook/{name}");
+        let handler = move |State(state): State<Arc<AppState<P>>>, request: Request| {
+            let name = name.clone();
+            async move { handle(&state, &name, request).await }
+        };
+        router = router.route(&path, post(handler));
+    }
+    router.with_state(state)
 }
 
-async fn handle<P: Publisher>(
+async fn handle_named<P: Publisher>(
     State(state): State<Arc<AppState<P>>>,
     Path(source_name): Path<String>,
     request: Request,
 ) -> Response {
+    handle(&state, &source_name, request).await
+}
+
+async fn handle<P: Publisher>(state: &AppState<P>, source_name: &str, request: Request) -> Response {
     let started = Instant::now();
-    let Some(route) = state.sources.get(&source_name) else {
-        let e = IngestError::UnknownSource(truncate(&source_name, 64));
-        return rejected(&state, UNKNOWN_SOURCE_LABEL, e, started);
+    let Some(route) = state.sources.get(source_name) else {
+        let e = IngestError::UnknownSource(truncate(source_name, 64));
+        return rejected(state, UNKNOWN_SOURCE_LABEL, e, started);
     };
     // Bodies are read only by requests holding a slot and room for their body: this bounds
     // the memory bodies take, however many clients send at once.
     let overloaded = |limit| IngestError::Overloaded { limit, retry_after: state.retry_after };
     let Some(_slot) = state.in_flight.try_take(1) else {
-        return rejected(&state, &route.source.name, overloaded(InFlightLimit::Requests), started);
+        return rejected(state, &route.source.name, overloaded(InFlightLimit::Requests), started);
     };
     let wanted = body::reservation(request.headers(), state.max_body_bytes).min(state.in_flight_bytes.capacity());
     let Some(mut room) = state.in_flight_bytes.try_take(wanted) else {
-        return rejected(&state, &route.source.name, overloaded(InFlightLimit::BodyBytes), started);
+        return rejected(state, &route.source.name, overloaded(InFlightLimit::BodyBytes), started);
     };
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
-    let outcome = tokio::time::timeout_at(deadline, accept(&state, route, request, deadline, &mut room))
+    let outcome = tokio::time::timeout_at(deadline, accept(state, route, request, deadline, &mut room))
         .await
         .unwrap_or_else(|_| Err(state.unavailable("no answer within the response deadline")));
     match outcome {
@@ -139,7 +156,7 @@ async fn handle<P: Publisher>(
             route.metrics.request_duration.observe(started.elapsed().as_secs_f64());
             accepted_response(&message_id)
         }
-        Err(e) => rejected(&state, &route.source.name, e, started),
+        Err(e) => rejected(state, &route.source.name, e, started),
     }
 }
 
@@ -332,6 +349,42 @@ mod tests {
         assert_eq!(response.status(), http::StatusCode::OK);
         assert_eq!((state.in_flight.in_use(), state.in_flight_bytes.in_use()), (0, 0));
         assert_eq!(&publisher.records()[0].key, &response_id(response).await);
+    }
+
+    /// Each configured source has a route of its own beside `/webhook/{source}`: both give
+    /// the same answers, a name written percent-encoded still finds its source, and axum's
+    /// 405 and 404 are unchanged.
+    #[tokio::test]
+    async fn sources_are_routed_by_name_and_by_the_parameterised_route_alike() {
+        let text = "[sources.open]\nauth = { type = \"none\" }\n";
+        let config = Config::from_toml(text, &Env::new()).unwrap();
+        let publisher = Arc::new(MemoryPublisher::default());
+        let router = webhook_router(Arc::new(AppState::new(&config, publisher.clone()).unwrap()));
+        let call = |method: &str, path: &str| {
+            let request = http::Request::builder()
+                .method(method)
+                .uri(path)
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .body(Body::from(r#"{"type":"t"}"#))
+                .unwrap();
+            router.clone().oneshot(request)
+        };
+        for path in ["/webhook/open", "/webhook/%6Fpen"] {
+            let response = call("POST", path).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::OK, "{path}");
+        }
+        assert_eq!(publisher.records().len(), 2);
+        let unknown = call("POST", "/webhook/closed").await.unwrap();
+        assert_eq!(unknown.status(), http::StatusCode::NOT_FOUND);
+        let body = axum::body::to_bytes(unknown.into_body(), 1024).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("unknown_source"), "{body:?}");
+        for path in ["/webhook/open", "/webhook/closed"] {
+            let response = call("GET", path).await.unwrap();
+            assert_eq!(response.status(), http::StatusCode::METHOD_NOT_ALLOWED, "{path}");
+            assert_eq!(response.headers()[http::header::ALLOW], "POST", "{path}");
+        }
+        assert_eq!(call("POST", "/hooks/open").await.unwrap().status(), http::StatusCode::NOT_FOUND);
+        assert_eq!(publisher.records().len(), 2);
     }
 
     async fn response_id(response: Response) -> String {
