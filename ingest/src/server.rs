@@ -387,6 +387,47 @@ mod tests {
         assert_eq!(publisher.records().len(), 2);
     }
 
+    /// A request whose client hangs up before the broker acknowledged is finished all the
+    /// same: it keeps its slot until the ack, then its record is published.
+    #[tokio::test]
+    async fn a_request_whose_client_went_away_keeps_its_slot_until_the_ack_and_is_published() {
+        use tokio::io::AsyncWriteExt;
+
+        use crate::connections::{ConnectionLimits, ConnectionMetrics, serve};
+
+        let config = Config::from_toml("[sources.open]\nauth = { type = \"none\" }\n", &Env::new()).unwrap();
+        let publisher = Arc::new(MemoryPublisher::default());
+        publisher.hold(true);
+        let state = Arc::new(AppState::new(&config, publisher.clone()).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let limits = ConnectionLimits {
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 8,
+            drain: Duration::ZERO,
+        };
+        let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let router = webhook_router(state.clone());
+        tokio::spawn(serve(listener, router, limits, ConnectionMetrics::unexported(), async {
+            let _ = stopped.await;
+        }));
+        let mut client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let body = r#"{"type":"t"}"#;
+        let request = format!(
+            "POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\n\
+             content-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        client.write_all(request.as_bytes()).await.unwrap();
+        until("the request waits for the ack", || state.in_flight.in_use() == 1).await;
+        drop(client);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(state.in_flight.in_use(), 1, "the request gave up its slot before the ack");
+        publisher.hold(false);
+        until("the request finished", || state.in_flight.in_use() == 0).await;
+        assert_eq!(publisher.records().len(), 1);
+    }
+
     async fn response_id(response: Response) -> String {
         let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
         serde_json::from_slice::<serde_json::Value>(&body).unwrap()["message_id"].as_str().unwrap().to_owned()
