@@ -51,7 +51,7 @@ pub struct Route {
 /// Everything a request needs, shared by all requests.
 #[derive(Debug)]
 pub struct AppState<P> {
-    pub sources: HashMap<String, Route>,
+    pub sources: HashMap<String, Arc<Route>>,
     pub publisher: Arc<P>,
     pub framing: Framing,
     pub metrics: IngestMetrics,
@@ -75,7 +75,7 @@ impl<P: Publisher> AppState<P> {
             .iter()
             .map(|(name, s)| {
                 let route = Route { source: Source::from_config(name, s)?, metrics: metrics.for_source(name) };
-                Ok((name.clone(), route))
+                Ok((name.clone(), Arc::new(route)))
             })
             .collect::<Result<HashMap<_, _>, ConfigError>>()?;
         let framing = match &config.schema_registry {
@@ -109,32 +109,34 @@ impl<P: Publisher> AppState<P> {
 /// (unknown sources, names written percent-encoded).
 pub fn webhook_router<P: Publisher>(state: Arc<AppState<P>>) -> Router {
     let mut router = Router::new().route("/webhook/{source}", post(handle_named::<P>));
-    for name in state.sources.keys() {
-        let name: Arc<str> = name.as_str().into();
-        let path = format!("/webhook/{name}");
+    for (name, route) in &state.sources {
+        let route = route.clone();
         let handler = move |State(state): State<Arc<AppState<P>>>, request: Request| {
-            let name = name.clone();
-            async move { handle(&state, &name, request).await }
+            let route = route.clone();
+            async move { handle(&state, &route, request).await }
         };
-        router = router.route(&path, post(handler));
+        router = router.route(&format!("/webhook/{name}"), post(handler));
     }
     router.with_state(state)
 }
 
+/// `/webhook/{source}`: a configured source written percent-encoded, or an unknown one.
 async fn handle_named<P: Publisher>(
     State(state): State<Arc<AppState<P>>>,
     Path(source_name): Path<String>,
     request: Request,
 ) -> Response {
-    handle(&state, &source_name, request).await
+    match state.sources.get(&source_name) {
+        Some(route) => handle(&state, route, request).await,
+        None => {
+            let e = IngestError::UnknownSource(truncate(&source_name, 64));
+            rejected(&state, UNKNOWN_SOURCE_LABEL, e, Instant::now())
+        }
+    }
 }
 
-async fn handle<P: Publisher>(state: &AppState<P>, source_name: &str, request: Request) -> Response {
+async fn handle<P: Publisher>(state: &AppState<P>, route: &Route, request: Request) -> Response {
     let started = Instant::now();
-    let Some(route) = state.sources.get(source_name) else {
-        let e = IngestError::UnknownSource(truncate(source_name, 64));
-        return rejected(state, UNKNOWN_SOURCE_LABEL, e, started);
-    };
     // Bodies are read only by requests holding a slot and room for their body: this bounds
     // the memory bodies take, however many clients send at once.
     let overloaded = |limit| IngestError::Overloaded { limit, retry_after: state.retry_after };

@@ -59,24 +59,20 @@ wait_port() {
 # the broker then advertises in its metadata.
 broker_port="$(free_port)"
 delay_ms="${BENCH_BROKER_DELAY_MS:-0}"
+listen_port="$broker_port" advertise=() proxy_pid=""
+[ "$delay_ms" != 0 ] && listen_port="$(free_port)" advertise=(--advertise "127.0.0.1:$broker_port")
+"$HOOKLAKE_BIN" broker --listen "127.0.0.1:$listen_port" "${advertise[@]}" --data "$work/broker" \
+  >"$work/broker.log" 2>&1 &
+broker_pid=$!
+pids+=("$broker_pid")
+wait_port "$listen_port"
 if [ "$delay_ms" != 0 ]; then
-  upstream_port="$(free_port)"
-  "$HOOKLAKE_BIN" broker --listen "127.0.0.1:$upstream_port" --advertise "127.0.0.1:$broker_port" \
-    --data "$work/broker" >"$work/broker.log" 2>&1 &
-  broker_pid=$!
-  pids+=("$broker_pid")
-  wait_port "$upstream_port"
-  "$HOOKLAKE_PYTHON" "$REPO/tests/py/delay_proxy.py" "$broker_port" "$upstream_port" "$delay_ms" \
+  "$HOOKLAKE_PYTHON" "$REPO/tests/py/delay_proxy.py" "$broker_port" "$listen_port" "$delay_ms" \
     >"$work/proxy.log" 2>&1 &
   proxy_pid=$!
   pids+=("$proxy_pid")
-else
-  "$HOOKLAKE_BIN" broker --listen "127.0.0.1:$broker_port" --data "$work/broker" >"$work/broker.log" 2>&1 &
-  broker_pid=$!
-  pids+=("$broker_pid")
-  proxy_pid=""
+  wait_port "$broker_port"
 fi
-wait_port "$broker_port"
 
 # hooklake's defaults, as the ingest benchmark runs it with BENCH_INGEST_WORKERS= (one
 # runtime thread per CPU). Ingest creates its topics before it listens
@@ -160,7 +156,12 @@ PY
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # The broker's CPU, and the delay proxy's when there is one.
-broker_ticks() { echo $(($(cpu_ticks "$broker_pid") + ${proxy_pid:+$(cpu_ticks "$proxy_pid")} + 0)); }
+broker_ticks() {
+  local ticks
+  ticks="$(cpu_ticks "$broker_pid")"
+  [ -z "$proxy_pid" ] || ticks=$((ticks + $(cpu_ticks "$proxy_pid")))
+  echo "$ticks"
+}
 ticks_per_second="$(getconf CLK_TCK)"
 
 declare -A best=()
