@@ -7,11 +7,12 @@
 //! HTTP/1.1 only: hyper-util's HTTP/1-or-2 detection reads the first bytes with no timer,
 //! so a client that sends a few bytes and stalls would hold its connection forever.
 //!
-//! The connections hyper ends itself, before a request reaches the router (a head that
+//! The connections hyper ends itself, before a request reaches the service (a head that
 //! took too long, a head over [`MAX_REQUEST_HEAD_BYTES`] answered 431, a request that is not
 //! HTTP answered 400), are counted by reason in [`ConnectionMetrics::closed`].
 
 use std::{
+    convert::Infallible,
     future::Future,
     sync::{
         Arc,
@@ -20,14 +21,16 @@ use std::{
     time::Duration,
 };
 
-use axum::Router;
+use axum::{Router, response::Response};
 use hyper::{
+    Request,
+    body::Incoming,
     server::conn::http1,
     service::{Service, service_fn},
 };
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    service::TowerToHyperService,
+    service::{TowerToHyperService, TowerToHyperServiceFuture},
 };
 use prometheus::{IntCounterVec, IntGauge};
 use tokio::{
@@ -110,10 +113,32 @@ fn close_reason(error: &hyper::Error, had_a_request: bool) -> &'static str {
     }
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains (see the module docs).
+/// A listener's service: what answers each request of each connection.
+pub trait HttpService: Fn(Request<Incoming>) -> Self::Answer + Clone + Send + Sync + 'static {
+    type Answer: Future<Output = Result<Response, Infallible>> + Send + 'static;
+}
+
+impl<F, A> HttpService for F
+where
+    F: Fn(Request<Incoming>) -> A + Clone + Send + Sync + 'static,
+    A: Future<Output = Result<Response, Infallible>> + Send + 'static,
+{
+    type Answer = A;
+}
+
+/// An axum router as a listener's service.
+pub fn router_service(
+    router: Router,
+) -> impl Fn(Request<Incoming>) -> TowerToHyperServiceFuture<Router, Request<Incoming>> + Clone + Send + Sync + 'static
+{
+    let service = TowerToHyperService::new(router);
+    move |request| service.call(request)
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then drains (see the module docs).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    service: impl HttpService,
     limits: ConnectionLimits,
     metrics: ConnectionMetrics,
     shutdown: impl Future<Output = ()>,
@@ -154,7 +179,7 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         let held = (slot, OpenGuard::new(metrics.open.clone()));
         let closed = metrics.closed.clone();
-        connections.spawn(serve_connection(&builder, stream, router.clone(), stopping.clone(), held, closed));
+        connections.spawn(serve_connection(&builder, stream, service.clone(), stopping.clone(), held, closed));
     }
     drop(listener);
     let _ = stop.send(true);
@@ -179,7 +204,7 @@ type Held = (OwnedSemaphorePermit, OpenGuard);
 fn serve_connection(
     builder: &http1::Builder,
     stream: TcpStream,
-    router: Router,
+    service: impl HttpService,
     mut stopping: watch::Receiver<bool>,
     held: Held,
     closed: IntCounterVec,
@@ -187,10 +212,10 @@ fn serve_connection(
     let _ = stream.set_nodelay(true);
     let started = Arc::new(AtomicBool::new(false));
     let service = {
-        let (router, started) = (TowerToHyperService::new(router), started.clone());
+        let started = started.clone();
         service_fn(move |request| {
             started.store(true, Ordering::Relaxed);
-            router.call(request)
+            service(request)
         })
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -261,7 +286,7 @@ mod tests {
         );
         let (stop, mut stopped) = watch::channel(false);
         let metrics = ConnectionMetrics::unexported();
-        let server = tokio::spawn(serve(listener, router, limits, metrics.clone(), async move {
+        let server = tokio::spawn(serve(listener, router_service(router), limits, metrics.clone(), async move {
             let _ = stopped.wait_for(|s| *s).await;
         }));
         (addr, stop, server, metrics)

@@ -125,7 +125,7 @@ pub async fn serve<P: Publisher>(
     let admin_router = admin::admin_router(state.clone(), draining.clone());
     let admin = tokio::spawn(connections::serve(
         listeners.admin,
-        admin_router,
+        connections::router_service(admin_router),
         ADMIN_LIMITS,
         // Admin connections are not exported.
         connections::ConnectionMetrics::unexported(),
@@ -149,8 +149,9 @@ pub async fn serve<P: Publisher>(
         max_connections: i.max_connections as usize,
         drain: i.response_deadline.get(),
     };
-    let webhooks = server::webhook_router(state.clone());
-    connections::serve(listeners.http, webhooks, limits, state.metrics.connections.clone(), async move {
+    let webhooks = server::Webhooks::new(state.clone());
+    let service = move |request| webhooks.answer(request);
+    connections::serve(listeners.http, service, limits, state.metrics.connections.clone(), async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight requests");
