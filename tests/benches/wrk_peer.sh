@@ -78,13 +78,13 @@ fi
 # runtime thread per CPU). Ingest creates its topics before it listens
 # (`kafka.create_topics`, `kafka.topic_partitions` = 3): the second source, never sent to,
 # is only there so that the peer's topic is made the same way.
-ingest_port="$(free_port)"
+ingest_port="$(free_port)" ingest_admin_port="$(free_port)"
 cat >"$work/ingest.toml" <<TOML
 [kafka]
 brokers = "127.0.0.1:$broker_port"
 [ingest]
 listen = "127.0.0.1:$ingest_port"
-admin_listen = "127.0.0.1:$(free_port)"
+admin_listen = "127.0.0.1:$ingest_admin_port"
 ${BENCH_INGEST_WORKERS:+worker_threads = $BENCH_INGEST_WORKERS}
 [kafka.properties]
 $(for kv in ${BENCH_INGEST_PROPERTIES:-}; do printf '"%s" = "%s"\n' "${kv%%=*}" "${kv#*=}"; done)
@@ -154,6 +154,14 @@ with open(sys.argv[1], "w") as f:
 PY
 }
 
+# Ingest's mean records per produce request over librdkafka's last statistics interval
+# (5 s), from its /metrics: what the broker's cost per record depends on (BENCHMARKS.md,
+# "The broker is one queue").
+ingest_batch() {
+  curl -s "http://127.0.0.1:$ingest_admin_port/metrics" |
+    awk '/^hooklake_ingest_kafka_batch_avg_messages\{topic="bench.nectar"\}/ {print $2}'
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # The broker's CPU, and the delay proxy's when there is one.
 broker_ticks() {
@@ -165,8 +173,8 @@ broker_ticks() {
 ticks_per_second="$(getconf CLK_TCK)"
 
 declare -A best=()
-printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s\n' \
-  target conns round 'req/s' 'p50' 'p99' 'wrk µs' 'srv µs' 'brk µs' 'sum µs'
+printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s\n' \
+  target conns round 'req/s' 'p50' 'p99' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch
 for conns in $LEVELS; do
   ratios=()
   for round in $(seq "$ROUNDS"); do
@@ -181,6 +189,8 @@ for conns in $LEVELS; do
       perf stat -x, -e task-clock -o "$work/wrk-cpu" \
         wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
       server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
+      batch=-
+      [ "$name" != ingest ] || batch="$(ingest_batch)"
       requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
       refused="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
       answered=$((requests - ${refused:-0}))
@@ -188,7 +198,7 @@ for conns in $LEVELS; do
       [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
       awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="$answered" -v s="$SECONDS_PER_RUN" \
         -v hz="$ticks_per_second" -v sb="$server_before" -v sa="$server_after" \
-        -v bb="$broker_before" -v ba="$broker_after" -v refused="${refused:-0}" \
+        -v bb="$broker_before" -v ba="$broker_after" -v refused="${refused:-0}" -v batch="${batch:--}" \
         -v p50="$(awk '$1 == "50%" {print $2}' "$work/wrk-out")" \
         -v p99="$(awk '$1 == "99%" {print $2}' "$work/wrk-out")" \
         -v wrk_ms="$(awk -F, '$3 == "task-clock" {print $1}' "$work/wrk-cpu")" '
@@ -196,8 +206,8 @@ for conns in $LEVELS; do
           ok = ok > 0 ? ok : 1
           w = wrk_ms * 1000 / ok; srv = (sa - sb) * 1e6 / hz / ok; brk = (ba - bb) * 1e6 / hz / ok
           note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
-          printf "%-12s %6s %6s %9.0f %9s %9s %8.1f %8.1f %8.1f %8.1f%s\n", name, conns, round, ok / s, p50, p99,
-            w, srv, brk, w + srv + brk, note
+          printf "%-12s %6s %6s %9.0f %9s %9s %8.1f %8.1f %8.1f %8.1f %6s%s\n", name, conns, round, ok / s, p50, p99,
+            w, srv, brk, w + srv + brk, batch, note
         }'
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
