@@ -9,7 +9,8 @@
 #   HOOKLAKE_BIN=target/release/hooklake BENCH_SVIX_BRIDGE=/path/to/svix-bridge \
 #     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
 #     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_BROKER_DELAY_MS=20] \
-#     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] tests/benches/wrk_peer.sh
+#     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] [BENCH_IDS=1000] \
+#     tests/benches/wrk_peer.sh
 #
 # BENCH_PLAIN is the ingest benchmark's executable (`cargo bench -p hooklake-tests --bench
 # ingest --no-run` prints it); with it, its plain axum server (`--serve-plain`) runs as a
@@ -133,24 +134,50 @@ for t in "${targets[@]}"; do
   wait_port "${port%%:*}"
 done
 
-# One request, signed now with the Standard Webhooks library (tests/py/sign.py, as the
-# integration tests sign): the same body shape as the ingest benchmark's.
+# The requests, signed now with the Standard Webhooks library (tests/py/sign.py, as the
+# integration tests sign): the same body shape as the ingest benchmark's. With BENCH_IDS=1
+# (the default, the issue's method) wrk sends one request over and over, so every ingest
+# record has the same key, `wrk-1`, and goes to the same partition; with BENCH_IDS=N wrk
+# sends N requests with ids wrk-1..wrk-N in turn (made up front, a string each), which
+# ingest spreads over the topic's partitions as it would distinct webhooks.
 sign() {
-  "$HOOKLAKE_PYTHON" - "$work/request.lua" "$REPO/tests/py" "whsec_$SECRET_B64" <<'PY'
+  "$HOOKLAKE_PYTHON" - "$work/request.lua" "$REPO/tests/py" "whsec_$SECRET_B64" "${BENCH_IDS:-1}" <<'PY'
 import sys, time
 sys.path.insert(0, sys.argv[2])
 from sign import sign
-msg_id = "wrk-1"
-head = '{"type":"meter.read","id":"%s","seq":1,"kWh":1.25,"pad":"' % msg_id
-body = head + "x" * (1024 - len(head) - 2) + '"}'
-headers = sign({"lib": "standardwebhooks", "secret": sys.argv[3], "msg_id": msg_id,
-                "timestamp": int(time.time()), "payload": body})
+def signed(msg_id):
+    head = '{"type":"meter.read","id":"%s","seq":1,"kWh":1.25,"pad":"' % msg_id
+    body = head + "x" * (1024 - len(head) - 2) + '"}'
+    headers = sign({"lib": "standardwebhooks", "secret": sys.argv[3], "msg_id": msg_id,
+                    "timestamp": int(time.time()), "payload": body})
+    return body, headers
+ids = int(sys.argv[4])
 with open(sys.argv[1], "w") as f:
     f.write('wrk.method = "POST"\nwrk.path = "/webhook/nectar"\n')
-    f.write("wrk.body = '%s'\n" % body)
-    f.write('wrk.headers["content-type"] = "application/json"\n')
-    for name, value in headers.items():
-        f.write('wrk.headers["%s"] = "%s"\n' % (name, value))
+    if ids == 1:
+        body, headers = signed("wrk-1")
+        f.write("wrk.body = '%s'\n" % body)
+        f.write('wrk.headers["content-type"] = "application/json"\n')
+        for name, value in headers.items():
+            f.write('wrk.headers["%s"] = "%s"\n' % (name, value))
+    else:
+        f.write("local bodies, signed = {}, {}\n")
+        for i in range(1, ids + 1):
+            body, headers = signed("wrk-%d" % i)
+            fields = ", ".join('["%s"] = "%s"' % kv for kv in headers.items())
+            f.write("bodies[%d] = {'%s', {%s}}\n" % (i, body, fields))
+        f.write("""local n = 0
+init = function()
+  for i, b in ipairs(bodies) do
+    b[2]["content-type"] = "application/json"
+    signed[i] = wrk.format("POST", "/webhook/nectar", b[2], b[1])
+  end
+end
+request = function()
+  n = n % #signed + 1
+  return signed[n]
+end
+""")
 PY
 }
 
