@@ -31,7 +31,7 @@
 # best ÷ best.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
-ensure_apt wrk linux-perf
+ensure_apt wrk linux-perf curl
 ensure_venv
 
 : "${HOOKLAKE_BIN:?release hooklake binary}"
@@ -161,7 +161,7 @@ with open(sys.argv[1], "w") as f:
         for name, value in headers.items():
             f.write('wrk.headers["%s"] = "%s"\n' % (name, value))
     else:
-        f.write("local bodies, signed = {}, {}\n")
+        f.write("local bodies, formatted = {}, {}\n")
         for i in range(1, ids + 1):
             body, headers = signed("wrk-%d" % i)
             fields = ", ".join('["%s"] = "%s"' % kv for kv in headers.items())
@@ -170,12 +170,12 @@ with open(sys.argv[1], "w") as f:
 init = function()
   for i, b in ipairs(bodies) do
     b[2]["content-type"] = "application/json"
-    signed[i] = wrk.format("POST", "/webhook/nectar", b[2], b[1])
+    formatted[i] = wrk.format("POST", "/webhook/nectar", b[2], b[1])
   end
 end
 request = function()
-  n = n % #signed + 1
-  return signed[n]
+  n = n % #formatted + 1
+  return formatted[n]
 end
 """)
 PY
