@@ -1,7 +1,7 @@
 //! A configured source, ready to serve: its topic, verifier, and how its envelopes get
 //! their `message_id`, event type and headers.
 
-use std::{collections::BTreeMap, sync::Arc};
+use std::sync::Arc;
 
 use hooklake_schemas::config::{AuthConfig, ConfigError, SourceConfig};
 use http::{HeaderMap, HeaderName};
@@ -34,8 +34,11 @@ impl Source {
             (None, AuthConfig::Github { .. }) => Some(HeaderName::from_static("x-github-delivery")),
             (None, _) => None,
         };
-        let forward_headers =
-            config.forwarded_headers().iter().map(|h| header("forward_headers", h)).collect::<Result<_, _>>()?;
+        let mut forward_headers =
+            config.forwarded_headers().iter().map(|h| header("forward_headers", h)).collect::<Result<Vec<_>, _>>()?;
+        // In the order the envelope's headers take (`EnvelopeRef::headers`).
+        forward_headers.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        forward_headers.dedup();
         Ok(Self {
             name: name.into(),
             topic: config.topic_for(name).into(),
@@ -62,12 +65,10 @@ impl Source {
             .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned)
     }
 
-    /// The allow-listed request headers, lower-case names.
-    pub fn forwarded(&self, headers: &HeaderMap) -> BTreeMap<String, String> {
-        self.forward_headers
-            .iter()
-            .filter_map(|h| Some((h.as_str().to_owned(), headers.get(h)?.to_str().ok()?.to_owned())))
-            .collect()
+    /// The allow-listed request headers the request has, lower-case names, sorted by name
+    /// (as `EnvelopeRef::headers` takes them).
+    pub fn forwarded<'a>(&'a self, headers: &'a HeaderMap) -> Vec<(&'a str, &'a str)> {
+        self.forward_headers.iter().filter_map(|h| Some((h.as_str(), headers.get(h)?.to_str().ok()?))).collect()
     }
 }
 
@@ -138,6 +139,14 @@ mod tests {
         h.insert("user-agent", HeaderValue::from_static("curl/8"));
         h.insert("x-api-key", HeaderValue::from_static("k"));
         h.insert("cookie", HeaderValue::from_static("c=1"));
-        assert_eq!(s.forwarded(&h), BTreeMap::from([("user-agent".to_string(), "curl/8".to_string())]));
+        assert_eq!(s.forwarded(&h), [("user-agent", "curl/8")]);
+    }
+
+    /// However they are listed, forwarded headers come sorted by name and once each.
+    #[test]
+    fn forwarded_headers_are_sorted_by_name_once_each() {
+        let s = source("forward_headers = [\"x-b\", \"X-A\", \"x-b\"]", "{ type = \"none\" }");
+        let h = with(&[("x-b", "2"), ("x-a", "1")]);
+        assert_eq!(s.forwarded(&h), [("x-a", "1"), ("x-b", "2")]);
     }
 }

@@ -23,7 +23,7 @@ pub(crate) fn encode_datum(e: &EnvelopeRef<'_>, out: &mut Vec<u8>) {
     write_optional(out, e.event_type);
     if !e.headers.is_empty() {
         write_long(out, e.headers.len() as i64);
-        for (k, v) in e.headers {
+        for &(k, v) in e.headers {
             write_str(out, k);
             write_str(out, v);
         }

@@ -66,7 +66,9 @@ pub struct EnvelopeRef<'a> {
     pub received_at_micros: i64,
     pub payload: &'a str,
     pub event_type: Option<&'a str>,
-    pub headers: &'a BTreeMap<String, String>,
+    /// The forwarded headers as (name, value) pairs, sorted by name with no name twice:
+    /// the order of [`WebhookEnvelope::headers`], so that both encode the same bytes.
+    pub headers: &'a [(&'a str, &'a str)],
     pub verified_by: Option<&'a str>,
 }
 
@@ -86,27 +88,32 @@ impl EnvelopeRef<'_> {
 }
 
 impl WebhookEnvelope {
-    /// The same envelope with borrowed fields.
-    pub fn borrowed(&self) -> EnvelopeRef<'_> {
+    /// The headers as [`EnvelopeRef::headers`] takes them.
+    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
+        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
+    }
+
+    /// The same envelope with borrowed fields; `headers` are [`Self::header_pairs`].
+    pub fn borrowed<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> EnvelopeRef<'a> {
         EnvelopeRef {
             message_id: &self.message_id,
             source: &self.source,
             received_at_micros: self.received_at_micros,
             payload: &self.payload,
             event_type: self.event_type.as_deref(),
-            headers: &self.headers,
+            headers,
             verified_by: self.verified_by.as_deref(),
         }
     }
 
     /// Avro single-object encoding under the v1 schema.
     pub fn to_single_object(&self) -> Vec<u8> {
-        self.borrowed().to_single_object()
+        self.borrowed(&self.header_pairs()).to_single_object()
     }
 
     /// Appends the bare Avro datum (no framing) to `out`.
     pub fn encode_datum(&self, out: &mut Vec<u8>) {
-        self.borrowed().encode_datum(out);
+        self.borrowed(&self.header_pairs()).encode_datum(out);
     }
 
     /// Reads a bare Avro datum written with the v1 schema; it must fill `bytes` exactly.

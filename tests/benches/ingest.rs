@@ -229,7 +229,7 @@ impl Load {
                 let value = envelope.to_single_object();
                 let out = OutgoingRecord::for_envelope(
                     TOPIC.into(),
-                    &envelope.borrowed(),
+                    &envelope.borrowed(&envelope.header_pairs()),
                     value,
                     self.record_headers,
                     CONTENT_TYPE_SINGLE_OBJECT,
