@@ -88,32 +88,29 @@ impl EnvelopeRef<'_> {
 }
 
 impl WebhookEnvelope {
-    /// The headers as [`EnvelopeRef::headers`] takes them.
-    pub fn header_pairs(&self) -> Vec<(&str, &str)> {
-        self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect()
-    }
-
-    /// The same envelope with borrowed fields; `headers` are [`Self::header_pairs`].
-    pub fn borrowed<'a>(&'a self, headers: &'a [(&'a str, &'a str)]) -> EnvelopeRef<'a> {
-        EnvelopeRef {
+    /// Calls `f` with the same envelope, its fields borrowed.
+    pub fn with_borrowed<R>(&self, f: impl FnOnce(&EnvelopeRef<'_>) -> R) -> R {
+        // The map iterates in name order, the order `EnvelopeRef::headers` asks for.
+        let headers: Vec<(&str, &str)> = self.headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        f(&EnvelopeRef {
             message_id: &self.message_id,
             source: &self.source,
             received_at_micros: self.received_at_micros,
             payload: &self.payload,
             event_type: self.event_type.as_deref(),
-            headers,
+            headers: &headers,
             verified_by: self.verified_by.as_deref(),
-        }
+        })
     }
 
     /// Avro single-object encoding under the v1 schema.
     pub fn to_single_object(&self) -> Vec<u8> {
-        self.borrowed(&self.header_pairs()).to_single_object()
+        self.with_borrowed(|e| e.to_single_object())
     }
 
     /// Appends the bare Avro datum (no framing) to `out`.
     pub fn encode_datum(&self, out: &mut Vec<u8>) {
-        self.borrowed(&self.header_pairs()).encode_datum(out);
+        self.with_borrowed(|e| e.encode_datum(out));
     }
 
     /// Reads a bare Avro datum written with the v1 schema; it must fill `bytes` exactly.

@@ -227,13 +227,15 @@ impl Load {
                 // The record ingest produces, with headers when ingest sends them (tansu
                 // stores each header as a row of its own).
                 let value = envelope.to_single_object();
-                let out = OutgoingRecord::for_envelope(
-                    TOPIC.into(),
-                    &envelope.borrowed(&envelope.header_pairs()),
-                    value,
-                    self.record_headers,
-                    CONTENT_TYPE_SINGLE_OBJECT,
-                );
+                let out = envelope.with_borrowed(|e| {
+                    OutgoingRecord::for_envelope(
+                        TOPIC.into(),
+                        e,
+                        value,
+                        self.record_headers,
+                        CONTENT_TYPE_SINGLE_OBJECT,
+                    )
+                });
                 match self.producer.send_result(future_record(&out)) {
                     Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
                     Err(_) => false,
