@@ -11,7 +11,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$REPO"
 started=$(date +%s)
 
-ensure_apt patch  # patch: scripts/vendor-rdkafka.sh (CI)
+ensure_apt patch  # patch: scripts/vendor.sh (CI)
 ensure_venv
 ensure_postgres
 
@@ -21,8 +21,8 @@ FEATURES=(--features hooklake/failpoints)
 say "building hooklake and its tests"
 cargo build --locked --workspace --bins --tests "${FEATURES[@]}"
 if [ "${CI:-}" = "true" ]; then
-  say "checking vendor/rdkafka-sys, format and lints (CI)"
-  scripts/vendor-rdkafka.sh --check
+  say "checking vendor/, format and lints (CI)"
+  scripts/vendor.sh --check
   cargo fmt --all -- --check
   cargo clippy --locked --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 fi

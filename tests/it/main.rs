@@ -2,6 +2,7 @@
 //! SQLite), output checked by readers we did not write. Run through `scripts/test.sh`,
 //! which installs the tools, or plain `cargo test -p hooklake-tests` once they exist.
 
+mod broker_storage;
 mod common;
 mod confluent;
 mod faults;

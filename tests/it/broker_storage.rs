@@ -1,0 +1,181 @@
+//! `hooklake broker`'s SQLite storage read back record for record. vendor/tansu-storage
+//! patches it to keep each connection's prepared statements (one insert per record and
+//! one per record header) instead of preparing them again for every record; a statement
+//! reused with a stale binding would put a key, value or header on the wrong record.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    time::{Duration, Instant},
+};
+
+use hooklake_tests::{broker::Broker, kafka};
+use rdkafka::{
+    ClientConfig, Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, Consumer},
+    message::{Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+
+const TOPICS: [&str; 2] = ["storage-a", "storage-b"];
+const PARTITIONS: i32 = 3;
+const PRODUCERS: usize = 4;
+const RECORDS_PER_PRODUCER: usize = 120;
+
+/// One record as sent and as read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Record {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Record `n` of producer `p` in phase `phase`, for topic `TOPICS[.0]` and partition `.1`:
+/// keys, values and headers that differ from one record to the next in presence and
+/// length, so a binding left over from the record before shows. Each carries its id in
+/// its key or its value, or both.
+fn record(phase: usize, p: usize, n: usize) -> (usize, i32, Record) {
+    let id = format!("{phase}-{p}-{n}");
+    let topic = (p + n) % TOPICS.len();
+    let partition = ((n / 2 + p) % PARTITIONS as usize) as i32;
+    let key = (!n.is_multiple_of(3)).then(|| format!("key-{id}").into_bytes());
+    let value = (n % 7 != 5 || key.is_none())
+        .then(|| format!("{{\"id\":\"{id}\",\"pad\":\"{}\"}}", "x".repeat(n * 13 % 900)).into_bytes());
+    let headers =
+        (0..n % 4).map(|h| (format!("h{h}-{id}"), (h != 1).then(|| format!("v{h}-{id}").into_bytes()))).collect();
+    (topic, partition, Record { key, value, headers })
+}
+
+fn producer(brokers: &str, idempotent: bool) -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", idempotent.to_string())
+        .set("linger.ms", "2")
+        .set("message.timeout.ms", "20000")
+        .create()
+        .expect("producer")
+}
+
+/// Sends every producer's records of `phase` at once (half the producers idempotent),
+/// waits for every ack, and returns what each (topic, partition) must hold, in each
+/// producer's order.
+async fn produce_phase(
+    brokers: &str,
+    topics: &[String],
+    phase: usize,
+) -> BTreeMap<(String, i32), Vec<(usize, Record)>> {
+    let sends = (0..PRODUCERS).map(|p| {
+        let producer = producer(brokers, p % 2 == 0);
+        let topics = topics.to_vec();
+        tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut in_flight = Vec::new();
+            for n in 0..RECORDS_PER_PRODUCER {
+                let (t, partition, r) = record(phase, p, n);
+                let headers = r
+                    .headers
+                    .iter()
+                    .fold(OwnedHeaders::new(), |hs, (k, v)| hs.insert(Header { key: k, value: v.as_deref() }));
+                let mut fr = FutureRecord::<[u8], [u8]>::to(&topics[t]).partition(partition).headers(headers);
+                if let Some(k) = &r.key {
+                    fr = fr.key(k.as_slice());
+                }
+                if let Some(v) = &r.value {
+                    fr = fr.payload(v.as_slice());
+                }
+                // send_result queues the record now; the acks are awaited below, all in flight.
+                let delivery = producer.send_result(fr).unwrap_or_else(|(e, _)| panic!("producer {p}: {e}"));
+                in_flight.push((topics[t].clone(), partition, r.clone(), delivery));
+            }
+            for (topic, partition, r, delivery) in in_flight {
+                let delivery =
+                    delivery.await.expect("the producer is alive").unwrap_or_else(|(e, _)| panic!("producer {p}: {e}"));
+                assert_eq!(delivery.partition, partition);
+                acked.push((topic, partition, p, r));
+            }
+            acked
+        })
+    });
+    let mut expected: BTreeMap<(String, i32), Vec<(usize, Record)>> = BTreeMap::new();
+    for sent in futures::future::join_all(sends).await {
+        for (topic, partition, p, r) in sent.expect("producer task") {
+            expected.entry((topic, partition)).or_default().push((p, r));
+        }
+    }
+    expected
+}
+
+/// Every record of one partition from offset 0, with its offset.
+fn read_partition(brokers: &str, topic: &str, partition: i32, count: usize) -> Vec<(i64, Record)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "hooklake-tests-storage")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, partition, Offset::Beginning).expect("offset");
+    consumer.assign(&tpl).expect("assign");
+    let mut out = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while out.len() < count && Instant::now() < deadline {
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => out.push((
+                m.offset(),
+                Record {
+                    key: m.key().map(<[u8]>::to_vec),
+                    value: m.payload().map(<[u8]>::to_vec),
+                    headers: m.headers().map_or_else(Vec::new, |hs| {
+                        hs.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect()
+                    }),
+                },
+            )),
+            Some(Err(e)) => panic!("{topic}/{partition}: {e}"),
+            None => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_producers_records_read_back_exactly_across_a_broker_restart() {
+    let mut broker = Broker::start();
+    let brokers = broker.bootstrap();
+    let topics: Vec<String> = TOPICS.iter().map(|t| (*t).to_owned()).collect();
+    for topic in &topics {
+        kafka::create_topic(&brokers, topic, PARTITIONS).await;
+    }
+
+    // Phase 1 on the broker's first connections; phase 2 after a SIGKILL and restart, on
+    // new connections whose statements are prepared anew.
+    let mut expected = produce_phase(&brokers, &topics, 1).await;
+    broker.restart();
+    for (tp, records) in produce_phase(&brokers, &topics, 2).await {
+        expected.entry(tp).or_default().extend(records);
+    }
+
+    let mut total = 0;
+    for ((topic, partition), sent) in &expected {
+        let read = read_partition(&brokers, topic, *partition, sent.len());
+        assert_eq!(read.len(), sent.len(), "{topic}/{partition}: records read back");
+        assert_eq!(
+            read.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+            (0..sent.len() as i64).collect::<Vec<_>>(),
+            "{topic}/{partition}: offsets without gaps"
+        );
+        // Producers interleave on a partition; each one's records keep its order.
+        for p in 0..PRODUCERS {
+            let sent_by_p: Vec<&Record> = sent.iter().filter(|(q, _)| *q == p).map(|(_, r)| r).collect();
+            let read_of_p: Vec<&Record> = read.iter().map(|(_, r)| r).filter(|r| sent_by_p.contains(r)).collect();
+            assert_eq!(read_of_p, sent_by_p, "{topic}/{partition}: producer {p}'s records in its order");
+        }
+        let distinct: BTreeSet<String> = read.iter().map(|(_, r)| format!("{r:?}")).collect();
+        assert_eq!(distinct.len(), read.len(), "{topic}/{partition}: a record read twice");
+        total += read.len();
+    }
+    assert_eq!(total, 2 * PRODUCERS * RECORDS_PER_PRODUCER);
+    assert_eq!(
+        kafka::record_count(&brokers, TOPICS[0]) + kafka::record_count(&brokers, TOPICS[1]),
+        total as i64,
+        "the high watermarks count the records read"
+    );
+}
