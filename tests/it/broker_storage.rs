@@ -179,3 +179,38 @@ async fn concurrent_producers_records_read_back_exactly_across_a_broker_restart(
         "the high watermarks count the records read"
     );
 }
+
+/// tansu 0.6 answers some requests with a panic in its one storage task (DeleteRecords is
+/// `todo!()`). Such a request must fail alone: before vendor/tansu-storage's second
+/// change the task ended there, and the broker, still running, failed every request after.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_storage_request_tansu_does_not_implement_fails_alone() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+
+    let broker = Broker::start();
+    let brokers = broker.bootstrap();
+    let topic = "storage-unimplemented";
+    kafka::create_topic(&brokers, topic, 1).await;
+    kafka::produce_raw(&brokers, topic, "before", "{}").await;
+
+    let admin: AdminClient<_> = ClientConfig::new().set("bootstrap.servers", &brokers).create().expect("admin");
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(topic, 0, Offset::Offset(1)).expect("offset");
+    let options = AdminOptions::new().request_timeout(Some(Duration::from_secs(5)));
+    let deleted = admin.delete_records(&offsets, &options).await;
+    let failed = match &deleted {
+        Err(_) => true,
+        Ok(list) => list.elements().iter().any(|e| e.error().is_err()),
+    };
+    assert!(failed, "DeleteRecords is not implemented by tansu 0.6, yet it answered {deleted:?}");
+
+    // The same broker still writes and reads: new records, and the one from before.
+    kafka::produce_raw(&brokers, topic, "after", "{}").await;
+    let read = read_partition(&brokers, topic, 0, 2);
+    let keys: Vec<_> = read.iter().map(|(_, r)| r.key.clone()).collect();
+    assert_eq!(keys, vec![Some(b"before".to_vec()), Some(b"after".to_vec())]);
+    assert!(
+        std::fs::read_to_string(broker.log_path()).expect("the broker's log").contains("the storage request panicked"),
+        "the broker logs the request it could not serve"
+    );
+}

@@ -40,6 +40,7 @@ mod txn;
 use std::{
     collections::BTreeMap,
     fmt::{self, Debug, Display, Formatter},
+    panic::AssertUnwindSafe,
     sync::LazyLock,
     time::{Duration, SystemTime},
 };
@@ -71,6 +72,7 @@ use opentelemetry::{
     KeyValue,
     metrics::{Counter, Gauge, Histogram},
 };
+use futures::FutureExt as _;
 pub use produce::ProduceService;
 use rama::{Context, Layer, Service};
 use tansu_sans_io::{
@@ -1239,12 +1241,23 @@ where
         loop {
             tokio::select! {
                 Some((request, tx)) = req.recv() => {
-                    self.inner
-                    .serve(ctx.clone(), request)
-                    .await
-                    .and_then(|response| {
-                        tx.send(response).map_err(|_unsent| Error::UnableToSend)
-                    })?
+                    // hooklake: this one task serves every connection's storage
+                    // requests, so a request that panics (tansu's `todo!()`s, such as
+                    // DeleteRecords) or fails, or whose requester went away, ends that
+                    // request alone: its requester sees its answer dropped.
+                    let operation = request.to_string();
+                    match AssertUnwindSafe(self.inner.serve(ctx.clone(), request))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(Ok(response)) => {
+                            if tx.send(response).is_err() {
+                                debug!(operation, "the requester went away");
+                            }
+                        }
+                        Ok(Err(error)) => error!(operation, ?error),
+                        Err(_panic) => error!(operation, "the storage request panicked"),
+                    }
                 }
 
                 cancelled = self.cancellation.cancelled() => {
