@@ -22,7 +22,7 @@ const PRODUCERS: usize = 4;
 const RECORDS_PER_PRODUCER: usize = 120;
 
 /// One record as sent and as read back.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 struct Record {
     key: Option<Vec<u8>>,
     value: Option<Vec<u8>>,
@@ -168,7 +168,7 @@ async fn concurrent_producers_records_read_back_exactly_across_a_broker_restart(
             let read_of_p: Vec<&Record> = read.iter().map(|(_, r)| r).filter(|r| sent_by_p.contains(r)).collect();
             assert_eq!(read_of_p, sent_by_p, "{topic}/{partition}: producer {p}'s records in its order");
         }
-        let distinct: BTreeSet<String> = read.iter().map(|(_, r)| format!("{r:?}")).collect();
+        let distinct: BTreeSet<&Record> = read.iter().map(|(_, r)| r).collect();
         assert_eq!(distinct.len(), read.len(), "{topic}/{partition}: a record read twice");
         total += read.len();
     }
