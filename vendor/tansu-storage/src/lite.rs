@@ -456,6 +456,51 @@ impl PoolConnection {
             })
     }
 
+    /// hooklake: `read` applied to the first row of `sql`'s statement, if it has one.
+    /// The statement is prepared once per connection, as `execute`'s are; produce runs
+    /// three such queries per batch. A `Row` reads its columns from the live statement,
+    /// so the row never leaves this call: the statement is reset before it is bound and
+    /// again once `read` has run.
+    #[instrument(skip_all)]
+    async fn query_first<P, T>(
+        &self,
+        sql: &str,
+        params: P,
+        read: impl FnOnce(&Row) -> result::Result<T, libsql::Error>,
+    ) -> result::Result<Option<T>, libsql::Error>
+    where
+        P: IntoParams,
+        P: Debug,
+    {
+        debug!(sql, ?params);
+
+        let start = SystemTime::now();
+
+        let statement = self.executed_statement(sql).await?;
+
+        statement.reset();
+        let first = match statement.query(params).await {
+            Ok(mut rows) => match rows.next().await {
+                Ok(Some(row)) => read(&row).map(Some),
+                Ok(None) => Ok(None),
+                Err(err) => Err(err),
+            },
+            Err(err) => Err(err),
+        };
+        statement.reset();
+
+        first
+            .inspect(|_| {
+                let attributes = [KeyValue::new("sql", sql.to_owned())];
+                SQL_DURATION.record(elapsed_millis(start), &attributes);
+                SQL_REQUESTS.add(1, &attributes);
+            })
+            .inspect_err(|err| {
+                error!(?err, sql, elapsed_millis = elapsed_millis(start));
+                SQL_ERROR.add(1, &self.attributes_for_error(Some(sql), err)[..]);
+            })
+    }
+
     #[instrument(skip_all)]
     async fn query_opt<P>(&self, sql: &str, params: P) -> result::Result<Option<Row>, libsql::Error>
     where
@@ -587,21 +632,21 @@ impl Delegate {
         deflated: &deflated::Batch,
         connection: &PoolConnection,
     ) -> Result<()> {
-        let mut rows = connection
-            .query(
+        // hooklake: both queries through `query_first`, prepared once per connection.
+        let current_epoch = connection
+            .query_first(
                 "producer_epoch_current_for_producer.sql",
                 (self.cluster.as_str(), deflated.producer_id),
+                |row| row.get::<i32>(0),
             )
-            .await?;
+            .await
+            .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?;
 
-        if let Some(row) = rows.next().await.inspect_err(|err| error!(?err))? {
-            let current_epoch = row
-                .get::<i32>(0)
-                .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?
-                as i16;
+        if let Some(current_epoch) = current_epoch {
+            let current_epoch = current_epoch as i16;
 
-            let row = connection
-                .query_one(
+            let sequence = connection
+                .query_first(
                     "producer_select_for_update.sql",
                     (
                         self.cluster.as_str(),
@@ -610,6 +655,7 @@ impl Delegate {
                         deflated.producer_id,
                         deflated.producer_epoch,
                     ),
+                    |row| row.get::<i32>(0),
                 )
                 .await
                 .inspect_err(|err| {
@@ -620,9 +666,9 @@ impl Delegate {
                         deflated.producer_epoch,
                         ?err
                     )
-                })?;
-
-            let sequence = row.get::<i32>(0).inspect_err(|err| error!(?err))?;
+                })?
+                .ok_or(Error::Api(ErrorCode::UnknownServerError))
+                .inspect_err(|err| error!(self.cluster, ?topition, deflated.producer_id, ?err))?;
 
             debug!(
                 self.cluster,
@@ -668,29 +714,20 @@ impl Delegate {
     ) -> Result<(Option<i64>, Option<i64>)> {
         debug!(?topition);
 
-        let mut rows = connection
-            .query(
+        // hooklake: through `query_first`, prepared once per connection.
+        connection
+            .query_first(
                 "watermark_select_no_update.sql",
                 (
                     self.cluster.as_str(),
                     topition.topic(),
                     topition.partition(),
                 ),
+                |row| Ok((row.get::<Option<i64>>(0)?, row.get::<Option<i64>>(1)?)),
             )
-            .await?;
-
-        if let Some(row) = rows
-            .next()
             .await
             .inspect_err(|err| error!(?err, cluster = ?self.cluster, ?topition))?
-        {
-            Ok((
-                row.get::<Option<i64>>(0).inspect_err(|err| error!(?err))?,
-                row.get::<Option<i64>>(1).inspect_err(|err| error!(?err))?,
-            ))
-        } else {
-            Err(Error::Api(ErrorCode::UnknownTopicOrPartition))
-        }
+            .ok_or(Error::Api(ErrorCode::UnknownTopicOrPartition))
     }
 
     #[instrument(skip_all)]
