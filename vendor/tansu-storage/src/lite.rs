@@ -229,8 +229,8 @@ pub(crate) struct ConnectionManager {
 
 pub(crate) struct PoolConnection {
     connection: Connection,
-    /// hooklake: the statements `execute` ran on this connection, prepared once each
-    /// (produce runs `record_insert.sql` once per record).
+    /// hooklake: the statements `execute` and `query_first` ran on this connection,
+    /// prepared once each (produce runs `record_insert.sql` once per record).
     executed: Mutex<BTreeMap<String, Arc<Statement>>>,
 }
 
@@ -314,9 +314,10 @@ impl PoolConnection {
         })
     }
 
-    /// hooklake: `key`'s statement as `execute` last left it on this connection, or
-    /// newly prepared. A pool connection serves one task at a time, and `execute` holds
-    /// no rows, so nothing else is using the statement while it runs.
+    /// hooklake: `key`'s statement as `execute` or `query_first` last left it on this
+    /// connection, or newly prepared. A pool connection serves one task at a time, and
+    /// neither lets a row outlive its call, so nothing else is using the statement while
+    /// it runs.
     async fn executed_statement(&self, key: &str) -> Result<Arc<Statement>, libsql::Error> {
         let cached = self
             .executed
@@ -479,14 +480,11 @@ impl PoolConnection {
         let statement = self.executed_statement(sql).await?;
 
         statement.reset();
-        let first = match statement.query(params).await {
-            Ok(mut rows) => match rows.next().await {
-                Ok(Some(row)) => read(&row).map(Some),
-                Ok(None) => Ok(None),
-                Err(err) => Err(err),
-            },
-            Err(err) => Err(err),
-        };
+        let first = async {
+            let mut rows = statement.query(params).await?;
+            rows.next().await?.as_ref().map(read).transpose()
+        }
+        .await;
         statement.reset();
 
         first
