@@ -20,6 +20,13 @@ use clap::{Parser, Subcommand};
 use hooklake_schemas::config::Config;
 use tokio::net::TcpListener;
 
+/// With the `jemalloc` feature (a default, and in the image's build), Rust allocations go to
+/// jemalloc rather than glibc's malloc. Measured in BENCHMARKS.md, "jemalloc as hooklake's
+/// allocator".
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "hooklake", version, about = "Webhooks to Apache Iceberg tables, through Kafka")]
 struct Cli {

@@ -10,7 +10,7 @@
 #     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
 #     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_BROKER_DELAY_MS=20] \
 #     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] [BENCH_IDS=1000] \
-#     tests/benches/wrk_peer.sh
+#     [BENCH_BROKER_BIN=target/release/hooklake] tests/benches/wrk_peer.sh
 #
 # BENCH_PLAIN is the ingest benchmark's executable (`cargo bench -p hooklake-tests --bench
 # ingest --no-run` prints it); with it, its plain axum server (`--serve-plain`) runs as a
@@ -21,6 +21,9 @@
 # BENCH_BROKER_DELAY_MS puts tests/py/delay_proxy.py between the broker and every client,
 # delaying each answer (acks included) by that many ms, as a cluster whose acks=all
 # crosses zones would; the broker's column then counts the proxy's CPU as well.
+# BENCH_BROKER_BIN runs the broker from another build than ingest's (default: HOOKLAKE_BIN).
+# The image's build (`--no-default-features --features jemalloc`, deploy/Dockerfile) has no
+# `hooklake broker`; so that it can be measured, the broker comes from a default build.
 # BENCH_INGEST_PROPERTIES (space-separated key=value) goes to ingest's [kafka.properties]
 # and BENCH_INGEST_WORKERS to its ingest.worker_threads; unset, ingest runs its defaults.
 #
@@ -28,13 +31,14 @@
 # apart and flagged), wrk's p50 and p99, and the CPU time per answered request of wrk, the
 # target's process and the broker (from /proc and `perf stat -e task-clock` on wrk). After
 # each level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
-# best ÷ best.
+# best ÷ best; then each target's peak RSS.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
 ensure_apt wrk linux-perf curl
 ensure_venv
 
 : "${HOOKLAKE_BIN:?release hooklake binary}"
+BROKER_BIN="${BENCH_BROKER_BIN:-$HOOKLAKE_BIN}"
 : "${BENCH_SVIX_BRIDGE:?svix-bridge binary (BENCHMARKS.md, Against svix-bridge)}"
 LEVELS="${BENCH_LEVELS:-16 64 128 256 512 1024}"
 ROUNDS="${BENCH_ROUNDS:-2}"
@@ -62,7 +66,7 @@ broker_port="$(free_port)"
 delay_ms="${BENCH_BROKER_DELAY_MS:-0}"
 listen_port="$broker_port" advertise=() proxy_pid=""
 [ "$delay_ms" != 0 ] && listen_port="$(free_port)" advertise=(--advertise "127.0.0.1:$broker_port")
-"$HOOKLAKE_BIN" broker --listen "127.0.0.1:$listen_port" "${advertise[@]}" --data "$work/broker" \
+"$BROKER_BIN" broker --listen "127.0.0.1:$listen_port" "${advertise[@]}" --data "$work/broker" \
   >"$work/broker.log" 2>&1 &
 broker_pid=$!
 pids+=("$broker_pid")
@@ -244,3 +248,10 @@ for conns in $LEVELS; do
 done
 awk -v a="${best[ingest]}" -v b="${best[svix-bridge]}" \
   'BEGIN {printf "best: ingest %d req/s, svix-bridge %d req/s; best ÷ best %.2f\n", a, b, a / (b > 0 ? b : 1)}'
+# Each target's peak resident memory over the whole run (VmHWM, kept by the kernel).
+peaks="peak RSS:"
+for t in "${targets[@]}"; do
+  IFS=: read -r name _ pid <<<"$t"
+  peaks+=" $name $(awk '/^VmHWM:/ {printf "%.1f", $2 / 1024}' "/proc/$pid/status") MiB,"
+done
+echo "${peaks%,}"

@@ -1,6 +1,6 @@
 //! The real `hooklake ingest` process: logging at trace level never shows a secret,
 //! SIGTERM finishes the request in flight before the process exits 0, and
-//! `ingest.worker_threads` sizes its runtime.
+//! `ingest.worker_threads` sizes its runtime. And the binary's allocator is jemalloc.
 
 use std::{
     process::{Command, Stdio},
@@ -151,4 +151,23 @@ async fn a_burst_of_connections_waits_in_the_listen_backlog_not_in_syn_retries()
     .await;
     assert!(answers.iter().all(|a| *a == Some(200)), "{answers:?}");
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), CONNECTIONS as i64);
+}
+
+/// The default build (the one the suite runs) allocates through jemalloc, as the image's
+/// build does (`--features jemalloc`). tikv-jemallocator's jemalloc reads its options from
+/// `_RJEM_MALLOC_CONF`; `stats_print` makes it print its statistics when the process
+/// exits, which only a process whose allocations went through it does.
+#[test]
+fn the_default_build_allocates_through_jemalloc() {
+    let out = Command::new(tools::hooklake_bin())
+        .arg("--version")
+        .env("_RJEM_MALLOC_CONF", "stats_print:true")
+        .output()
+        .expect("hooklake runs");
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("___ Begin jemalloc statistics ___"),
+        "no jemalloc statistics at exit: the allocator is not jemalloc (is the `jemalloc` feature a default?)\n{stderr}"
+    );
 }
