@@ -8,7 +8,7 @@
 #
 #   HOOKLAKE_BIN=target/release/hooklake BENCH_SVIX_BRIDGE=/path/to/svix-bridge \
 #     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
-#     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_BROKER_DELAY_MS=20] \
+#     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_SLICES=5] [BENCH_BROKER_DELAY_MS=20] \
 #     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] [BENCH_IDS=1000] \
 #     [BENCH_BROKER_BIN=target/release/hooklake] tests/benches/wrk_peer.sh
 #
@@ -27,9 +27,15 @@
 # BENCH_INGEST_PROPERTIES (space-separated key=value) goes to ingest's [kafka.properties]
 # and BENCH_INGEST_WORKERS to its ingest.worker_threads; unset, ingest runs its defaults.
 #
+# BENCH_SLICES=S splits each target's BENCH_SECONDS into S slices, and the targets take
+# turns slice by slice (ingest, the peer, ingest, ...), so that a change in the VM's speed
+# during a round (steal time comes in phases of seconds to minutes here) falls on both
+# targets instead of on whichever ran then. The default, 1, is one run per target.
+#
 # Per target, level and round: answered requests per second (non-2xx answers are counted
-# apart and flagged), wrk's p50 and p99, and the CPU time per answered request of wrk, the
-# target's process and the broker (from /proc and `perf stat -e task-clock` on wrk). After
+# apart and flagged), wrk's p50 and p99 (with slices, the worst slice's), and the CPU time
+# per answered request of wrk, the target's process and the broker (from /proc and `perf
+# stat -e task-clock` on wrk). After
 # each level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
 # best ÷ best; then each target's peak RSS.
 set -euo pipefail
@@ -43,6 +49,12 @@ BROKER_BIN="${BENCH_BROKER_BIN:-$HOOKLAKE_BIN}"
 LEVELS="${BENCH_LEVELS:-16 64 128 256 512 1024}"
 ROUNDS="${BENCH_ROUNDS:-2}"
 SECONDS_PER_RUN="${BENCH_SECONDS:-10}"
+SLICES="${BENCH_SLICES:-1}"
+SLICE_SECONDS="$((SECONDS_PER_RUN / SLICES))"
+[ "$((SLICE_SECONDS * SLICES))" = "$SECONDS_PER_RUN" ] || {
+  echo "BENCH_SECONDS ($SECONDS_PER_RUN) must be a multiple of BENCH_SLICES ($SLICES)" >&2
+  exit 1
+}
 SECRET_B64="aG9va2xha2UtYmVuY2htYXJrLXNpZ25pbmctc2VjcmV0" # base64("hooklake-benchmark-signing-secret")
 
 work="$(mktemp -d)"
@@ -203,46 +215,73 @@ broker_ticks() {
 }
 ticks_per_second="$(getconf CLK_TCK)"
 
+# to_ms: wrk's latency figure ("850.00us", "14.81ms", "1.02s") in milliseconds.
+to_ms() {
+  awk -v v="$1" 'BEGIN {
+    n = v + 0
+    if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
+    printf "%.2f", n
+  }'
+}
+
 declare -A best=()
 printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s\n' \
-  target conns round 'req/s' 'p50' 'p99' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch
+  target conns round 'req/s' 'p50 ms' 'p99 ms' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch
 for conns in $LEVELS; do
   ratios=()
   for round in $(seq "$ROUNDS"); do
+    # Per target: answered and refused requests, CPU ticks of the target and the broker,
+    # wrk's CPU in ms, and the worst slice's p50 and p99, summed or kept over the slices.
+    declare -A ok=() refused=() srv=() brk=() wrk_ms=() p50=() p99=() batch=()
+    for slice in $(seq "$SLICES"); do
+      for t in "${targets[@]}"; do
+        IFS=: read -r name port pid <<<"$t"
+        url="http://127.0.0.1:$port"
+        if [ "$slice" = 1 ]; then
+          sign
+          wrk -t1 -c"$conns" -d3s -s "$work/request.lua" "$url" >/dev/null 2>&1
+          sign
+        fi
+        server_before="$(cpu_ticks "$pid")" broker_before="$(broker_ticks)"
+        perf stat -x, -e task-clock -o "$work/wrk-cpu" \
+          wrk -t1 -c"$conns" -d"${SLICE_SECONDS}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
+        server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
+        [ "$name" != ingest ] || batch[$name]="$(ingest_batch)"
+        requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
+        non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
+        ok[$name]=$((${ok[$name]:-0} + requests - ${non2xx:-0}))
+        refused[$name]=$((${refused[$name]:-0} + ${non2xx:-0}))
+        srv[$name]=$((${srv[$name]:-0} + server_after - server_before))
+        brk[$name]=$((${brk[$name]:-0} + broker_after - broker_before))
+        wrk_ms[$name]="$(awk -F, -v sum="${wrk_ms[$name]:-0}" '$3 == "task-clock" {print sum + $1}' "$work/wrk-cpu")"
+        for q in 50 99; do
+          v="$(to_ms "$(awk -v q="$q%" '$1 == q {print $2}' "$work/wrk-out")")"
+          if [ "$q" = 50 ]; then
+            p50[$name]="$(awk -v a="${p50[$name]:-0}" -v b="$v" 'BEGIN {print (b > a ? b : a)}')"
+          else
+            p99[$name]="$(awk -v a="${p99[$name]:-0}" -v b="$v" 'BEGIN {print (b > a ? b : a)}')"
+          fi
+        done
+      done
+    done
     declare -A rate=()
     for t in "${targets[@]}"; do
-      IFS=: read -r name port pid <<<"$t"
-      url="http://127.0.0.1:$port"
-      sign
-      wrk -t1 -c"$conns" -d3s -s "$work/request.lua" "$url" >/dev/null 2>&1
-      sign
-      server_before="$(cpu_ticks "$pid")" broker_before="$(broker_ticks)"
-      perf stat -x, -e task-clock -o "$work/wrk-cpu" \
-        wrk -t1 -c"$conns" -d"${SECONDS_PER_RUN}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
-      server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
-      batch=-
-      [ "$name" != ingest ] || batch="$(ingest_batch)"
-      requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
-      refused="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
-      answered=$((requests - ${refused:-0}))
-      rate[$name]=$((answered / SECONDS_PER_RUN))
+      IFS=: read -r name _ _ <<<"$t"
+      rate[$name]=$((${ok[$name]} / SECONDS_PER_RUN))
       [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
-      awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="$answered" -v s="$SECONDS_PER_RUN" \
-        -v hz="$ticks_per_second" -v sb="$server_before" -v sa="$server_after" \
-        -v bb="$broker_before" -v ba="$broker_after" -v refused="${refused:-0}" -v batch="${batch:--}" \
-        -v p50="$(awk '$1 == "50%" {print $2}' "$work/wrk-out")" \
-        -v p99="$(awk '$1 == "99%" {print $2}' "$work/wrk-out")" \
-        -v wrk_ms="$(awk -F, '$3 == "task-clock" {print $1}' "$work/wrk-cpu")" '
+      awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="${ok[$name]}" -v s="$SECONDS_PER_RUN" \
+        -v hz="$ticks_per_second" -v srv="${srv[$name]}" -v brk="${brk[$name]}" -v refused="${refused[$name]}" \
+        -v batch="${batch[$name]:--}" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" '
         BEGIN {
           ok = ok > 0 ? ok : 1
-          w = wrk_ms * 1000 / ok; srv = (sa - sb) * 1e6 / hz / ok; brk = (ba - bb) * 1e6 / hz / ok
+          w = wrk_ms * 1000 / ok; sv = srv * 1e6 / hz / ok; bk = brk * 1e6 / hz / ok
           note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
-          printf "%-12s %6s %6s %9.0f %9s %9s %8.1f %8.1f %8.1f %8.1f %6s%s\n", name, conns, round, ok / s, p50, p99,
-            w, srv, brk, w + srv + brk, batch, note
+          printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s%s\n", name, conns, round, ok / s, p50, p99,
+            w, sv, bk, w + sv + bk, batch, note
         }'
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
-    unset rate
+    unset rate ok refused srv brk wrk_ms p50 p99 batch
   done
   echo "ingest ÷ svix-bridge at $conns connections: ${ratios[*]}"
 done
