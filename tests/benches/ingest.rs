@@ -415,12 +415,15 @@ struct Sample {
     offset: Duration,
     /// From when it was due to its answer.
     latency: Duration,
-    /// From when it was due until the generator's timer let it go: the generator's own
-    /// share of the latency (a busy or descheduled generator shows here).
+    /// From when it was due until the generator's pacing task let it go (the generator's
+    /// runtime was busy, or off the CPU).
     timer_late: Duration,
-    /// From when it was due until it had one of the `CONNECTIONS` permits and was sent:
-    /// `timer_late` plus the wait for a free connection, which a slow target causes
-    /// (every permit held by an unanswered request), not the generator.
+    /// From when it was due until it had one of the `CONNECTIONS` permits: `timer_late`
+    /// plus the wait for a free connection, which a slow target causes (every permit held
+    /// by an unanswered request), not the generator.
+    permit_late: Duration,
+    /// From when it was due until its task started on the generator's runtime and sent
+    /// it: `permit_late` plus the wait for a worker of that runtime (a busy generator).
     late_start: Duration,
 }
 
@@ -434,18 +437,27 @@ async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Durati
     let in_flight = Arc::new(Semaphore::new(CONNECTIONS));
     let started = tokio::time::Instant::now();
     let total = (rate * duration.as_secs_f64()) as u64;
+    // The schedule is kept by this task, on the runtime that sends the requests. A
+    // thread of its own with a current-thread runtime did worse (BENCHMARKS.md, "The open
+    // loop's stalls"): it fell steadily behind the rate.
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let offset = interval.mul_f64(i as f64);
         let scheduled = started + offset;
-        tokio::time::sleep_until(scheduled).await;
+        // Only a request not yet due waits for the timer: a timer already due still
+        // costs a turn of the runtime, and one turn per request kept a pacer that had
+        // fallen behind from ever catching up.
+        if scheduled > tokio::time::Instant::now() {
+            tokio::time::sleep_until(scheduled).await;
+        }
         let timer_late = scheduled.elapsed();
         let (load, permit) = (load.clone(), in_flight.clone().acquire_owned().await.expect("semaphore"));
+        let permit_late = scheduled.elapsed();
         tasks.push(tokio::spawn(async move {
             let late_start = scheduled.elapsed();
             let ok = load.send(target).await;
             drop(permit);
-            ok.then(|| Sample { offset, latency: scheduled.elapsed(), timer_late, late_start })
+            ok.then(|| Sample { offset, latency: scheduled.elapsed(), timer_late, permit_late, late_start })
         }));
     }
     let (mut samples, mut errors) = (Vec::new(), 0);
@@ -462,9 +474,10 @@ async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Durati
 
 /// Where in time the requests slower than `over` were (a broker or process stall puts
 /// them in a few windows, steady queueing spreads them over the run), and how many of
-/// them were sent late by more than half of `over`: held by the generator's own timer
-/// (the generator was busy or off the CPU), or waiting for one of its `CONNECTIONS`
-/// connections (all held by unanswered requests: the target was slow).
+/// them were sent late by more than half of `over`: held by the generator's pacing task
+/// (busy or off the CPU), waiting for one of its `CONNECTIONS` connections (all held by
+/// unanswered requests: the target was slow), or waiting for a worker of the generator's
+/// runtime (the generator was busy).
 fn tail_shape(samples: &[Sample], over: Duration) -> String {
     const WINDOW_MS: u128 = 250;
     let slow: Vec<_> = samples.iter().filter(|s| s.latency > over).collect();
@@ -486,10 +499,13 @@ fn tail_shape(samples: &[Sample], over: Duration) -> String {
             format!("{n} at {:.2} s (max {:.0} ms)", (**w * WINDOW_MS) as f64 / 1000.0, max.as_secs_f64() * 1e3)
         })
         .collect();
-    let timer_late = slow.iter().filter(|s| s.timer_late > over / 2).count();
-    let waited = slow.iter().filter(|s| s.timer_late <= over / 2 && s.late_start > over / 2).count();
+    let half = over / 2;
+    let timer_late = slow.iter().filter(|s| s.timer_late > half).count();
+    let waited = slow.iter().filter(|s| s.timer_late <= half && s.permit_late > half).count();
+    let queued = slow.iter().filter(|s| s.permit_late <= half && s.late_start > half).count();
     format!(
-        "{} of {} over {} ms (sent late: {timer_late} by the generator's timer, {waited} waiting for a connection), \
+        "{} of {} over {} ms (sent late: {timer_late} by the generator's pacer, {waited} waiting for a connection, \
+         {queued} waiting for the generator's runtime), \
          in {} of {} windows of {WINDOW_MS} ms; most: {}",
         slow.len(),
         samples.len(),
@@ -593,10 +609,10 @@ impl std::ops::AddAssign for MachineCpu {
 ///
 /// In the open loop the generator (a Rust HTTP client, 5-8 times wrk's CPU per request)
 /// shares the 2 cores with the target and the broker, and at its own priority most slow
-/// requests of a bad round were sent late by its timer (`tail_shape`), then all at once:
-/// its tail, not the target's. The hiccup thread, which sleeps, did not see it.
-/// Clients are elsewhere in production, so here they go first. It helps, but does not
-/// always suffice (BENCHMARKS.md, "The open loop's stalls").
+/// requests of a bad round were sent late by its pacer (`tail_shape`), then all at once:
+/// its tail, not the target's. The hiccup thread, which sleeps, did not see it. Clients
+/// are elsewhere in production, so here they go first (BENCHMARKS.md, "The open loop's
+/// stalls").
 struct GeneratorPriority {
     reset_to: Option<i32>,
 }
