@@ -438,8 +438,8 @@ async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Durati
     let started = tokio::time::Instant::now();
     let total = (rate * duration.as_secs_f64()) as u64;
     // The schedule is kept by this task, on the runtime that sends the requests. A
-    // thread of its own with a current-thread runtime did worse (BENCHMARKS.md, "The open
-    // loop's stalls"): it fell steadily behind the rate.
+    // thread of its own with a current-thread runtime, tried before the catch-up below,
+    // fell steadily behind the rate (BENCHMARKS.md, "The open loop's stalls").
     let mut tasks = Vec::with_capacity(total as usize);
     for i in 0..total {
         let offset = interval.mul_f64(i as f64);
