@@ -624,11 +624,8 @@ impl GeneratorPriority {
             Ok(v) => v.parse::<i32>().expect("BENCH_GENERATOR_NICE: a nice value"),
             Err(_) => -10,
         };
-        // /proc/self/stat: the nice value is the 19th field, the 17th after the command.
-        let own = std::fs::read_to_string("/proc/self/stat")
-            .ok()
-            .and_then(|s| s.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(16)?.parse().ok()))
-            .unwrap_or(0);
+        // The nice value is field 19 of proc(5).
+        let own = stat_fields(&read("/proc/self/stat")).get(16).and_then(|v| v.parse().ok()).unwrap_or(0);
         match renice_threads(nice) {
             Ok(()) => (Self { reset_to: Some(own) }, format!("at nice {nice}")),
             Err(e) => (Self { reset_to: None }, format!("at the process's priority ({e})")),
@@ -678,23 +675,12 @@ struct TcpCounters {
 
 impl TcpCounters {
     fn now() -> Self {
-        let field = |file: &str, prefix: &str, name: &str| -> u64 {
-            let text = std::fs::read_to_string(file).unwrap_or_default();
-            // Each group is two lines with the same prefix: the names, then the values.
-            let mut rows = text.lines().filter(|l| l.starts_with(prefix));
-            let (Some(names), Some(values)) = (rows.next(), rows.next()) else { return 0 };
-            names
-                .split_whitespace()
-                .zip(values.split_whitespace())
-                .find(|(n, _)| *n == name)
-                .and_then(|(_, v)| v.parse().ok())
-                .unwrap_or(0)
-        };
+        let (snmp, netstat) = (read("/proc/net/snmp"), read("/proc/net/netstat"));
         Self {
-            retransmitted: field("/proc/net/snmp", "Tcp:", "RetransSegs"),
-            syn_retransmitted: field("/proc/net/netstat", "TcpExt:", "TCPSynRetrans"),
-            listen_overflows: field("/proc/net/netstat", "TcpExt:", "ListenOverflows"),
-            timeouts: field("/proc/net/netstat", "TcpExt:", "TCPTimeouts"),
+            retransmitted: counter(&snmp, "Tcp:", "RetransSegs"),
+            syn_retransmitted: counter(&netstat, "TcpExt:", "TCPSynRetrans"),
+            listen_overflows: counter(&netstat, "TcpExt:", "ListenOverflows"),
+            timeouts: counter(&netstat, "TcpExt:", "TCPTimeouts"),
         }
     }
 
@@ -718,14 +704,36 @@ impl std::fmt::Display for TcpCounters {
     }
 }
 
+fn read(path: &str) -> String {
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The counter `name` of the group `prefix` in /proc/net/snmp or /proc/net/netstat text,
+/// where each group is two lines with the same prefix: the names, then the values.
+fn counter(text: &str, prefix: &str, name: &str) -> u64 {
+    let mut rows = text.lines().filter(|l| l.starts_with(prefix));
+    let (Some(names), Some(values)) = (rows.next(), rows.next()) else { return 0 };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The fields of a /proc/<pid>/stat text after the command name (which may contain
+/// spaces): field 3 of proc(5) is the first.
+fn stat_fields(stat: &str) -> Vec<&str> {
+    stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect()
+}
+
 /// The unit of /proc's CPU times (USER_HZ, 100 on Linux).
 const TICKS_PER_SECOND: f64 = 100.0;
 
 /// CPU time (user + system) used so far by `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+    let stat = read(&format!("/proc/{pid}/stat"));
+    let fields = stat_fields(&stat);
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     (ticks(11) + ticks(12)) / TICKS_PER_SECOND // utime, stime
 }

@@ -215,14 +215,17 @@ broker_ticks() {
 }
 ticks_per_second="$(getconf CLK_TCK)"
 
-# to_ms: wrk's latency figure ("850.00us", "14.81ms", "1.02s") in milliseconds.
-to_ms() {
-  awk -v v="$1" 'BEGIN {
+# latency_ms Q: wrk's latency at quantile Q ("50%") in the last run, which it prints as
+# "850.00us", "14.81ms" or "1.02s", in milliseconds.
+latency_ms() {
+  awk -v q="$1" '$1 == q {
+    v = $2
     n = v + 0
     if (v ~ /us$/) n /= 1000; else if (v ~ /ms$/) n *= 1; else if (v ~ /m$/) n *= 60000; else if (v ~ /s$/) n *= 1000
     printf "%.2f", n
-  }'
+  }' "$work/wrk-out"
 }
+max() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a ? b : a)}'; }
 
 declare -A best=()
 printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s\n' \
@@ -254,14 +257,8 @@ for conns in $LEVELS; do
         srv[$name]=$((${srv[$name]:-0} + server_after - server_before))
         brk[$name]=$((${brk[$name]:-0} + broker_after - broker_before))
         wrk_ms[$name]="$(awk -F, -v sum="${wrk_ms[$name]:-0}" '$3 == "task-clock" {print sum + $1}' "$work/wrk-cpu")"
-        for q in 50 99; do
-          v="$(to_ms "$(awk -v q="$q%" '$1 == q {print $2}' "$work/wrk-out")")"
-          if [ "$q" = 50 ]; then
-            p50[$name]="$(awk -v a="${p50[$name]:-0}" -v b="$v" 'BEGIN {print (b > a ? b : a)}')"
-          else
-            p99[$name]="$(awk -v a="${p99[$name]:-0}" -v b="$v" 'BEGIN {print (b > a ? b : a)}')"
-          fi
-        done
+        p50[$name]="$(max "${p50[$name]:-0}" "$(latency_ms 50%)")"
+        p99[$name]="$(max "${p99[$name]:-0}" "$(latency_ms 99%)")"
       done
     done
     declare -A rate=()
