@@ -10,7 +10,7 @@
 #     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
 #     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_SLICES=5] [BENCH_BROKER_DELAY_MS=20] \
 #     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] [BENCH_IDS=1000] \
-#     [BENCH_BROKER_BIN=target/release/hooklake] tests/benches/wrk_peer.sh
+#     [BENCH_BROKER_BIN=target/release/hooklake] [BENCH_PIN=1] tests/benches/wrk_peer.sh
 #
 # BENCH_PLAIN is the ingest benchmark's executable (`cargo bench -p hooklake-tests --bench
 # ingest --no-run` prints it); with it, its plain axum server (`--serve-plain`) runs as a
@@ -31,6 +31,15 @@
 # turns slice by slice (ingest, the peer, ingest, ...), so that a change in the VM's speed
 # during a round (steal time comes in phases of seconds to minutes here) falls on both
 # targets instead of on whichever ran then. The default, 1, is one run per target.
+#
+# BENCH_PIN=1 gives the targets the last CPU and everything else (the broker, the delay
+# proxy, wrk) the others, with `taskset`: a target then runs on a core of its own, as an
+# ingest replica does in production, where the clients and the Kafka cluster are other
+# machines. Each target then sizes its runtime by that one CPU (both read the affinity
+# mask). Each row then ends with how busy each side was: the target's core (its process
+# µs × its rate) and the others' (wrk's and the broker's µs × the rate ÷ their CPUs), so it
+# says which side set the rate. The default, 0, lets every process run on every core, the
+# issue's method.
 #
 # Per target, level and round: answered requests per second (non-2xx answers are counted
 # apart and flagged), wrk's p50 and p99 (with slices, the worst slice's), and the CPU time
@@ -55,6 +64,15 @@ SLICE_SECONDS="$((SECONDS_PER_RUN / SLICES))"
   echo "BENCH_SECONDS ($SECONDS_PER_RUN) must be a multiple of BENCH_SLICES ($SLICES)" >&2
   exit 1
 }
+# pin_target / pin_rest: the command prefixes that place the targets and everything else.
+pin_target=() pin_rest=() rest_cpus=0
+if [ "${BENCH_PIN:-0}" = 1 ]; then
+  cpus="$(nproc)"
+  [ "$cpus" -ge 2 ] || { echo "BENCH_PIN=1 needs at least 2 CPUs" >&2; exit 1; }
+  rest_cpus=$((cpus - 1))
+  pin_target=(taskset -c "$((cpus - 1))") pin_rest=(taskset -c "0-$((cpus - 2))")
+  ensure_apt util-linux
+fi
 SECRET_B64="aG9va2xha2UtYmVuY2htYXJrLXNpZ25pbmctc2VjcmV0" # base64("hooklake-benchmark-signing-secret")
 
 work="$(mktemp -d)"
@@ -78,13 +96,13 @@ broker_port="$(free_port)"
 delay_ms="${BENCH_BROKER_DELAY_MS:-0}"
 listen_port="$broker_port" advertise=() proxy_pid=""
 [ "$delay_ms" != 0 ] && listen_port="$(free_port)" advertise=(--advertise "127.0.0.1:$broker_port")
-"$BROKER_BIN" broker --listen "127.0.0.1:$listen_port" "${advertise[@]}" --data "$work/broker" \
+"${pin_rest[@]}" "$BROKER_BIN" broker --listen "127.0.0.1:$listen_port" "${advertise[@]}" --data "$work/broker" \
   >"$work/broker.log" 2>&1 &
 broker_pid=$!
 pids+=("$broker_pid")
 wait_port "$listen_port"
 if [ "$delay_ms" != 0 ]; then
-  "$HOOKLAKE_PYTHON" "$REPO/tests/py/delay_proxy.py" "$broker_port" "$listen_port" "$delay_ms" \
+  "${pin_rest[@]}" "$HOOKLAKE_PYTHON" "$REPO/tests/py/delay_proxy.py" "$broker_port" "$listen_port" "$delay_ms" \
     >"$work/proxy.log" 2>&1 &
   proxy_pid=$!
   pids+=("$proxy_pid")
@@ -112,7 +130,7 @@ auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
 topic = "bench.peer"
 auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
 TOML
-"$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
+"${pin_target[@]}" "$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
 pids+=("$!")
 targets=("ingest:$ingest_port:$!")
 wait_port "$ingest_port" || { tail -n 5 "$work/ingest.log" >&2; exit 1; }
@@ -135,13 +153,13 @@ receivers:
       kafka_topic: "bench.peer"
       kafka_security_protocol: "plaintext"
 YAML
-"$BENCH_SVIX_BRIDGE" --cfg-file "$work/peer.yaml" >"$work/peer.log" 2>&1 &
+"${pin_target[@]}" "$BENCH_SVIX_BRIDGE" --cfg-file "$work/peer.yaml" >"$work/peer.log" 2>&1 &
 pids+=("$!")
 targets+=("svix-bridge:$peer_port:$!")
 
 if [ -n "${BENCH_PLAIN:-}" ]; then
   plain_port="$(free_port)"
-  "$BENCH_PLAIN" --serve-plain "$plain_port" >"$work/plain.log" 2>&1 &
+  "${pin_target[@]}" "$BENCH_PLAIN" --serve-plain "$plain_port" >"$work/plain.log" 2>&1 &
   pids+=("$!")
   targets+=("plain-axum:$plain_port:$!")
 fi
@@ -242,12 +260,12 @@ for conns in $LEVELS; do
         url="http://127.0.0.1:$port"
         if [ "$slice" = 1 ]; then
           sign
-          wrk -t1 -c"$conns" -d3s -s "$work/request.lua" "$url" >/dev/null 2>&1
+          "${pin_rest[@]}" wrk -t1 -c"$conns" -d3s -s "$work/request.lua" "$url" >/dev/null 2>&1
           sign
         fi
         server_before="$(cpu_ticks "$pid")" broker_before="$(broker_ticks)"
         perf stat -x, -e task-clock -o "$work/wrk-cpu" \
-          wrk -t1 -c"$conns" -d"${SLICE_SECONDS}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
+          "${pin_rest[@]}" wrk -t1 -c"$conns" -d"${SLICE_SECONDS}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
         server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
         [ "$name" != ingest ] || batch[$name]="$(ingest_batch)"
         requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
@@ -268,11 +286,13 @@ for conns in $LEVELS; do
       [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
       awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="${ok[$name]}" -v s="$SECONDS_PER_RUN" \
         -v hz="$ticks_per_second" -v srv="${srv[$name]}" -v brk="${brk[$name]}" -v refused="${refused[$name]}" \
-        -v batch="${batch[$name]:--}" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" '
+        -v batch="${batch[$name]:--}" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" -v rest_cpus="$rest_cpus" '
         BEGIN {
           ok = ok > 0 ? ok : 1
           w = wrk_ms * 1000 / ok; sv = srv * 1e6 / hz / ok; bk = brk * 1e6 / hz / ok
           note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
+          if (rest_cpus > 0)
+            note = note sprintf("  busy: target core %.2f, others %.2f", sv * ok / s / 1e6, (w + bk) * ok / s / 1e6 / rest_cpus)
           printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s%s\n", name, conns, round, ok / s, p50, p99,
             w, sv, bk, w + sv + bk, batch, note
         }'
