@@ -428,8 +428,15 @@ struct Sample {
 }
 
 /// Requests at a fixed rate whatever the answers; latency counts from the scheduled time.
-/// Also returns every answered request, so the tail can be located in time.
-async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Duration) -> (Figures, Vec<Sample>) {
+/// Also returns every answered request, so the tail can be located in time, and what the
+/// kernel's TCP counters moved by during the run.
+async fn open_loop(
+    load: &Arc<Load>,
+    target: Target,
+    rate: f64,
+    duration: Duration,
+) -> (Figures, Vec<Sample>, TcpCounters) {
+    let tcp_before = TcpCounters::now();
     let interval = Duration::from_secs_f64(1.0 / rate);
     // No more requests in flight than the client keeps connections: beyond that, reqwest
     // would open (and later close) extra connections, and that churn costs the generator
@@ -469,7 +476,7 @@ async fn open_loop(load: &Arc<Load>, target: Target, rate: f64, duration: Durati
     }
     let mut f = figures(samples.iter().map(|s| s.latency).collect(), errors, started.elapsed());
     f.rps = total as f64 / duration.as_secs_f64();
-    (f, samples)
+    (f, samples, TcpCounters::now().since(tcp_before))
 }
 
 /// Where in time the requests slower than `over` were (a broker or process stall puts
@@ -1120,30 +1127,26 @@ async fn run(quick: bool, storage: &str, hiccups: &Hiccups) {
     for round in 1..=rounds {
         let (metrics_before, broker_before) = (scrape().await, cpu_seconds(broker_pid));
         let (round_started, machine_before) = (Instant::now(), MachineCpu::now());
-        let tcp_before = TcpCounters::now();
-        let (open, samples) = open_loop(&load, Target::Ingest, half, duration).await;
-        let tcp_ingest = TcpCounters::now().since(tcp_before);
+        let (open, samples, tcp_ingest) = open_loop(&load, Target::Ingest, half, duration).await;
         let round_hiccups = hiccups.between(round_started, Instant::now());
         let steal = MachineCpu::now().since(machine_before).steal;
         let (metrics_after, broker_between) = (scrape().await, cpu_seconds(broker_pid));
         // The same rate straight into the broker: how much of ingest's tail is the broker's.
-        let tcp_before = TcpCounters::now();
-        let (bare, bare_samples) = open_loop(&load, Target::BareProducer, half, duration).await;
-        let tcp_bare = TcpCounters::now().since(tcp_before);
+        let (bare, bare_samples, tcp_bare) = open_loop(&load, Target::BareProducer, half, duration).await;
         let broker_after = cpu_seconds(broker_pid);
         let mut tcp_peer = TcpCounters::default();
         let per_record = |cpu: f64, n: usize| cpu * 1e6 / n.max(1) as f64;
         let peer_columns = if peer_i.is_some() {
-            let tcp_before = TcpCounters::now();
-            let (f, samples) = open_loop(&load, Target::SvixBridge, half, duration).await;
-            tcp_peer = TcpCounters::now().since(tcp_before);
+            let (f, samples, tcp) = open_loop(&load, Target::SvixBridge, half, duration).await;
+            tcp_peer = tcp;
             peer_p99s.push(f.p99_ms);
-            if peer_worst.as_ref().is_none_or(|(p99, _)| f.p99_ms > *p99) {
-                peer_worst = Some((f.p99_ms, samples.clone()));
-            }
             peer_all.0.extend(samples.iter().map(|s| s.latency));
             peer_all.1 += f.errors;
-            format!(" {:>10.2} {:>10.2} {:>7}", f.p50_ms, f.p99_ms, slow(&samples) + f.errors as usize)
+            let columns = format!(" {:>10.2} {:>10.2} {:>7}", f.p50_ms, f.p99_ms, slow(&samples) + f.errors as usize);
+            if peer_worst.as_ref().is_none_or(|(p99, _)| f.p99_ms > *p99) {
+                peer_worst = Some((f.p99_ms, samples));
+            }
+            columns
         } else {
             String::new()
         };
