@@ -44,9 +44,12 @@ pub const STATISTICS_INTERVAL_MS: &str = "5000";
 pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     let deadline_ms = config.ingest.response_deadline.get().as_millis() as u64;
     let mut c = ClientConfig::new();
-    c.set("linger.ms", "5");
     // The vendored librdkafka's fourth change (vendor/README.md): linger.ms only while the
     // partition has a batch in flight, so a webhook to an idle partition is sent at once.
+    // Its fifth keeps `1 + smallest round trip ÷ linger.ms` batches in flight (at most 5),
+    // so 1 ms fills the window of 5 once acks take 4 ms; 5 ms left it at 2 with acks 5 ms
+    // late (BENCHMARKS.md, "A linger of 1 ms").
+    c.set("linger.ms", "1");
     c.set("linger.while.in.flight", "true");
     c.set("reconnect.backoff.max.ms", "1000");
     c.set("message.timeout.ms", (deadline_ms * 8 / 10).to_string());
@@ -295,7 +298,7 @@ mod tests {
     fn the_contract_settings_are_pinned() {
         let c = producer_config(&config("")).unwrap();
         assert_eq!(c.get("enable.idempotence"), Some("true"));
-        assert_eq!((c.get("linger.ms"), c.get("linger.while.in.flight")), (Some("5"), Some("true")));
+        assert_eq!((c.get("linger.ms"), c.get("linger.while.in.flight")), (Some("1"), Some("true")));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("message.timeout.ms"), Some("8000"));
         assert_eq!(c.get("request.timeout.ms"), Some("5000"));

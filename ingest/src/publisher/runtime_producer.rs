@@ -260,12 +260,13 @@ mod tests {
     /// Produce requests the broker is answering at once, as librdkafka's statistics
     /// sample them every 50 ms, while records go to one partition at about 10,000/s for
     /// 1.3 s; `rtt` is the mock broker's round trip, `warm_rtt` the one it has for the
-    /// first record and the first 0.5 s of sending.
-    async fn requests_in_flight(warm_rtt: Duration, rtt: Duration) -> Vec<i64> {
+    /// first record and the first 0.5 s of sending. The producer is `config` (its
+    /// `bootstrap.servers` replaced) with `linger.while.in.flight`.
+    async fn requests_in_flight(mut config: ClientConfig, warm_rtt: Duration, rtt: Duration) -> Vec<i64> {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("t", 1, 1).unwrap();
         cluster.broker_round_trip_time(1, warm_rtt).unwrap();
-        let mut config = idempotent(&cluster.bootstrap_servers());
+        config.set("bootstrap.servers", cluster.bootstrap_servers());
         config.set("linger.while.in.flight", "true").set("statistics.interval.ms", "50");
         let producer = RuntimeProducer::create(&config).unwrap();
         // Connected, with a producer id, and a first round trip at `warm_rtt` noted.
@@ -300,13 +301,33 @@ mod tests {
     /// requests); a broker that always takes 40 ms is far away, and gets the window of 5.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn batches_in_flight_cover_the_smallest_round_trip_not_the_brokers_queue() {
-        let queueing = requests_in_flight(Duration::from_millis(1), Duration::from_millis(40)).await;
+        let (near, far_away) = (Duration::from_millis(1), Duration::from_millis(40));
+        let queueing = requests_in_flight(idempotent(""), near, far_away).await;
         assert!(queueing.len() >= 10, "{queueing:?}");
         // At most one sample may catch another request (a metadata refresh) beside it.
         assert!(queueing.iter().filter(|&&n| n > 1).count() <= 1, "one batch in flight at a time: {queueing:?}");
-        let far = requests_in_flight(Duration::from_millis(40), Duration::from_millis(40)).await;
+        let far = requests_in_flight(idempotent(""), far_away, far_away).await;
         assert!(far.len() >= 10, "{far:?}");
         assert!(far.iter().filter(|&&n| n >= 4).count() * 2 >= far.len(), "the window of 5 is used: {far:?}");
+    }
+
+    /// Ingest's own producer settings (`linger.ms` 1) behind a broker whose acks take 5 ms,
+    /// as acks=all across zones can: the window of 5 is used, where `linger.ms` 5 keeps at
+    /// most `1 + 5 ÷ 5` = 2 batches in flight (one, on this mock broker) and served a
+    /// quarter fewer webhooks (BENCHMARKS.md, "A linger of 1 ms").
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_ingests_defaults_acks_5_ms_late_fill_the_window_of_5() {
+        let text = "[sources.a]\nauth = { type = \"none\" }\n";
+        let config = hooklake_schemas::config::Config::from_toml(text, &hooklake_schemas::config::Env::new()).unwrap();
+        let defaults = crate::publisher::kafka::producer_config(&config).unwrap();
+        let rtt = Duration::from_millis(5);
+        let ours = requests_in_flight(defaults, rtt, rtt).await;
+        assert!(ours.len() >= 10, "{ours:?}");
+        assert!(ours.iter().filter(|&&n| n >= 4).count() * 2 >= ours.len(), "the window of 5 is used: {ours:?}");
+        let lingering = requests_in_flight(idempotent(""), rtt, rtt).await;
+        assert!(lingering.len() >= 10, "{lingering:?}");
+        let full = lingering.iter().filter(|&&n| n >= 4).count();
+        assert!(full * 2 < lingering.len(), "linger.ms 5 keeps at most 2 in flight: {lingering:?}");
     }
 
     /// A producer dropped with records it could not deliver (its broker is down) reports
