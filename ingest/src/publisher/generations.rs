@@ -159,8 +159,6 @@ impl Drop for Followed {
 mod tests {
     use std::time::Duration;
 
-    use hooklake_schemas::config::Env;
-
     use super::*;
 
     /// Polls the current generation's statistics until `accept` takes them (10 s at most).
@@ -180,9 +178,8 @@ mod tests {
     /// new producer's (librdkafka names each handle), never the purged one's.
     #[tokio::test(flavor = "multi_thread")]
     async fn statistics_follow_the_current_generation() {
-        let text = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"50\"\n\
-                    [sources.a]\nauth = { type = \"none\" }\n";
-        let producers = Producers::new(Arc::new(Config::from_toml(text, &Env::new()).unwrap())).unwrap();
+        let extra = "[kafka]\nbrokers = \"127.0.0.1:9\"\n[kafka.properties]\n\"statistics.interval.ms\" = \"50\"\n";
+        let producers = Producers::new(Arc::new(super::super::kafka::tests::config(extra))).unwrap();
         let first = statistics_of_current(&producers, |_| true).await;
         producers.replace_after_timeout(&producers.current());
         assert_eq!(producers.current().id, 1);

@@ -284,12 +284,14 @@ impl Publisher for KafkaPublisher {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use hooklake_schemas::config::Env;
 
     use super::*;
 
-    fn config(extra: &str) -> Config {
+    /// A configuration with one source and `extra` (TOML) after it; the publisher's other
+    /// tests build theirs with it too.
+    pub(in crate::publisher) fn config(extra: &str) -> Config {
         let text = format!("[sources.a]\nauth = {{ type = \"none\" }}\n{extra}");
         Config::from_toml(&text, &Env::new()).unwrap()
     }

@@ -317,9 +317,7 @@ mod tests {
     /// quarter fewer webhooks (BENCHMARKS.md, "A linger of 1 ms").
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_ingests_defaults_acks_5_ms_late_fill_the_window_of_5() {
-        let text = "[sources.a]\nauth = { type = \"none\" }\n";
-        let config = hooklake_schemas::config::Config::from_toml(text, &hooklake_schemas::config::Env::new()).unwrap();
-        let defaults = crate::publisher::kafka::producer_config(&config).unwrap();
+        let defaults = super::super::kafka::producer_config(&super::super::kafka::tests::config("")).unwrap();
         let rtt = Duration::from_millis(5);
         let ours = requests_in_flight(defaults, rtt, rtt).await;
         assert!(ours.len() >= 10, "{ours:?}");
