@@ -214,3 +214,95 @@ async fn a_storage_request_tansu_does_not_implement_fails_alone() {
         "the broker logs the request it could not serve"
     );
 }
+
+/// vendor/tansu-storage's third change. Another process holds the database's write lock
+/// for a moment (a `sqlite3` shell, a backup), so the broker fails the produce requests
+/// that arrive meanwhile. librdkafka's idempotent producer then bumps its own epoch and
+/// starts its sequences at 0 again (KIP-360); tansu refused every batch of the new epoch,
+/// so the producer (and ingest with it) failed every record until it was made again.
+/// After the lock every record must be acknowledged, and every acknowledged record read
+/// back once, in order.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotent_producer_goes_on_after_the_broker_failed_its_batches() {
+    let broker = Broker::start();
+    let brokers = broker.bootstrap();
+    let topic = "storage-epoch-bump";
+    kafka::create_topic(&brokers, topic, 1).await;
+    let producer = producer(&brokers, true);
+    let send = |n: usize| {
+        let key = format!("bump-{n}");
+        producer
+            .send_result(FutureRecord::to(topic).key(key.as_bytes()).payload("{}"))
+            .unwrap_or_else(|(e, _)| panic!("record {n}: {e}"))
+    };
+
+    let mut acked = Vec::new();
+    send(0).await.expect("the producer is alive").expect("the first record");
+    acked.push(0);
+
+    // The lock, held for 1.5 s by Python's sqlite3 (the broker's storage waits for no lock).
+    let database = broker.data_dir().join("tansu.db");
+    let mut lock = std::process::Command::new(hooklake_tests::tools::python())
+        .args(["-c", LOCK_FOR_A_MOMENT])
+        .arg(&database)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python");
+    let mut said = [0; 7];
+    std::io::Read::read_exact(lock.stdout.as_mut().expect("stdout"), &mut said).expect("the lock is taken");
+    assert_eq!(&said, b"locked\n");
+    // One record at a time while the lock lasts: each failed batch makes the producer bump
+    // its epoch, and the next record goes with the bumped epoch into the lock again.
+    let (mut n, mut failed) = (1, 0);
+    while lock.try_wait().expect("python").is_none() && n < 100 {
+        match send(n).await.expect("the producer is alive") {
+            Ok(_) => acked.push(n),
+            Err(_) => failed += 1,
+        }
+        n += 1;
+    }
+    assert!(lock.wait().expect("python").success(), "the lock's process failed");
+    assert!(failed >= 2, "{failed} produce requests failed while the database was locked: the test shows little");
+
+    // After the lock: every record acknowledged, within the producer's 20 s timeout.
+    for n in n..n + 10 {
+        send(n).await.expect("the producer is alive").unwrap_or_else(|(e, _)| {
+            let log = std::fs::read_to_string(broker.log_path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().filter(|l| l.contains("producer_")).take(8).collect();
+            panic!("record {n} after the lock: {e}; the broker's last lines about producers: {tail:#?}")
+        });
+        acked.push(n);
+    }
+
+    let read = read_partition(&brokers, topic, 0, acked.len());
+    let keys: Vec<String> =
+        read.iter().map(|(_, r)| String::from_utf8(r.key.clone().expect("a key")).expect("utf-8")).collect();
+    let expected: Vec<String> = acked.iter().map(|n| format!("bump-{n}")).collect();
+    assert_eq!(keys, expected, "every acknowledged record, once, in order");
+    assert_eq!(
+        read.iter().map(|(offset, _)| *offset).collect::<Vec<_>>(),
+        (0..acked.len() as i64).collect::<Vec<_>>(),
+        "offsets without gaps"
+    );
+
+    // Each failed batch bumped the epoch again (a bumped batch that meets the lock fails
+    // too), so the broker took epochs more than one ahead of the last it had recorded.
+    let epoch = std::process::Command::new(hooklake_tests::tools::python())
+        .args(["-c", "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select max(epoch) from producer_epoch').fetchone()[0])"])
+        .arg(&database)
+        .output()
+        .expect("python");
+    let epoch: i64 = String::from_utf8_lossy(&epoch.stdout).trim().parse().expect("the producer's last epoch");
+    assert!(
+        epoch >= 2,
+        "the producer's epoch went up by {epoch} only: the test no longer shows a bump of more than one"
+    );
+}
+
+/// Takes the write lock of the SQLite database `sys.argv[1]`, says so, holds it 1.5 s.
+const LOCK_FOR_A_MOMENT: &str = "import sqlite3, sys, time
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('begin immediate')
+sys.stdout.write('locked\\n'); sys.stdout.flush()
+time.sleep(1.5)
+c.execute('rollback')";

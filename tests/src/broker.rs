@@ -173,6 +173,11 @@ impl Broker {
         self.dir.path().join("tansu.log")
     }
 
+    /// `hooklake broker --data`: where the SQLite storage keeps `tansu.db`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
     /// Kills the broker (SIGKILL: no clean shutdown) and waits until the port is closed.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -641,7 +641,38 @@ impl Delegate {
             .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?;
 
         if let Some(current_epoch) = current_epoch {
-            let current_epoch = current_epoch as i16;
+            let mut current_epoch = current_epoch as i16;
+
+            // hooklake: an idempotent producer whose batch failed in a way that may have
+            // left it written (an error such as UNKNOWN_SERVER_ERROR) bumps its own epoch
+            // and starts every partition's sequence at 0 again (KIP-360), without asking
+            // the broker; a bumped batch that fails too bumps it again. Kafka accepts a
+            // batch of a later epoch that starts at sequence 0, and fences the earlier
+            // epochs; tansu found no sequence for the new epoch and refused every batch of
+            // the producer from then on. The epochs up to the batch's are recorded here,
+            // in the produce's transaction, by `producer_epoch_insert.sql` (the producer's
+            // next epoch), at most one per epoch skipped.
+            if deflated.base_sequence == 0 && deflated.producer_epoch > current_epoch {
+                for _ in current_epoch..deflated.producer_epoch {
+                    current_epoch = connection
+                        .query_first(
+                            "producer_epoch_insert.sql",
+                            (self.cluster.as_str(), deflated.producer_id),
+                            |row| row.get::<i32>(0),
+                        )
+                        .await
+                        .inspect_err(|err| error!(self.cluster, deflated.producer_id, ?err))?
+                        .and_then(|epoch| i16::try_from(epoch).ok())
+                        .ok_or(Error::Api(ErrorCode::InvalidProducerEpoch))?;
+                }
+
+                if current_epoch != deflated.producer_epoch {
+                    error!(self.cluster, deflated.producer_id, deflated.producer_epoch, current_epoch);
+                    return Err(Error::Api(ErrorCode::InvalidProducerEpoch));
+                }
+
+                debug!(self.cluster, deflated.producer_id, deflated.producer_epoch, "epoch bumped");
+            }
 
             let sequence = connection
                 .query_first(
@@ -666,7 +697,17 @@ impl Delegate {
                     )
                 })?
                 .ok_or(Error::Api(ErrorCode::UnknownServerError))
-                .inspect_err(|err| error!(self.cluster, ?topition, deflated.producer_id, ?err))?;
+                .inspect_err(|err| {
+                    error!(
+                        self.cluster,
+                        ?topition,
+                        deflated.producer_id,
+                        deflated.producer_epoch,
+                        deflated.base_sequence,
+                        current_epoch,
+                        ?err
+                    )
+                })?;
 
             debug!(
                 self.cluster,
