@@ -241,7 +241,7 @@ async fn an_idempotent_producer_goes_on_after_the_broker_failed_its_batches() {
     acked.push(0);
 
     // The lock, held for 1.5 s by Python's sqlite3 (the broker's storage waits for no lock).
-    let database = broker.data_dir().join("tansu.db");
+    let database = broker.database_path();
     let mut lock = std::process::Command::new(hooklake_tests::tools::python())
         .args(["-c", LOCK_FOR_A_MOMENT])
         .arg(&database)

@@ -173,9 +173,14 @@ impl Broker {
         self.dir.path().join("tansu.log")
     }
 
-    /// `hooklake broker --data`: where the SQLite storage keeps `tansu.db`.
-    pub fn data_dir(&self) -> PathBuf {
+    /// `hooklake broker --data`.
+    fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
+    }
+
+    /// The SQLite storage's database file in the data directory (src/broker.rs `DATABASE`).
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir().join("tansu.db")
     }
 
     /// Kills the broker (SIGKILL: no clean shutdown) and waits until the port is closed.
@@ -203,7 +208,7 @@ impl Broker {
         }
         let child = command
             .arg("--data")
-            .arg(self.dir.path().join("data"))
+            .arg(self.data_dir())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
