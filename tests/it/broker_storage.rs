@@ -306,3 +306,97 @@ c.execute('begin immediate')
 sys.stdout.write('locked\\n'); sys.stdout.flush()
 time.sleep(1.5)
 c.execute('rollback')";
+
+/// vendor/tansu-storage's fourth change. Produce looks a partition's watermark up twice
+/// per batch, fetch once per request and ListOffsets once per partition; without an
+/// index on the watermark's partition SQLite read the watermark row of every partition
+/// of every topic for each lookup (about 30 µs with 600 partitions, BENCHMARKS.md). Here SQLite plans every
+/// statement that the SQLite storage runs and that reads or updates the watermark, on
+/// the broker's own database: none may scan it. The database is first made as an older
+/// broker left it, without the index, which the broker must add when it starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_watermark_lookup_searches_an_index_also_in_an_older_database() {
+    let mut broker = Broker::start();
+    let brokers = broker.bootstrap();
+    for topic in TOPICS {
+        kafka::create_topic(&brokers, topic, PARTITIONS).await;
+    }
+    broker.kill();
+    let database = broker.database_path();
+    let python = |script: &str, args: &[&std::ffi::OsStr]| {
+        let out = std::process::Command::new(hooklake_tests::tools::python())
+            .args(["-c", script])
+            .args(args)
+            .output()
+            .expect("python");
+        assert!(out.status.success(), "python: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let indexes = "import sqlite3, sys
+c = sqlite3.connect(sys.argv[1], isolation_level=None)
+c.execute('drop index if exists watermark_topition')
+print(c.execute(\"select count(*) from sqlite_master where type = 'index' and tbl_name = 'watermark'\").fetchone()[0])";
+    assert_eq!(python(indexes, &[database.as_os_str()]).trim(), "0", "the older database has no index on watermark");
+    broker.restart();
+
+    // The broker still takes and counts records on every partition.
+    let producer = producer(&brokers, true);
+    for topic in TOPICS {
+        for partition in 0..PARTITIONS {
+            producer
+                .send(FutureRecord::to(topic).partition(partition).key("k").payload("{}"), Duration::from_secs(20))
+                .await
+                .unwrap_or_else(|(e, _)| panic!("{topic}/{partition}: {e}"));
+        }
+        assert_eq!(kafka::record_count(&brokers, topic), i64::from(PARTITIONS), "{topic}: the high watermarks");
+    }
+
+    // The statements the SQLite storage runs: each `"….sql"` key in lite.rs, a file of
+    // src/sql/ or, for `lite/…`, of src/lite/ (its DDL keys name no such file).
+    let storage = hooklake_tests::tools::repo_root().join("vendor/tansu-storage/src");
+    let lite = std::fs::read_to_string(storage.join("lite.rs")).expect("lite.rs");
+    let statements: BTreeSet<std::path::PathBuf> = lite
+        .match_indices(".sql\"")
+        .filter_map(|(end, _)| lite[..end].rfind('"').map(|start| &lite[start + 1..end + 4]))
+        .filter(|key| !key.contains(char::is_whitespace))
+        .map(|key| if key.starts_with("lite/") { storage.join(key) } else { storage.join("sql").join(key) })
+        .filter(|path| path.is_file())
+        .collect();
+    let mut args: Vec<&std::ffi::OsStr> = vec![database.as_os_str()];
+    args.extend(statements.iter().map(|p| p.as_os_str()));
+    let plans = python(PLAN_WATERMARK_STATEMENTS, &args);
+    let planned: BTreeMap<&str, Vec<&str>> = plans
+        .lines()
+        .filter_map(|line| line.split_once(" | "))
+        .map(|(name, plan)| (name, plan.split(" ; ").collect()))
+        .collect();
+    for name in ["watermark_select_topition.sql", "watermark_update_topition.sql", "list_latest_offset_uncommitted.sql"]
+    {
+        assert!(planned.contains_key(name), "{name} was not planned: {plans}");
+    }
+    let scanning: Vec<&&str> = planned
+        .iter()
+        .filter(|(_, plan)| {
+            plan.iter().any(|step| {
+                let mut words = step.split_whitespace();
+                words.next() == Some("SCAN") && matches!(words.next(), Some("w" | "watermark"))
+            })
+        })
+        .map(|(name, _)| name)
+        .collect();
+    assert!(scanning.is_empty(), "these read every partition's watermark: {scanning:?}\n{plans}");
+}
+
+/// For each SQL file `sys.argv[2:]` that names the `watermark` table: its name, ` | `, and
+/// SQLite's plan for it on the database `sys.argv[1]`, the steps joined by ` ; `. tansu's
+/// `$n` parameters become SQLite's `?n`, each bound to 0.
+const PLAN_WATERMARK_STATEMENTS: &str = "import pathlib, re, sqlite3, sys
+db = sqlite3.connect(f'file:{sys.argv[1]}?mode=ro', uri=True)
+for path in map(pathlib.Path, sys.argv[2:]):
+    sql = re.sub(r'--[^\\n]*', '', path.read_text())
+    if not re.search(r'\\bwatermark\\b', sql):
+        continue
+    sql = re.sub(r'\\$(\\d+)', r'?\\1', sql)
+    n = max(map(int, re.findall(r'\\?(\\d+)', sql)), default=0)
+    plan = [row[3] for row in db.execute('explain query plan ' + sql, [0] * n)]
+    print(path.name, '|', ' ; '.join(plan))";

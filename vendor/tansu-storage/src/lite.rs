@@ -230,7 +230,7 @@ pub(crate) struct ConnectionManager {
 pub(crate) struct PoolConnection {
     connection: Connection,
     /// hooklake: the statements `execute` and `query_first` ran on this connection,
-    /// prepared once each (produce runs `record_insert.sql` once per record).
+    /// prepared once each (produce runs `lite/record_insert_topition.sql` once per record).
     executed: Mutex<BTreeMap<String, Arc<Statement>>>,
 }
 
@@ -745,24 +745,33 @@ impl Delegate {
         }
     }
 
+    /// hooklake: the partition's watermark and its `topition` id, which produce then
+    /// inserts each record and updates the watermark by, instead of joining cluster, topic
+    /// and topition again for each record and for the update.
     #[instrument(skip_all)]
     async fn watermark_select_for_update(
         &self,
         topition: &Topition,
         connection: &PoolConnection,
-    ) -> Result<(Option<i64>, Option<i64>)> {
+    ) -> Result<(Option<i64>, Option<i64>, i64)> {
         debug!(?topition);
 
         // hooklake: through `query_first`, prepared once per connection.
         connection
             .query_first(
-                "watermark_select_no_update.sql",
+                "lite/watermark_select_topition.sql",
                 (
                     self.cluster.as_str(),
                     topition.topic(),
                     topition.partition(),
                 ),
-                |row| Ok((row.get::<Option<i64>>(0)?, row.get::<Option<i64>>(1)?)),
+                |row| {
+                    Ok((
+                        row.get::<Option<i64>>(0)?,
+                        row.get::<Option<i64>>(1)?,
+                        row.get::<i64>(2)?,
+                    ))
+                },
             )
             .await
             .inspect_err(|err| error!(?err, cluster = ?self.cluster, ?topition))?
@@ -790,7 +799,7 @@ impl Delegate {
 
         debug!(after_idempotent_check = elapsed_millis(start));
 
-        let (low, high) = self
+        let (low, high, topition_id) = self
             .watermark_select_for_update(topition, connection)
             .await
             .inspect_err(|err| error!(?err))?;
@@ -870,11 +879,9 @@ impl Delegate {
 
                 _ = connection
                     .execute(
-                        "record_insert.sql",
+                        "lite/record_insert_topition.sql",
                         (
-                            self.cluster.as_str(),
-                            topic,
-                            partition,
+                            topition_id,
                             offset,
                             inflated.attributes,
                             if transaction_id.is_none() {
@@ -948,11 +955,9 @@ impl Delegate {
 
         _ = connection
             .execute(
-                "watermark_update.sql",
+                "lite/watermark_update_topition.sql",
                 (
-                    self.cluster.as_str(),
-                    topic,
-                    partition,
+                    topition_id,
                     low.unwrap_or_default(),
                     high.map_or(last_offset_delta + 1, |high| high + last_offset_delta + 1),
                 ),
@@ -1419,6 +1424,10 @@ static DDL: LazyLock<Cache> = LazyLock::new(|| {
         ("040-record.sql", include_sql!("ddl/040-record.sql")),
         ("040-txn-detail.sql", include_sql!("ddl/040-txn-detail.sql")),
         ("040-watermark.sql", include_sql!("ddl/040-watermark.sql")),
+        (
+            "045-watermark-topition.sql",
+            include_sql!("ddl/045-watermark-topition.sql"),
+        ),
         (
             "050-txn-offset-commit.sql",
             include_sql!("ddl/050-txn-offset-commit.sql"),

@@ -145,7 +145,19 @@ pub(crate) static SQL: LazyLock<Cache> = LazyLock::new(|| {
             "lite/policy_delete.sql",
             include_sql!("lite/policy_delete.sql"),
         ),
+        (
+            "lite/record_insert_topition.sql",
+            include_sql!("lite/record_insert_topition.sql"),
+        ),
         ("lite/vacuum_into.sql", include_sql!("lite/vacuum_into.sql")),
+        (
+            "lite/watermark_select_topition.sql",
+            include_sql!("lite/watermark_select_topition.sql"),
+        ),
+        (
+            "lite/watermark_update_topition.sql",
+            include_sql!("lite/watermark_update_topition.sql"),
+        ),
         ("policy_compact.sql", include_sql!("sql/policy_compact.sql")),
         ("policy_delete.sql", include_sql!("sql/policy_delete.sql")),
         ("ping.sql", "select 1 + 1".to_string()),
