@@ -310,10 +310,11 @@ c.execute('rollback')";
 /// vendor/tansu-storage's fourth change. Produce looks a partition's watermark up twice
 /// per batch, fetch once per request and ListOffsets once per partition; without an
 /// index on the watermark's partition SQLite read the watermark row of every partition
-/// of every topic for each lookup (about 30 µs with 600 partitions, BENCHMARKS.md). Here SQLite plans every
-/// statement that the SQLite storage runs and that reads or updates the watermark, on
-/// the broker's own database: none may scan it. The database is first made as an older
-/// broker left it, without the index, which the broker must add when it starts.
+/// of every topic for each lookup (about 30 µs with 600 partitions, BENCHMARKS.md).
+/// Here SQLite plans every statement that the SQLite storage runs and that reads or
+/// updates the watermark, on the broker's own database: none may scan it. The database
+/// is first made as an older broker left it, without the index, which the broker must
+/// add when it starts.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_watermark_lookup_searches_an_index_also_in_an_older_database() {
     let mut broker = Broker::start();
