@@ -8,7 +8,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use hooklake_tests::{broker::Broker, kafka};
+use hooklake_tests::{broker::Broker, kafka, python};
 use rdkafka::{
     ClientConfig, Message, Offset, TopicPartitionList,
     consumer::{BaseConsumer, Consumer},
@@ -287,9 +287,10 @@ async fn an_idempotent_producer_goes_on_after_the_broker_failed_its_batches() {
 
     // Each failed batch bumped the epoch again (a bumped batch that meets the lock fails
     // too), so the broker took epochs more than one ahead of the last it had recorded.
-    let epoch = python_prints(
+    let epoch = python::run_code(
         "import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute('select max(epoch) from producer_epoch').fetchone()[0])",
         &[database.as_os_str()],
+        Duration::from_secs(60),
     )
     .await;
     let epoch: i64 = epoch.trim().parse().expect("the producer's last epoch");
@@ -297,16 +298,6 @@ async fn an_idempotent_producer_goes_on_after_the_broker_failed_its_batches() {
         epoch >= 2,
         "the producer's epoch went up by {epoch} only: the test no longer shows a bump of more than one"
     );
-}
-
-/// What the venv's Python printed running `script` with `args` (`sys.argv[1:]`); it must
-/// succeed within 60 s.
-async fn python_prints(script: &str, args: &[&std::ffi::OsStr]) -> String {
-    let mut command = tokio::process::Command::new(hooklake_tests::tools::python());
-    command.args(["-c", script]).args(args);
-    let out = hooklake_tests::tools::run_to_end(&mut command, Duration::from_secs(60)).await;
-    assert!(out.success, "python: {}", out.stderr);
-    out.stdout
 }
 
 /// Takes the write lock of the SQLite database `sys.argv[1]`, says so, holds it 1.5 s.
@@ -339,7 +330,7 @@ c = sqlite3.connect(sys.argv[1], isolation_level=None)
 c.execute('drop index if exists watermark_topition')
 print(c.execute(\"select count(*) from sqlite_master where type = 'index' and tbl_name = 'watermark'\").fetchone()[0])";
     assert_eq!(
-        python_prints(indexes, &[database.as_os_str()]).await.trim(),
+        python::run_code(indexes, &[database.as_os_str()], Duration::from_secs(60)).await.trim(),
         "0",
         "the older database has no index on watermark"
     );
@@ -370,7 +361,7 @@ print(c.execute(\"select count(*) from sqlite_master where type = 'index' and tb
         .collect();
     let mut args: Vec<&std::ffi::OsStr> = vec![database.as_os_str()];
     args.extend(statements.iter().map(|p| p.as_os_str()));
-    let plans = python_prints(PLAN_WATERMARK_STATEMENTS, &args).await;
+    let plans = python::run_code(PLAN_WATERMARK_STATEMENTS, &args, Duration::from_secs(60)).await;
     let planned: BTreeMap<&str, Vec<&str>> = plans
         .lines()
         .filter_map(|line| line.split_once(" | "))
