@@ -263,6 +263,11 @@ mod tests {
     /// first record and the first 0.5 s of sending. The producer is `config` (its
     /// `bootstrap.servers` replaced) with `linger.while.in.flight`.
     async fn requests_in_flight(mut config: ClientConfig, warm_rtt: Duration, rtt: Duration) -> Vec<i64> {
+        // One measurement at a time: the tests run in parallel, and two of these side by
+        // side on 2 cores compete for them; a sender slowed below its rate fills fewer
+        // batches than the window needs (a CI run saw 2-3 in flight instead of 4-5).
+        static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _alone = ONE_AT_A_TIME.lock().await;
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("t", 1, 1).unwrap();
         cluster.broker_round_trip_time(1, warm_rtt).unwrap();
