@@ -42,6 +42,8 @@ pub const KAFKA_QUEUE_MAX_MESSAGES: &str = "hooklake_ingest_kafka_queue_max_mess
 pub const KAFKA_QUEUE_MAX_BYTES: &str = "hooklake_ingest_kafka_queue_max_bytes";
 pub const KAFKA_BROKER_RTT_AVG_SECONDS: &str = "hooklake_ingest_kafka_broker_rtt_avg_seconds";
 pub const KAFKA_BROKER_RTT_P99_SECONDS: &str = "hooklake_ingest_kafka_broker_rtt_p99_seconds";
+pub const KAFKA_BROKER_QUEUE_WAIT_AVG_SECONDS: &str = "hooklake_ingest_kafka_broker_queue_wait_avg_seconds";
+pub const KAFKA_BROKER_QUEUE_WAIT_P99_SECONDS: &str = "hooklake_ingest_kafka_broker_queue_wait_p99_seconds";
 pub const KAFKA_BROKER_OUTBUF_REQUESTS: &str = "hooklake_ingest_kafka_broker_outbuf_requests";
 pub const KAFKA_BROKER_WAITRESP_REQUESTS: &str = "hooklake_ingest_kafka_broker_waitresp_requests";
 pub const KAFKA_BATCH_AVG_BYTES: &str = "hooklake_ingest_kafka_batch_avg_bytes";
@@ -93,6 +95,8 @@ pub struct KafkaMetrics {
     pub queue_max_bytes: IntGauge,
     pub broker_rtt_avg: GaugeVec,
     pub broker_rtt_p99: GaugeVec,
+    pub broker_queue_wait_avg: GaugeVec,
+    pub broker_queue_wait_p99: GaugeVec,
     pub broker_outbuf: IntGaugeVec,
     pub broker_waitresp: IntGaugeVec,
     pub batch_avg_bytes: IntGaugeVec,
@@ -262,6 +266,14 @@ impl KafkaMetrics {
                 KAFKA_BROKER_RTT_P99_SECONDS,
                 "99th percentile request round-trip time to the broker in the last statistics interval that had requests (librdkafka rtt.p99)",
             ),
+            broker_queue_wait_avg: seconds(
+                KAFKA_BROKER_QUEUE_WAIT_AVG_SECONDS,
+                "Mean time records waited in the producer before going into a request to the broker, in the last statistics interval that had records (librdkafka int_latency.avg)",
+            ),
+            broker_queue_wait_p99: seconds(
+                KAFKA_BROKER_QUEUE_WAIT_P99_SECONDS,
+                "99th percentile time records waited in the producer before going into a request to the broker, in the last statistics interval that had records (librdkafka int_latency.p99)",
+            ),
             broker_outbuf: per(
                 KAFKA_BROKER_OUTBUF_REQUESTS,
                 "Requests waiting to be sent to the broker (librdkafka outbuf_cnt)",
@@ -294,6 +306,8 @@ impl KafkaMetrics {
             Box::new(self.queue_max_bytes.clone()),
             Box::new(self.broker_rtt_avg.clone()),
             Box::new(self.broker_rtt_p99.clone()),
+            Box::new(self.broker_queue_wait_avg.clone()),
+            Box::new(self.broker_queue_wait_p99.clone()),
             Box::new(self.broker_outbuf.clone()),
             Box::new(self.broker_waitresp.clone()),
             Box::new(self.batch_avg_bytes.clone()),
@@ -301,7 +315,7 @@ impl KafkaMetrics {
         ]
     }
 
-    /// Sets the gauges from a statistics report. Windowed values (round trips, batches)
+    /// Sets the gauges from a statistics report. Windowed values (round trips, waits, batches)
     /// keep their last value through intervals without requests or batches: librdkafka
     /// reports those as 0, which would read as an instant broker.
     pub fn observe(&self, stats: &Statistics) {
@@ -320,6 +334,10 @@ impl KafkaMetrics {
                 self.broker_rtt_avg.with_label_values(&label).set(rtt.avg as f64 / 1e6);
                 self.broker_rtt_p99.with_label_values(&label).set(rtt.p99 as f64 / 1e6);
             }
+            if let Some(wait) = b.int_latency.as_ref().filter(|w| w.cnt > 0) {
+                self.broker_queue_wait_avg.with_label_values(&label).set(wait.avg as f64 / 1e6);
+                self.broker_queue_wait_p99.with_label_values(&label).set(wait.p99 as f64 / 1e6);
+            }
             brokers.insert(id);
         }
         let mut topics = BTreeSet::new();
@@ -336,6 +354,8 @@ impl KafkaMetrics {
             let _ = self.broker_waitresp.remove_label_values(&[gone]);
             let _ = self.broker_rtt_avg.remove_label_values(&[gone]);
             let _ = self.broker_rtt_p99.remove_label_values(&[gone]);
+            let _ = self.broker_queue_wait_avg.remove_label_values(&[gone]);
+            let _ = self.broker_queue_wait_p99.remove_label_values(&[gone]);
         }
         for gone in shown.topics.difference(&topics) {
             let _ = self.batch_avg_bytes.remove_label_values(&[gone]);
@@ -361,6 +381,7 @@ mod tests {
             outbuf_cnt: 2,
             waitresp_cnt: 5,
             rtt: Some(window(1500, 4000, rtt_cnt)),
+            int_latency: Some(window(800, 2500, rtt_cnt)),
             ..Broker::default()
         };
         Statistics {
@@ -423,6 +444,8 @@ mod tests {
             "hooklake_ingest_kafka_queue_max_bytes 1073741824",
             "hooklake_ingest_kafka_broker_rtt_avg_seconds{broker=\"1\"} 0.0015",
             "hooklake_ingest_kafka_broker_rtt_p99_seconds{broker=\"1\"} 0.004",
+            "hooklake_ingest_kafka_broker_queue_wait_avg_seconds{broker=\"1\"} 0.0008",
+            "hooklake_ingest_kafka_broker_queue_wait_p99_seconds{broker=\"1\"} 0.0025",
             "hooklake_ingest_kafka_broker_outbuf_requests{broker=\"1\"} 2",
             "hooklake_ingest_kafka_broker_waitresp_requests{broker=\"1\"} 5",
             "hooklake_ingest_kafka_batch_avg_bytes{topic=\"t\"} 2048",
@@ -435,9 +458,13 @@ mod tests {
         // An interval without requests keeps the last round trip; a broker that left the
         // report loses its series.
         let mut idle = statistics(0);
-        idle.brokers.get_mut("b:9092/1").unwrap().rtt.as_mut().unwrap().avg = 0;
+        let broker = idle.brokers.get_mut("b:9092/1").unwrap();
+        broker.rtt.as_mut().unwrap().avg = 0;
+        broker.int_latency.as_mut().unwrap().avg = 0;
         m.kafka.observe(&idle);
-        assert!(m.render().contains("hooklake_ingest_kafka_broker_rtt_avg_seconds{broker=\"1\"} 0.0015"));
+        let text = m.render();
+        assert!(text.contains("hooklake_ingest_kafka_broker_rtt_avg_seconds{broker=\"1\"} 0.0015"), "{text}");
+        assert!(text.contains("hooklake_ingest_kafka_broker_queue_wait_avg_seconds{broker=\"1\"} 0.0008"), "{text}");
         let mut gone = statistics(4);
         gone.brokers.clear();
         gone.topics.clear();

@@ -44,8 +44,9 @@
 # Per target, level and round: answered requests per second (non-2xx answers are counted
 # apart and flagged), wrk's p50 and p99 (with slices, the worst slice's), and the CPU time
 # per answered request of wrk, the target's process and the broker (from /proc and `perf
-# stat -e task-clock` on wrk). After
-# each level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
+# stat -e task-clock` on wrk); for ingest also its mean records per produce request and the
+# p99 of its records' wait in the producer (its /metrics after the last slice). After each
+# level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
 # best ÷ best; then each target's peak RSS.
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
@@ -223,6 +224,15 @@ ingest_batch() {
     awk '/^hooklake_ingest_kafka_batch_avg_messages\{topic="bench.nectar"\}/ {print $2}'
 }
 
+# The p99 of how long ingest's records waited in the producer for a produce request over
+# librdkafka's last interval, in ms (the slowest broker): near the round trip, the
+# partitions' windows are full (vendor/README.md, sixth change).
+ingest_wait() {
+  curl -s "http://127.0.0.1:$ingest_admin_port/metrics" |
+    awk '/^hooklake_ingest_kafka_broker_queue_wait_p99_seconds\{/ {if ($2 * 1000 > m) m = $2 * 1000; seen = 1}
+         END {if (seen) printf "%.1f", m}'
+}
+
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 # The broker's CPU, and the delay proxy's when there is one.
 broker_ticks() {
@@ -246,14 +256,14 @@ latency_ms() {
 max() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a ? b : a)}'; }
 
 declare -A best=()
-printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s\n' \
-  target conns round 'req/s' 'p50 ms' 'p99 ms' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch
+printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s %7s\n' \
+  target conns round 'req/s' 'p50 ms' 'p99 ms' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch 'wait ms'
 for conns in $LEVELS; do
   ratios=()
   for round in $(seq "$ROUNDS"); do
     # Per target: answered and refused requests, CPU ticks of the target and the broker,
     # wrk's CPU in ms, and the worst slice's p50 and p99, summed or kept over the slices.
-    declare -A ok=() refused=() srv=() brk=() wrk_ms=() p50=() p99=() batch=()
+    declare -A ok=() refused=() srv=() brk=() wrk_ms=() p50=() p99=() batch=() wait=()
     for slice in $(seq "$SLICES"); do
       for t in "${targets[@]}"; do
         IFS=: read -r name port pid <<<"$t"
@@ -267,7 +277,7 @@ for conns in $LEVELS; do
         perf stat -x, -e task-clock -o "$work/wrk-cpu" \
           "${pin_rest[@]}" wrk -t1 -c"$conns" -d"${SLICE_SECONDS}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
         server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
-        [ "$name" != ingest ] || batch[$name]="$(ingest_batch)"
+        [ "$name" != ingest ] || { batch[$name]="$(ingest_batch)"; wait[$name]="$(ingest_wait)"; }
         requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
         non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
         ok[$name]=$((${ok[$name]:-0} + requests - ${non2xx:-0}))
@@ -286,15 +296,15 @@ for conns in $LEVELS; do
       [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
       awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="${ok[$name]}" -v s="$SECONDS_PER_RUN" \
         -v hz="$ticks_per_second" -v srv="${srv[$name]}" -v brk="${brk[$name]}" -v refused="${refused[$name]}" \
-        -v batch="${batch[$name]:--}" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" -v rest_cpus="$rest_cpus" '
+        -v batch="${batch[$name]:--}" -v wait="${wait[$name]:--}" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" -v rest_cpus="$rest_cpus" '
         BEGIN {
           ok = ok > 0 ? ok : 1
           w = wrk_ms * 1000 / ok; sv = srv * 1e6 / hz / ok; bk = brk * 1e6 / hz / ok
           note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
           if (rest_cpus > 0)
             note = note sprintf("  busy: target core %.2f, others %.2f", sv * ok / s / 1e6, (w + bk) * ok / s / 1e6 / rest_cpus)
-          printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s%s\n", name, conns, round, ok / s, p50, p99,
-            w, sv, bk, w + sv + bk, batch, note
+          printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s %7s%s\n", name, conns, round, ok / s, p50, p99,
+            w, sv, bk, w + sv + bk, batch, wait == "" ? "-" : wait, note
         }'
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")

@@ -1,6 +1,6 @@
 //! librdkafka's statistics on ingest's admin `/metrics`: the producer's queue and its
-//! limits, round trips to the suite's broker, requests waiting, and batch sizes, exported
-//! as schemas/metrics.v1.json lists them.
+//! limits, round trips to the suite's broker, requests and records waiting, and batch
+//! sizes, exported as schemas/metrics.v1.json lists them.
 
 use std::{collections::BTreeMap, time::Duration};
 
@@ -65,6 +65,14 @@ async fn librdkafka_statistics_are_gauges_on_the_admin_port() {
     assert!(*avg > 0.0 && *avg < 5.0, "rtt {avg} s");
     assert!(p99[id] > 0.0 && p99[id] < 5.0, "rtt p99 {} s", p99[id]);
     assert!(outbuf[id] >= 0.0 && waitresp[id] >= 0.0, "{text}");
+    // How long records waited for a request: set once records went out, and shorter than
+    // the 8-s message timeout they would otherwise have hit.
+    for name in
+        ["hooklake_ingest_kafka_broker_queue_wait_avg_seconds", "hooklake_ingest_kafka_broker_queue_wait_p99_seconds"]
+    {
+        let wait = by_label(&text, name, "broker").unwrap();
+        assert!(wait[id] >= 0.0 && wait[id] < 8.0, "{name} {} s", wait[id]);
+    }
 
     // Batches of the source's topic: each at least one envelope (~100 bytes here).
     let bytes = by_label(&text, "hooklake_ingest_kafka_batch_avg_bytes", "topic").unwrap();

@@ -258,11 +258,22 @@ mod tests {
     }
 
     /// Produce requests the broker is answering at once, as librdkafka's statistics
-    /// sample them every 50 ms, while records go to one partition at about 10,000/s for
-    /// 1.3 s; `rtt` is the mock broker's round trip, `warm_rtt` the one it has for the
-    /// first record and the first 0.5 s of sending. The producer is `config` (its
-    /// `bootstrap.servers` replaced) with `linger.while.in.flight`.
+    /// sample them every 50 ms (`broker_samples`), with `linger.while.in.flight`.
     async fn requests_in_flight(mut config: ClientConfig, warm_rtt: Duration, rtt: Duration) -> Vec<i64> {
+        config.set("linger.while.in.flight", "true");
+        broker_samples(config, warm_rtt, rtt, 10_000).await.iter().map(|b| b.waitresp_cnt).collect()
+    }
+
+    /// librdkafka's statistics of the mock broker, one sample every 50 ms, while records go
+    /// to one partition at about `per_second` for 1.3 s; `rtt` is the mock broker's round
+    /// trip, `warm_rtt` the one it has for the first record and the first 0.5 s of sending.
+    /// The producer is `config`, its `bootstrap.servers` replaced.
+    async fn broker_samples(
+        mut config: ClientConfig,
+        warm_rtt: Duration,
+        rtt: Duration,
+        per_second: usize,
+    ) -> Vec<rdkafka::statistics::Broker> {
         // One measurement at a time: the tests run in parallel, and two of these side by
         // side on 2 cores compete for them; a sender slowed below its rate fills fewer
         // batches than the window needs (a CI run saw 2-3 in flight instead of 4-5).
@@ -271,8 +282,7 @@ mod tests {
         let cluster = MockCluster::new(1).unwrap();
         cluster.create_topic("t", 1, 1).unwrap();
         cluster.broker_round_trip_time(1, warm_rtt).unwrap();
-        config.set("bootstrap.servers", cluster.bootstrap_servers());
-        config.set("linger.while.in.flight", "true").set("statistics.interval.ms", "50");
+        config.set("bootstrap.servers", cluster.bootstrap_servers()).set("statistics.interval.ms", "50");
         let producer = RuntimeProducer::create(&config).unwrap();
         // Connected, with a producer id, and a first round trip at `warm_rtt` noted.
         producer.send(&record(usize::MAX)).unwrap().await.expect("reported").expect("acknowledged");
@@ -283,13 +293,15 @@ mod tests {
                 cluster.broker_round_trip_time(1, rtt).unwrap();
             }
             tick.tick().await;
-            sent.extend((0..10).map(|i| producer.send(&record(ms * 10 + i)).unwrap()));
+            while sent.len() < per_second * (ms + 1) / 1000 {
+                sent.push(producer.send(&record(sent.len())).unwrap());
+            }
             if let Some(stats) = producer.producer().context().last_stats()
                 && ms >= 700
                 && last_ts != Some(stats.ts)
             {
                 last_ts = Some(stats.ts);
-                samples.extend(stats.brokers.values().filter(|b| b.nodeid == 1).map(|b| b.waitresp_cnt));
+                samples.extend(stats.brokers.values().filter(|b| b.nodeid == 1).cloned());
             }
         }
         for report in tokio::time::timeout(Duration::from_secs(30), join_all(sent)).await.expect("all reported") {
@@ -331,6 +343,53 @@ mod tests {
         assert!(lingering.len() >= 10, "{lingering:?}");
         let full = lingering.iter().filter(|&&n| n >= 4).count();
         assert!(full * 2 < lingering.len(), "linger.ms 5 keeps at most 2 in flight: {lingering:?}");
+    }
+
+    /// Ingest's own producer settings (`linger.ms` 1) behind a broker whose acks take
+    /// 40 ms, as acks=all across regions can, at 10,000 records/s to one partition: one
+    /// batch per `linger.ms` would need a window of 41, `max.in.flight` caps it at 5, and
+    /// (the vendored librdkafka's sixth change) a partition whose full window held back
+    /// records then lingers 40 ÷ 5 = 8 ms, so its batches go out evenly over the round
+    /// trip and a record waits in the producer about that long at most. With librdkafka's
+    /// own linger (`linger.while.in.flight` off) the window fills within 5 ms, then the
+    /// first answer releases what queued for most of a round trip. Measured (the median of
+    /// the p99s of `queue_wait_p99_ms`): 8.3–10 ms; 27–35 ms with the property off; 29–36
+    /// ms with it on before the sixth change.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn behind_a_far_broker_the_window_s_batches_spread_over_the_round_trip() {
+        let defaults = super::super::kafka::producer_config(&super::super::kafka::tests::config("")).unwrap();
+        let ours = queue_wait_p99_ms(defaults.clone(), 10_000).await;
+        assert!(ours <= 14.0, "records wait about 40 ÷ 5 = 8 ms for their batch, not {ours} ms");
+        let mut librdkafkas = defaults;
+        librdkafkas.set("linger.while.in.flight", "false");
+        let bunched = queue_wait_p99_ms(librdkafkas, 10_000).await;
+        assert!(bunched >= 20.0, "without the spread, records wait for the next answer: {bunched} ms");
+    }
+
+    /// The same broker (acks 40 ms late) and settings, with a record every 20 ms: about 2
+    /// batches in flight, the window never full, so records are not held for the spread
+    /// (8 ms) but sent after `linger.ms` (1).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn behind_a_far_broker_a_window_that_is_not_full_is_not_spread() {
+        let defaults = super::super::kafka::producer_config(&super::super::kafka::tests::config("")).unwrap();
+        let ours = queue_wait_p99_ms(defaults, 50).await;
+        assert!(ours <= 3.0, "records wait linger.ms (1 ms), not {ours} ms");
+    }
+
+    /// How long records waited in the producer for their request (librdkafka's
+    /// `int_latency`) behind a broker answering in 40 ms, at `per_second` records to one
+    /// partition: the p99 of each 50-ms sample that had records, their median, in ms.
+    async fn queue_wait_p99_ms(config: ClientConfig, per_second: usize) -> f64 {
+        let far_away = Duration::from_millis(40);
+        let samples = broker_samples(config, far_away, far_away, per_second).await;
+        let mut p99: Vec<f64> = samples
+            .iter()
+            .filter_map(|b| b.int_latency.as_ref().filter(|w| w.cnt > 0))
+            .map(|w| w.p99 as f64 / 1000.0)
+            .collect();
+        assert!(p99.len() >= 10, "{p99:?}");
+        p99.sort_by(f64::total_cmp);
+        p99[p99.len() / 2]
     }
 
     /// A producer dropped with records it could not deliver (its broker is down) reports

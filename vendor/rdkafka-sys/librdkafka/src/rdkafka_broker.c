@@ -3876,17 +3876,13 @@ rd_kafka_broker_outbufs_space(rd_kafka_broker_t *rkb) {
 
 
 /**
- * @returns how long the partition's queued messages may wait for more before
- *          they are sent: linger.ms, or (linger.while.in.flight) nothing when
- *          the partition has no batch in flight, so that batches grow only
- *          while a previous one awaits its response.
+ * @returns the smallest Produce round trip of \p rkb over the current and the
+ *          previous period, or 0 before the first answer.
  */
-static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_toppar_t *rktp) {
-        const rd_kafka_conf_t *conf = &rktp->rktp_rkt->rkt_rk->rk_conf;
-        if (conf->linger_while_in_flight &&
-            rd_atomic32_get(&rktp->rktp_batches_inflight) == 0)
-                return 1;
-        return conf->buffering_max_us;
+static rd_ts_t rd_kafka_broker_produce_rtt_min(const rd_kafka_broker_t *rkb) {
+        rd_ts_t a = rkb->rkb_produce_rtt_min_cur;
+        rd_ts_t b = rkb->rkb_produce_rtt_min_prev;
+        return !a ? b : (!b ? a : RD_MIN(a, b));
 }
 
 
@@ -3899,15 +3895,45 @@ static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_toppar_t *rktp) {
  */
 static int rd_kafka_broker_produce_window(rd_kafka_broker_t *rkb) {
         const rd_kafka_conf_t *conf = &rkb->rkb_rk->rk_conf;
-        rd_ts_t a = rkb->rkb_produce_rtt_min_cur;
-        rd_ts_t b = rkb->rkb_produce_rtt_min_prev;
-        rd_ts_t rtt_min = !a ? b : (!b ? a : RD_MIN(a, b));
+        rd_ts_t rtt_min = rd_kafka_broker_produce_rtt_min(rkb);
         rd_ts_t window;
         if (!conf->linger_while_in_flight || conf->buffering_max_us <= 0 ||
             !rtt_min)
                 return conf->max_inflight;
         window = 1 + rtt_min / conf->buffering_max_us;
         return (int)RD_MIN(window, (rd_ts_t)conf->max_inflight);
+}
+
+
+/**
+ * @returns how long the partition's queued messages may wait for more before
+ *          they are sent to \p rkb: linger.ms, or with linger.while.in.flight
+ *          - nothing when the partition has no batch in flight, so that
+ *            batches grow only while a previous one awaits its response;
+ *          - while one is in flight, and its window held back queued messages
+ *            within the last smallest round trip, at least that round trip
+ *            divided by the window: batches then go out evenly over the round
+ *            trip. With linger.ms alone a full window repeats one pattern:
+ *            the first answer releases everything queued since the window
+ *            filled, the next ones a linger.ms's worth each. A window that
+ *            is not full is left alone: a longer linger would only delay.
+ */
+static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_broker_t *rkb,
+                                         rd_kafka_toppar_t *rktp,
+                                         rd_ts_t now) {
+        const rd_kafka_conf_t *conf = &rkb->rkb_rk->rk_conf;
+        rd_ts_t rtt_min, spread;
+        if (!conf->linger_while_in_flight)
+                return conf->buffering_max_us;
+        if (rd_atomic32_get(&rktp->rktp_batches_inflight) == 0)
+                return 1;
+        if (conf->buffering_max_us <= 0)
+                return conf->buffering_max_us;
+        rtt_min = rd_kafka_broker_produce_rtt_min(rkb);
+        if (!rtt_min || now - rktp->rktp_ts_window_full > rtt_min)
+                return conf->buffering_max_us;
+        spread = rtt_min / rd_kafka_broker_produce_window(rkb);
+        return RD_MAX(conf->buffering_max_us, spread);
 }
 
 
@@ -4041,7 +4067,9 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                      * sent, otherwise the wakeup can't do much. */
                     rkb->rkb_state == RD_KAFKA_BROKER_STATE_UP ? next_wakeup
                                                                : NULL,
-                    now, flushing ? 1 : rd_kafka_toppar_linger_us(rktp),
+                    now,
+                    flushing ? 1
+                             : rd_kafka_toppar_linger_us(rkb, rktp, now),
                     /* Batch message count threshold */
                     rkb->rkb_rk->rk_conf.batch_num_messages,
                     /* Batch total size threshold */
@@ -4131,6 +4159,8 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                         /* The in-flight response wakes us: a ready batch
                          * must not turn the wait into a busy loop. */
                         *next_wakeup = wakeup_before_batch;
+                        if (rktp->rktp_xmit_msgq.rkmq_msg_cnt > 0)
+                                rktp->rktp_ts_window_full = now;
                         return 0;
                 }
         }
@@ -4212,7 +4242,8 @@ static int rd_kafka_toppar_producer_serve(rd_kafka_broker_t *rkb,
                 rd_kafka_toppar_lock(rktp);
                 batch_ready = rd_kafka_msgq_allow_wakeup_at(
                     &rktp->rktp_msgq, &rktp->rktp_xmit_msgq, next_wakeup, now,
-                    flushing ? 1 : rd_kafka_toppar_linger_us(rktp),
+                    flushing ? 1
+                             : rd_kafka_toppar_linger_us(rkb, rktp, now),
                     /* Batch message count threshold */
                     rkb->rkb_rk->rk_conf.batch_num_messages,
                     /* Batch total size threshold */

@@ -191,6 +191,9 @@ struct rd_kafka_toppar_s {                           /* rd_kafka_toppar_t */
                                               *   ProduceRequest batches
                                               *   in-flight to/from
                                               *   the broker. */
+        rd_ts_t rktp_ts_window_full; /**< Last time the idempotent
+                                      *   window held back queued
+                                      *   messages (broker thread). */
 
         uint64_t rktp_msgid; /**< Current/last message id.
                               *   Each message enqueued on a
