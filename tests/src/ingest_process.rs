@@ -63,11 +63,20 @@ impl IngestProcess {
             .expect("hooklake ingest runs");
         self.child = Some(child);
         let livez = format!("{}/livez", self.admin());
-        crate::eventually(Duration::from_secs(60), "ingest's /livez", || async {
-            let r = crate::http::client().get(&livez).send().await.ok()?;
-            r.status().is_success().then_some(())
-        })
-        .await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut last = String::from("no answer");
+        while tokio::time::Instant::now() < deadline {
+            match crate::http::client().get(&livez).send().await {
+                Ok(r) if r.status().is_success() => return,
+                Ok(r) => last = format!("{}: {}", r.status(), r.text().await.unwrap_or_default().trim()),
+                Err(e) => last = format!("no answer: {e}"),
+            }
+            let exited = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            assert!(exited.is_none(), "ingest exited at start-up ({exited:?}); its log ends:\n{}", self.log_tail());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // What a failure needs to be understood: the last answer and what ingest logged.
+        panic!("ingest's /livez not ok after 60 s (last: {last}); its log ends:\n{}", self.log_tail());
     }
 
     /// SIGTERM and the wait for the exit (ingest drains the requests in flight first);
@@ -118,5 +127,12 @@ impl IngestProcess {
     /// What the process logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The last 100 lines of [`Self::log`].
+    fn log_tail(&self) -> String {
+        let log = self.log();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(100)..].join("\n")
     }
 }
