@@ -330,13 +330,15 @@ impl KafkaMetrics {
             let label = [id.as_str()];
             self.broker_outbuf.with_label_values(&label).set(b.outbuf_cnt);
             self.broker_waitresp.with_label_values(&label).set(b.waitresp_cnt);
-            if let Some(rtt) = b.rtt.as_ref().filter(|w| w.cnt > 0) {
-                self.broker_rtt_avg.with_label_values(&label).set(rtt.avg as f64 / 1e6);
-                self.broker_rtt_p99.with_label_values(&label).set(rtt.p99 as f64 / 1e6);
-            }
-            if let Some(wait) = b.int_latency.as_ref().filter(|w| w.cnt > 0) {
-                self.broker_queue_wait_avg.with_label_values(&label).set(wait.avg as f64 / 1e6);
-                self.broker_queue_wait_p99.with_label_values(&label).set(wait.p99 as f64 / 1e6);
+            for (window, avg, p99) in [
+                (&b.rtt, &self.broker_rtt_avg, &self.broker_rtt_p99),
+                (&b.int_latency, &self.broker_queue_wait_avg, &self.broker_queue_wait_p99),
+            ] {
+                // librdkafka's windows are in µs; an interval without samples keeps the last.
+                if let Some(w) = window.as_ref().filter(|w| w.cnt > 0) {
+                    avg.with_label_values(&label).set(w.avg as f64 / 1e6);
+                    p99.with_label_values(&label).set(w.p99 as f64 / 1e6);
+                }
             }
             brokers.insert(id);
         }
@@ -352,10 +354,11 @@ impl KafkaMetrics {
         for gone in shown.brokers.difference(&brokers) {
             let _ = self.broker_outbuf.remove_label_values(&[gone]);
             let _ = self.broker_waitresp.remove_label_values(&[gone]);
-            let _ = self.broker_rtt_avg.remove_label_values(&[gone]);
-            let _ = self.broker_rtt_p99.remove_label_values(&[gone]);
-            let _ = self.broker_queue_wait_avg.remove_label_values(&[gone]);
-            let _ = self.broker_queue_wait_p99.remove_label_values(&[gone]);
+            for seconds in
+                [&self.broker_rtt_avg, &self.broker_rtt_p99, &self.broker_queue_wait_avg, &self.broker_queue_wait_p99]
+            {
+                let _ = seconds.remove_label_values(&[gone]);
+            }
         }
         for gone in shown.topics.difference(&topics) {
             let _ = self.batch_avg_bytes.remove_label_values(&[gone]);

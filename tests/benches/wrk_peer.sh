@@ -216,21 +216,17 @@ end
 PY
 }
 
-# Ingest's mean records per produce request over librdkafka's last statistics interval
-# (5 s), from its /metrics: what the broker's cost per record depends on (BENCHMARKS.md,
-# "The broker is one queue").
-ingest_batch() {
+# From one scrape of ingest's /metrics, "BATCH WAIT": its mean records per produce request
+# over librdkafka's last statistics interval (5 s), what the broker's cost per record
+# depends on (BENCHMARKS.md, "The broker is one queue"); and the p99 of how long its
+# records waited in the producer for a request, in ms (the slowest broker): near the
+# round trip, the partitions' windows are full (vendor/README.md, sixth change). "-" for
+# what the scrape lacks.
+ingest_batch_and_wait() {
   curl -s "http://127.0.0.1:$ingest_admin_port/metrics" |
-    awk '/^hooklake_ingest_kafka_batch_avg_messages\{topic="bench.nectar"\}/ {print $2}'
-}
-
-# The p99 of how long ingest's records waited in the producer for a produce request over
-# librdkafka's last interval, in ms (the slowest broker): near the round trip, the
-# partitions' windows are full (vendor/README.md, sixth change).
-ingest_wait() {
-  curl -s "http://127.0.0.1:$ingest_admin_port/metrics" |
-    awk '/^hooklake_ingest_kafka_broker_queue_wait_p99_seconds\{/ {if ($2 * 1000 > m) m = $2 * 1000; seen = 1}
-         END {if (seen) printf "%.1f", m}'
+    awk '/^hooklake_ingest_kafka_batch_avg_messages\{topic="bench.nectar"\}/ {batch = $2}
+         /^hooklake_ingest_kafka_broker_queue_wait_p99_seconds\{/ {if ($2 * 1000 > w) w = $2 * 1000; seen = 1}
+         END {printf "%s %s\n", batch == "" ? "-" : batch, seen ? sprintf("%.1f", w) : "-"}'
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -277,7 +273,7 @@ for conns in $LEVELS; do
         perf stat -x, -e task-clock -o "$work/wrk-cpu" \
           "${pin_rest[@]}" wrk -t1 -c"$conns" -d"${SLICE_SECONDS}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
         server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
-        [ "$name" != ingest ] || { batch[$name]="$(ingest_batch)"; wait[$name]="$(ingest_wait)"; }
+        [ "$name" != ingest ] || read -r "batch[$name]" "wait[$name]" <<<"$(ingest_batch_and_wait)"
         requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
         non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
         ok[$name]=$((${ok[$name]:-0} + requests - ${non2xx:-0}))
@@ -304,7 +300,7 @@ for conns in $LEVELS; do
           if (rest_cpus > 0)
             note = note sprintf("  busy: target core %.2f, others %.2f", sv * ok / s / 1e6, (w + bk) * ok / s / 1e6 / rest_cpus)
           printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s %7s%s\n", name, conns, round, ok / s, p50, p99,
-            w, sv, bk, w + sv + bk, batch, wait == "" ? "-" : wait, note
+            w, sv, bk, w + sv + bk, batch, wait, note
         }'
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
