@@ -3906,17 +3906,28 @@ static int rd_kafka_broker_produce_window(rd_kafka_broker_t *rkb) {
 
 
 /**
+ * How many smallest round trips a full window is remembered for. Once the
+ * batches are spread, the window is found full only when a round trip
+ * exceeds the smallest by more than a spread, which a round trip need not:
+ * with a memory of one round trip the spread could lapse in between, the
+ * next batches then going out a linger.ms apart until the window filled
+ * again.
+ */
+#define RD_KAFKA_SPREAD_MEMORY 4
+
+/**
  * @returns how long the partition's queued messages may wait for more before
  *          they are sent to \p rkb: linger.ms, or with linger.while.in.flight
  *          - nothing when the partition has no batch in flight, so that
  *            batches grow only while a previous one awaits its response;
  *          - while one is in flight, and its window held back queued messages
- *            within the last smallest round trip, at least that round trip
- *            divided by the window: batches then go out evenly over the round
- *            trip. With linger.ms alone a full window repeats one pattern:
- *            the first answer releases everything queued since the window
- *            filled, the next ones a linger.ms's worth each. A window that
- *            is not full is left alone: a longer linger would only delay.
+ *            within the last RD_KAFKA_SPREAD_MEMORY smallest round trips, at
+ *            least that round trip divided by the window: batches then go out
+ *            evenly over the round trip. With linger.ms alone a full window
+ *            repeats one pattern: the first answer releases everything queued
+ *            since the window filled, the next ones a linger.ms's worth each.
+ *            A window that is not full is left alone: a longer linger would
+ *            only delay.
  */
 static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_broker_t *rkb,
                                          rd_kafka_toppar_t *rktp,
@@ -3930,7 +3941,8 @@ static rd_ts_t rd_kafka_toppar_linger_us(rd_kafka_broker_t *rkb,
         if (conf->buffering_max_us <= 0)
                 return conf->buffering_max_us;
         rtt_min = rd_kafka_broker_produce_rtt_min(rkb);
-        if (!rtt_min || now - rktp->rktp_ts_window_full > rtt_min)
+        if (!rtt_min || now - rktp->rktp_ts_window_full >
+                            RD_KAFKA_SPREAD_MEMORY * rtt_min)
                 return conf->buffering_max_us;
         spread = rtt_min / rd_kafka_broker_produce_window(rkb);
         return RD_MAX(conf->buffering_max_us, spread);

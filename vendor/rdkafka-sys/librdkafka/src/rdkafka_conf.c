@@ -1600,9 +1600,9 @@ static const struct rd_kafka_property rd_kafka_properties[] = {
      "partition in flight, never more than `max.in.flight`: enough to cover "
      "the path's latency, not more batches queued at a busy broker. While "
      "that window holds back queued messages (it held them within the last "
-     "such round trip), a partition with a batch in flight lingers at least "
-     "that round trip divided by the window, so that its batches go out "
-     "evenly over the round trip.",
+     "four such round trips), a partition with a batch in flight lingers at "
+     "least that round trip divided by the window, so that its batches go "
+     "out evenly over the round trip.",
      0, 1, 0},
     {_RK_GLOBAL | _RK_PRODUCER | _RK_HIGH, "message.send.max.retries",
      _RK_C_INT, _RK(max_retries),
