@@ -87,14 +87,24 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
     let publisher = Arc::new(KafkaPublisher::new(config.clone())?);
-    if let Err(e) = publisher.ensure_topics().await {
-        // Not fatal: the broker may come up later; /readyz keeps trying.
-        tracing::warn!(error = %e, "could not make sure the source topics exist");
-    }
-    let refresher = tokio::spawn(refresh_readiness(publisher.clone()));
+    // In the background, so that both ports serve at once even while the broker is down
+    // or slow to create topics: `/livez` answers, webhooks get their 503 within the
+    // deadline, `/readyz` says 503 until the broker is reachable.
+    let refresher = tokio::spawn(prepare_then_refresh(publisher.clone()));
     let served = serve(&config, publisher, listeners, shutdown).await;
     refresher.abort();
     served
+}
+
+/// Creates the missing topics (`kafka.create_topics`), then reads the broker's metadata
+/// every [`READINESS_REFRESH`]. A broker that was down at start-up gets its topics at the
+/// first refresh that reaches it ([`KafkaPublisher`]'s readiness probe creates missing
+/// source topics and their dead-letter topics).
+async fn prepare_then_refresh(publisher: Arc<KafkaPublisher>) {
+    if let Err(e) = publisher.ensure_topics().await {
+        tracing::warn!(error = %e, "could not make sure the source topics exist");
+    }
+    refresh_readiness(publisher).await
 }
 
 /// Reads the broker's metadata every [`READINESS_REFRESH`] (the first time at once).

@@ -69,6 +69,73 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
     ingest.stop().await;
 }
 
+/// The broker is down when ingest starts, and the source topics do not exist yet. Both
+/// ports serve at once: `/livez` 200, `/readyz` 503, a webhook 503 within the deadline
+/// (ingest does not first wait for the broker to create topics). Once the broker is up,
+/// ingest creates the source topics and their dead-letter topics and answers 200, without
+/// a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn started_while_the_broker_is_down_it_serves_at_once_and_creates_the_topics_later() {
+    let mut broker = Broker::start();
+    broker.kill();
+    let s = Secrets::fresh();
+    let prefix = topic_prefix();
+    let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s).to_toml()).await;
+    let client = http::client();
+
+    let started = Instant::now();
+    let livez = client.get(format!("{}/livez", ingest.admin)).timeout(Duration::from_secs(30)).send().await;
+    let took = started.elapsed();
+    assert_eq!(livez.expect("/livez answers").status(), 200);
+    assert!(took < Duration::from_secs(2), "/livez answered after {took:?}, with the broker down");
+    assert_eq!(ingest.readyz().await, 503, "not ready without a broker");
+
+    let started = Instant::now();
+    let resp = client
+        .post(ingest.url("open"))
+        .header("content-type", "application/json")
+        .body(r#"{"n":"down"}"#)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .expect("an answer, not a hang");
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 503, "broker down");
+    assert_eq!(resp.headers()["retry-after"], "3");
+    assert!(took < Duration::from_secs(5), "answered after {took:?}, the deadline is 4 s");
+
+    broker.restart();
+    eventually(Duration::from_secs(60), "/readyz to turn 200", || async {
+        (ingest.readyz().await == 200).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(60), "a 200 once the broker is up", || async {
+        let resp = client
+            .post(ingest.url("open"))
+            .header("content-type", "application/json")
+            .body(r#"{"n":"up"}"#)
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .ok()?;
+        (resp.status() == 200).then_some(())
+    })
+    .await;
+    let bootstrap = broker.bootstrap();
+    for topic in [format!("{prefix}.open"), format!("{prefix}.open.dlq"), format!("{prefix}.keys.dlq")] {
+        let partitions = kafka::try_high_watermarks(&bootstrap, &topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
+        assert_eq!(partitions.len(), 2, "{topic} created with kafka.topic_partitions");
+    }
+    // The record answered 503 may still have been written once the broker was back (it is
+    // never reported as accepted); the one answered 200 is there.
+    let topic = format!("{prefix}.open");
+    let count = kafka::record_count(&bootstrap, &topic);
+    let records = python::consume(&bootstrap, &topic, count as usize, None).await;
+    let payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
+    assert!(payloads.contains(&r#"{"n":"up"}"#), "{payloads:?}");
+    ingest.stop().await;
+}
+
 /// `hooklake broker --advertise` puts a proxy in the clients' path: the broker's metadata
 /// names the proxy, so a producer that bootstraps on the broker itself then talks to it
 /// through tests/py/delay_proxy.py, and each acknowledgement comes the proxy's delay late.
