@@ -21,22 +21,14 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
     let s = Secrets::fresh();
     let prefix = topic_prefix();
     let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s).to_toml()).await;
-    let send = |body: String| {
-        http::client()
-            .post(ingest.url("open"))
-            .header("content-type", "application/json")
-            .body(body)
-            .timeout(Duration::from_secs(30))
-            .send()
-    };
     eventually(Duration::from_secs(30), "ingest ready", || async { (ingest.readyz().await == 200).then_some(()) })
         .await;
-    assert_eq!(send(r#"{"n":0}"#.into()).await.unwrap().status(), 200);
+    assert_eq!(post_open(&ingest, r#"{"n":0}"#).await.unwrap().status(), 200);
 
     broker.kill();
     for n in 1..=3 {
         let started = Instant::now();
-        let resp = send(format!("{{\"n\":{n}}}")).await.expect("an answer, not a hang");
+        let resp = post_open(&ingest, &format!("{{\"n\":{n}}}")).await.expect("an answer, not a hang");
         let took = started.elapsed();
         assert_eq!(resp.status(), 503, "broker down");
         assert_eq!(resp.headers()["retry-after"], "3");
@@ -56,7 +48,7 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
     })
     .await;
     eventually(Duration::from_secs(60), "a 200 after the broker returned", || async {
-        let resp = send(r#"{"n":"after"}"#.into()).await.ok()?;
+        let resp = post_open(&ingest, r#"{"n":"after"}"#).await.ok()?;
         (resp.status() == 200).then_some(())
     })
     .await;
@@ -81,24 +73,16 @@ async fn started_while_the_broker_is_down_it_serves_at_once_and_creates_the_topi
     let s = Secrets::fresh();
     let prefix = topic_prefix();
     let ingest = TestIngest::start(&config(&broker.bootstrap(), &prefix, &s).to_toml()).await;
-    let client = http::client();
 
     let started = Instant::now();
-    let livez = client.get(format!("{}/livez", ingest.admin)).timeout(Duration::from_secs(30)).send().await;
+    let livez = http::client().get(format!("{}/livez", ingest.admin)).timeout(Duration::from_secs(30)).send().await;
     let took = started.elapsed();
     assert_eq!(livez.expect("/livez answers").status(), 200);
     assert!(took < Duration::from_secs(2), "/livez answered after {took:?}, with the broker down");
     assert_eq!(ingest.readyz().await, 503, "not ready without a broker");
 
     let started = Instant::now();
-    let resp = client
-        .post(ingest.url("open"))
-        .header("content-type", "application/json")
-        .body(r#"{"n":"down"}"#)
-        .timeout(Duration::from_secs(30))
-        .send()
-        .await
-        .expect("an answer, not a hang");
+    let resp = post_open(&ingest, r#"{"n":"down"}"#).await.expect("an answer, not a hang");
     let took = started.elapsed();
     assert_eq!(resp.status(), 503, "broker down");
     assert_eq!(resp.headers()["retry-after"], "3");
@@ -110,14 +94,7 @@ async fn started_while_the_broker_is_down_it_serves_at_once_and_creates_the_topi
     })
     .await;
     eventually(Duration::from_secs(60), "a 200 once the broker is up", || async {
-        let resp = client
-            .post(ingest.url("open"))
-            .header("content-type", "application/json")
-            .body(r#"{"n":"up"}"#)
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .ok()?;
+        let resp = post_open(&ingest, r#"{"n":"up"}"#).await.ok()?;
         (resp.status() == 200).then_some(())
     })
     .await;
@@ -134,6 +111,17 @@ async fn started_while_the_broker_is_down_it_serves_at_once_and_creates_the_topi
     let payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
     assert!(payloads.contains(&r#"{"n":"up"}"#), "{payloads:?}");
     ingest.stop().await;
+}
+
+/// POSTs the JSON `body` to ingest's `open` source (no auth), waiting up to 30 s.
+async fn post_open(ingest: &TestIngest, body: &str) -> reqwest::Result<reqwest::Response> {
+    http::client()
+        .post(ingest.url("open"))
+        .header("content-type", "application/json")
+        .body(body.to_owned())
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
 }
 
 /// `hooklake broker --advertise` puts a proxy in the clients' path: the broker's metadata
