@@ -4,7 +4,7 @@
 //! code and the rejection reason.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     sync::{Arc, Mutex},
 };
 
@@ -46,6 +46,7 @@ pub const KAFKA_BROKER_QUEUE_WAIT_AVG_SECONDS: &str = "hooklake_ingest_kafka_bro
 pub const KAFKA_BROKER_QUEUE_WAIT_P99_SECONDS: &str = "hooklake_ingest_kafka_broker_queue_wait_p99_seconds";
 pub const KAFKA_BROKER_OUTBUF_REQUESTS: &str = "hooklake_ingest_kafka_broker_outbuf_requests";
 pub const KAFKA_BROKER_WAITRESP_REQUESTS: &str = "hooklake_ingest_kafka_broker_waitresp_requests";
+pub const KAFKA_BROKER_PRODUCE_REQUESTS_TOTAL: &str = "hooklake_ingest_kafka_broker_produce_requests_total";
 pub const KAFKA_BATCH_AVG_BYTES: &str = "hooklake_ingest_kafka_batch_avg_bytes";
 pub const KAFKA_BATCH_AVG_MESSAGES: &str = "hooklake_ingest_kafka_batch_avg_messages";
 
@@ -99,16 +100,20 @@ pub struct KafkaMetrics {
     pub broker_queue_wait_p99: GaugeVec,
     pub broker_outbuf: IntGaugeVec,
     pub broker_waitresp: IntGaugeVec,
+    /// Counts librdkafka's `req.Produce`, which starts again at 0 with a new producer.
+    pub broker_produce_requests: IntCounterVec,
     pub batch_avg_bytes: IntGaugeVec,
     pub batch_avg_messages: IntGaugeVec,
     shown: Arc<Mutex<Shown>>,
 }
 
-/// The brokers and topics of the last report, whose series go when they leave it.
+/// The brokers and topics of the last report, whose series go when they leave it, and
+/// each broker's `req.Produce` in it.
 #[derive(Debug, Default)]
 struct Shown {
     brokers: BTreeSet<String>,
     topics: BTreeSet<String>,
+    produce_requests: BTreeMap<String, i64>,
 }
 
 /// One source's handles on the series of [`IngestMetrics`] (see [`IngestMetrics::for_source`]).
@@ -284,6 +289,14 @@ impl KafkaMetrics {
                 "Requests sent to the broker and waiting for its response (librdkafka waitresp_cnt)",
                 "broker",
             ),
+            broker_produce_requests: IntCounterVec::new(
+                Opts::new(
+                    KAFKA_BROKER_PRODUCE_REQUESTS_TOTAL,
+                    "Produce requests sent to the broker (librdkafka req.Produce)",
+                ),
+                &["broker"],
+            )
+            .expect("valid metric"),
             batch_avg_bytes: per(
                 KAFKA_BATCH_AVG_BYTES,
                 "Mean size of the batches produced to the topic in the last statistics interval that had batches (librdkafka batchsize.avg)",
@@ -310,6 +323,7 @@ impl KafkaMetrics {
             Box::new(self.broker_queue_wait_p99.clone()),
             Box::new(self.broker_outbuf.clone()),
             Box::new(self.broker_waitresp.clone()),
+            Box::new(self.broker_produce_requests.clone()),
             Box::new(self.batch_avg_bytes.clone()),
             Box::new(self.batch_avg_messages.clone()),
         ]
@@ -325,11 +339,20 @@ impl KafkaMetrics {
         self.queue_max_messages.set(as_i64(stats.msg_max));
         self.queue_max_bytes.set(as_i64(stats.msg_size_max));
         let mut brokers = BTreeSet::new();
+        let mut shown = self.shown.lock().expect("not poisoned");
+        let mut produce_requests = BTreeMap::new();
         for b in stats.brokers.values().filter(|b| b.nodeid >= 0) {
             let id = b.nodeid.to_string();
             let label = [id.as_str()];
             self.broker_outbuf.with_label_values(&label).set(b.outbuf_cnt);
             self.broker_waitresp.with_label_values(&label).set(b.waitresp_cnt);
+            // librdkafka's count is the producer's since it started: add what it grew by,
+            // or all of it once a new producer has started again below the last report.
+            let sent = b.req.get("Produce").copied().unwrap_or(0);
+            let before = shown.produce_requests.get(&id).copied().unwrap_or(0);
+            let grown = if sent >= before { sent - before } else { sent };
+            self.broker_produce_requests.with_label_values(&label).inc_by(grown.max(0) as u64);
+            produce_requests.insert(id.clone(), sent);
             for (window, avg, p99) in [
                 (&b.rtt, &self.broker_rtt_avg, &self.broker_rtt_p99),
                 (&b.int_latency, &self.broker_queue_wait_avg, &self.broker_queue_wait_p99),
@@ -350,10 +373,10 @@ impl KafkaMetrics {
             }
             topics.insert(t.topic.clone());
         }
-        let mut shown = self.shown.lock().expect("not poisoned");
         for gone in shown.brokers.difference(&brokers) {
             let _ = self.broker_outbuf.remove_label_values(&[gone]);
             let _ = self.broker_waitresp.remove_label_values(&[gone]);
+            let _ = self.broker_produce_requests.remove_label_values(&[gone]);
             for seconds in
                 [&self.broker_rtt_avg, &self.broker_rtt_p99, &self.broker_queue_wait_avg, &self.broker_queue_wait_p99]
             {
@@ -364,7 +387,7 @@ impl KafkaMetrics {
             let _ = self.batch_avg_bytes.remove_label_values(&[gone]);
             let _ = self.batch_avg_messages.remove_label_values(&[gone]);
         }
-        *shown = Shown { brokers, topics };
+        *shown = Shown { brokers, topics, produce_requests };
     }
 }
 
@@ -383,6 +406,7 @@ mod tests {
             nodeid,
             outbuf_cnt: 2,
             waitresp_cnt: 5,
+            req: [("Produce".to_owned(), 40), ("Metadata".to_owned(), 3)].into_iter().collect(),
             rtt: Some(window(1500, 4000, rtt_cnt)),
             int_latency: Some(window(800, 2500, rtt_cnt)),
             ..Broker::default()
@@ -451,6 +475,7 @@ mod tests {
             "hooklake_ingest_kafka_broker_queue_wait_p99_seconds{broker=\"1\"} 0.0025",
             "hooklake_ingest_kafka_broker_outbuf_requests{broker=\"1\"} 2",
             "hooklake_ingest_kafka_broker_waitresp_requests{broker=\"1\"} 5",
+            "hooklake_ingest_kafka_broker_produce_requests_total{broker=\"1\"} 40",
             "hooklake_ingest_kafka_batch_avg_bytes{topic=\"t\"} 2048",
             "hooklake_ingest_kafka_batch_avg_messages{topic=\"t\"} 4",
         ] {
@@ -464,9 +489,16 @@ mod tests {
         let broker = idle.brokers.get_mut("b:9092/1").unwrap();
         broker.rtt.as_mut().unwrap().avg = 0;
         broker.int_latency.as_mut().unwrap().avg = 0;
+        broker.req.insert("Produce".to_owned(), 55);
         m.kafka.observe(&idle);
         let text = m.render();
         assert!(text.contains("hooklake_ingest_kafka_broker_rtt_avg_seconds{broker=\"1\"} 0.0015"), "{text}");
+        // The producer's count grew by 15; then a new producer starts again at 6.
+        assert!(text.contains("hooklake_ingest_kafka_broker_produce_requests_total{broker=\"1\"} 55"), "{text}");
+        let mut restarted = statistics(4);
+        restarted.brokers.get_mut("b:9092/1").unwrap().req.insert("Produce".to_owned(), 6);
+        m.kafka.observe(&restarted);
+        assert!(m.render().contains("hooklake_ingest_kafka_broker_produce_requests_total{broker=\"1\"} 61"));
         assert!(text.contains("hooklake_ingest_kafka_broker_queue_wait_avg_seconds{broker=\"1\"} 0.0008"), "{text}");
         let mut gone = statistics(4);
         gone.brokers.clear();

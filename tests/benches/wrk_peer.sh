@@ -44,8 +44,10 @@
 # Per target, level and round: answered requests per second (non-2xx answers are counted
 # apart and flagged), wrk's p50 and p99 (with slices, the worst slice's), and the CPU time
 # per answered request of wrk, the target's process and the broker (from /proc and `perf
-# stat -e task-clock` on wrk); for ingest also its mean records per produce request and the
-# p99 of its records' wait in the producer (its /metrics after the last slice). After each
+# stat -e task-clock` on wrk); for ingest also its mean records per batch and the p99 of its
+# records' wait in the producer (its /metrics after the last slice), and the records it
+# sent per produce request over the round (its webhooks answered 200 ÷ its produce
+# requests, from /metrics before the round and a statistics interval after it). After each
 # level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
 # best ÷ best; then each target's peak RSS.
 set -euo pipefail
@@ -222,6 +224,22 @@ PY
 # records waited in the producer for a request, in ms (the slowest broker): near the
 # round trip, the partitions' windows are full (vendor/README.md, sixth change). "-" for
 # what the scrape lacks.
+# The interval of ingest's librdkafka statistics, in seconds (5 unless BENCH_INGEST_PROPERTIES
+# sets statistics.interval.ms), which its produce request count lags by at most.
+stats_seconds="$(awk -v props="${BENCH_INGEST_PROPERTIES:-}" 'BEGIN {
+  s = 5; n = split(props, kv, " ")
+  for (i = 1; i <= n; i++) if (kv[i] ~ /^statistics\.interval\.ms=/) { sub(/^[^=]*=/, "", kv[i]); s = kv[i] / 1000 }
+  print s }')"
+
+# From one scrape of ingest's /metrics, "ACCEPTED PRODUCE_REQUESTS": its webhooks answered
+# 200 and its produce requests to every broker, so far.
+ingest_counts() {
+  curl -s "http://127.0.0.1:$ingest_admin_port/metrics" |
+    awk '/^hooklake_ingest_requests_total\{.*status="200"/ {a += $2}
+         /^hooklake_ingest_kafka_broker_produce_requests_total\{/ {p += $2}
+         END {printf "%d %d\n", a, p}'
+}
+
 ingest_batch_and_wait() {
   curl -s "http://127.0.0.1:$ingest_admin_port/metrics" |
     awk '/^hooklake_ingest_kafka_batch_avg_messages\{topic="bench.nectar"\}/ {batch = $2}
@@ -252,14 +270,15 @@ latency_ms() {
 max() { awk -v a="$1" -v b="$2" 'BEGIN {print (b > a ? b : a)}'; }
 
 declare -A best=()
-printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s %7s\n' \
-  target conns round 'req/s' 'p50 ms' 'p99 ms' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch 'wait ms'
+printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s %7s %7s\n' \
+  target conns round 'req/s' 'p50 ms' 'p99 ms' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch 'wait ms' 'rec/req'
 for conns in $LEVELS; do
   ratios=()
   for round in $(seq "$ROUNDS"); do
     # Per target: answered and refused requests, CPU ticks of the target and the broker,
     # wrk's CPU in ms, and the worst slice's p50 and p99, summed or kept over the slices.
     declare -A ok=() refused=() srv=() brk=() wrk_ms=() p50=() p99=() batch=() wait=()
+    read -r accepted_before produce_before <<<"$(ingest_counts)"
     for slice in $(seq "$SLICES"); do
       for t in "${targets[@]}"; do
         IFS=: read -r name port pid <<<"$t"
@@ -285,6 +304,12 @@ for conns in $LEVELS; do
         p99[$name]="$(max "${p99[$name]:-0}" "$(latency_ms 99%)")"
       done
     done
+    # Records per produce request over the round, warm-up included, once librdkafka's
+    # statistics have counted the last requests.
+    sleep "$(awk -v s="$stats_seconds" 'BEGIN {print s + 0.5}')"
+    read -r accepted_after produce_after <<<"$(ingest_counts)"
+    per_request="$(awk -v a=$((accepted_after - accepted_before)) -v p=$((produce_after - produce_before)) \
+      'BEGIN {if (p > 0) printf "%.1f", a / p; else print "-"}')"
     declare -A rate=()
     for t in "${targets[@]}"; do
       IFS=: read -r name _ _ <<<"$t"
@@ -292,15 +317,15 @@ for conns in $LEVELS; do
       [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
       awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="${ok[$name]}" -v s="$SECONDS_PER_RUN" \
         -v hz="$ticks_per_second" -v srv="${srv[$name]}" -v brk="${brk[$name]}" -v refused="${refused[$name]}" \
-        -v batch="${batch[$name]:--}" -v wait="${wait[$name]:--}" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" -v rest_cpus="$rest_cpus" '
+        -v batch="${batch[$name]:--}" -v wait="${wait[$name]:--}" -v rpr="$([ "$name" = ingest ] && echo "$per_request" || echo -)" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" -v rest_cpus="$rest_cpus" '
         BEGIN {
           ok = ok > 0 ? ok : 1
           w = wrk_ms * 1000 / ok; sv = srv * 1e6 / hz / ok; bk = brk * 1e6 / hz / ok
           note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
           if (rest_cpus > 0)
             note = note sprintf("  busy: target core %.2f, others %.2f", sv * ok / s / 1e6, (w + bk) * ok / s / 1e6 / rest_cpus)
-          printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s %7s%s\n", name, conns, round, ok / s, p50, p99,
-            w, sv, bk, w + sv + bk, batch, wait, note
+          printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s %7s %7s%s\n", name, conns, round, ok / s, p50, p99,
+            w, sv, bk, w + sv + bk, batch, wait, rpr, note
         }'
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
