@@ -51,11 +51,6 @@ pub fn producer_config(config: &Config) -> Result<ClientConfig, ConfigError> {
     // late (BENCHMARKS.md, "A linger of 1 ms").
     c.set("linger.ms", "1");
     c.set("linger.while.in.flight", "true");
-    // Its seventh: the batches the partitions of one broker have ready go to it in one
-    // ProduceRequest, as Kafka's Java producer sends them. Records are keyed by message
-    // id, so every partition has a batch each round trip; a broker pays its cost per
-    // request once for all of them (BENCHMARKS.md, "Several partitions per request").
-    c.set("produce.request.multi.partition", "true");
     c.set("reconnect.backoff.max.ms", "1000");
     c.set("message.timeout.ms", (deadline_ms * 8 / 10).to_string());
     c.set("statistics.interval.ms", config.kafka.statistics_interval_ms().unwrap_or(STATISTICS_INTERVAL_MS));
@@ -306,7 +301,6 @@ pub(super) mod tests {
         let c = producer_config(&config("")).unwrap();
         assert_eq!(c.get("enable.idempotence"), Some("true"));
         assert_eq!((c.get("linger.ms"), c.get("linger.while.in.flight")), (Some("1"), Some("true")));
-        assert_eq!(c.get("produce.request.multi.partition"), Some("true"));
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("message.timeout.ms"), Some("8000"));
         assert_eq!(c.get("request.timeout.ms"), Some("5000"));

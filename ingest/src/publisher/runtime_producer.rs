@@ -376,64 +376,6 @@ mod tests {
         assert!(ours <= 3.0, "records wait linger.ms (1 ms), not {ours} ms");
     }
 
-    /// Ingest's producer settings, records keyed over 3 partitions at 3,000 a second,
-    /// acks 20 ms late: the batches the partitions have ready go in one ProduceRequest
-    /// (the vendored librdkafka's seventh change), so the broker gets well under half the
-    /// requests it gets with one batch per request (measured: 0.3-0.4 of them).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_partitions_batches_share_produce_requests() {
-        let defaults = super::super::kafka::producer_config(&super::super::kafka::tests::config("")).unwrap();
-        let shared = produce_requests_per_1000_records(defaults.clone()).await;
-        let mut one_each = defaults;
-        one_each.set("produce.request.multi.partition", "false");
-        let alone = produce_requests_per_1000_records(one_each).await;
-        eprintln!("produce requests per 1,000 records: {shared:.1} shared, {alone:.1} one batch each");
-        assert!(shared * 2.0 < alone, "{shared} requests per 1,000 records, {alone} with one batch per request");
-    }
-
-    /// Produce requests the mock broker (3 partitions, acks 20 ms late) got per 1,000
-    /// records, keyed over the partitions, sent at 3,000 a second for a second by a
-    /// producer with `config` once it is connected; each record acknowledged at its own
-    /// place.
-    async fn produce_requests_per_1000_records(mut config: ClientConfig) -> f64 {
-        const RECORDS: usize = 3_000;
-        let cluster = MockCluster::new(1).unwrap();
-        cluster.create_topic("t", 3, 1).unwrap();
-        cluster.broker_round_trip_time(1, Duration::from_millis(20)).unwrap();
-        config.set("bootstrap.servers", cluster.bootstrap_servers()).set("statistics.interval.ms", "50");
-        let producer = RuntimeProducer::create(&config).unwrap();
-        // Connected and with a producer id, so that records are not held until then.
-        producer.send(&record(usize::MAX)).unwrap().await.expect("reported").expect("acknowledged");
-        let mut sent = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        for ms in 0..1_000 {
-            tick.tick().await;
-            while sent.len() < RECORDS * (ms + 1) / 1000 {
-                sent.push(producer.send(&record(sent.len())).unwrap());
-            }
-        }
-        let reports = tokio::time::timeout(Duration::from_secs(30), join_all(sent)).await.expect("all reported");
-        let places: HashSet<_> = reports.into_iter().map(|r| r.expect("reported").expect("acknowledged")).collect();
-        assert_eq!(places.len(), RECORDS);
-        assert_eq!(places.iter().map(|d| d.partition).collect::<HashSet<_>>().len(), 3);
-        // The first statistics that count every record as sent.
-        let mut requests = None;
-        for _ in 0..100 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            if let Some(stats) = producer.producer().context().last_stats()
-                && stats
-                    .topics
-                    .get("t")
-                    .is_some_and(|t| t.partitions.values().map(|p| p.txmsgs).sum::<u64>() > RECORDS as u64)
-            {
-                requests = stats.brokers.values().find(|b| b.nodeid == 1).map(|b| b.req["Produce"]);
-                break;
-            }
-        }
-        tokio::task::spawn_blocking(move || drop(producer)).await.unwrap();
-        requests.expect("statistics after the last acknowledgement") as f64 * 1000.0 / RECORDS as f64
-    }
-
     /// How long records waited in the producer for their request (librdkafka's
     /// `int_latency`) behind a broker answering in 40 ms, at `per_second` records to one
     /// partition: the p99 of each 50-ms sample that had records, their median, in ms.

@@ -852,10 +852,6 @@ static int rd_kafka_broker_bufq_purge_by_toppar(rd_kafka_broker_t *rkb,
 
         TAILQ_FOREACH_SAFE(rkbuf, &rkbq->rkbq_bufs, rkbuf_link, tmp) {
 
-                /* A request carrying several partitions' batches
-                 * (produce.request.multi.partition) has no rktp of its own
-                 * and is left to transmit: purging it would drop the other
-                 * partitions' batches ahead of their later ones. */
                 if (rkbuf->rkbuf_reqhdr.ApiKey != ApiKey ||
                     rkbuf->rkbuf_u.Produce.batch.rktp != rktp ||
                     /* Skip partially sent buffers and let them transmit.
@@ -1210,7 +1206,7 @@ static void rd_kafka_broker_buf_enq0(rd_kafka_broker_t *rkb,
         rd_atomic32_add(&rkb->rkb_outbufs.rkbq_cnt, 1);
         if (rkbuf->rkbuf_reqhdr.ApiKey == RD_KAFKAP_Produce)
                 rd_atomic32_add(&rkb->rkb_outbufs.rkbq_msg_cnt,
-                                rd_kafka_buf_produce_msgcnt(rkbuf));
+                                rd_kafka_msgq_len(&rkbuf->rkbuf_batch.msgq));
 }
 
 
@@ -4331,28 +4327,6 @@ static int rd_kafka_broker_produce_toppars(rd_kafka_broker_t *rkb,
                                            rktp_activelink)) !=
                  rkb->rkb_active_toppar_next);
 
-        if (rd_atomic32_get(&rkb->rkb_produce_pending.rkbq_cnt) > 0) {
-                /* produce.request.multi.partition: a request goes to the
-                 * broker in this pass, so what the other partitions have
-                 * queued goes with it, lingering or not, as Kafka's Java
-                 * producer drains every partition of a broker it sends to
-                 * (a partition whose window is full still waits). Their
-                 * wake-ups stay those of the pass above: at worst one pass
-                 * too early. Then the batches go, several partitions' per
-                 * request. */
-                do {
-                        rd_ts_t drain_wakeup = ret_next_wakeup;
-                        cnt += rd_kafka_toppar_producer_serve(
-                            rkb, rktp, pid, now, &drain_wakeup,
-                            rd_false /*no timeout scan*/, may_send,
-                            rd_true /*no linger*/);
-                } while ((rktp = CIRCLEQ_LOOP_NEXT(&rkb->rkb_active_toppars,
-                                                   rktp, rktp_activelink)) !=
-                         rkb->rkb_active_toppar_next);
-
-                rd_kafka_ProduceRequests_send(rkb);
-        }
-
         /* Update next starting toppar to produce in round-robin list. */
         rd_kafka_broker_active_toppar_next(
             rkb,
@@ -5068,7 +5042,6 @@ rd_kafka_broker_t *rd_kafka_broker_add(rd_kafka_t *rk,
         CIRCLEQ_INIT(&rkb->rkb_active_toppars);
         TAILQ_INIT(&rkb->rkb_monitors);
         rd_kafka_bufq_init(&rkb->rkb_outbufs);
-        rd_kafka_bufq_init(&rkb->rkb_produce_pending);
         rd_kafka_bufq_init(&rkb->rkb_waitresps);
         rd_kafka_bufq_init(&rkb->rkb_retrybufs);
         rkb->rkb_ops = rd_kafka_q_new(rk);

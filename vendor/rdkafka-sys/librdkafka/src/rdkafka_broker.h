@@ -260,10 +260,6 @@ struct rd_kafka_broker_s { /* rd_kafka_broker_t */
         rd_kafka_bufq_t rkb_outbufs;
         rd_kafka_bufq_t rkb_waitresps;
         rd_kafka_bufq_t rkb_retrybufs;
-        /* produce.request.multi.partition: the ProduceRequests that one
-         * pass over the partitions made, sent together at its end
-         * (rd_kafka_ProduceRequests_send), broker thread only. */
-        rd_kafka_bufq_t rkb_produce_pending;
 
         rd_avg_t rkb_avg_int_latency;    /* Current internal latency period*/
         rd_avg_t rkb_avg_outbuf_latency; /**< Current latency

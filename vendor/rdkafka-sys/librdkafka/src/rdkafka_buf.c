@@ -54,13 +54,6 @@ void rd_kafka_buf_destroy_final(rd_kafka_buf_t *rkbuf) {
 
         case RD_KAFKAP_Produce:
                 rd_kafka_msgbatch_destroy(&rkbuf->rkbuf_batch);
-                if (rkbuf->rkbuf_u.Produce.parts) {
-                        int i;
-                        for (i = 0; i < rkbuf->rkbuf_u.Produce.part_cnt; i++)
-                                rd_kafka_buf_destroy(
-                                    rkbuf->rkbuf_u.Produce.parts[i]);
-                        rd_free(rkbuf->rkbuf_u.Produce.parts);
-                }
                 break;
         }
 
@@ -230,7 +223,7 @@ void rd_kafka_bufq_enq(rd_kafka_bufq_t *rkbufq, rd_kafka_buf_t *rkbuf) {
         rd_atomic32_add(&rkbufq->rkbq_cnt, 1);
         if (rkbuf->rkbuf_reqhdr.ApiKey == RD_KAFKAP_Produce)
                 rd_atomic32_add(&rkbufq->rkbq_msg_cnt,
-                                rd_kafka_buf_produce_msgcnt(rkbuf));
+                                rd_kafka_msgq_len(&rkbuf->rkbuf_batch.msgq));
 }
 
 void rd_kafka_bufq_deq(rd_kafka_bufq_t *rkbufq, rd_kafka_buf_t *rkbuf) {
@@ -239,19 +232,7 @@ void rd_kafka_bufq_deq(rd_kafka_bufq_t *rkbufq, rd_kafka_buf_t *rkbuf) {
         rd_atomic32_sub(&rkbufq->rkbq_cnt, 1);
         if (rkbuf->rkbuf_reqhdr.ApiKey == RD_KAFKAP_Produce)
                 rd_atomic32_sub(&rkbufq->rkbq_msg_cnt,
-                                rd_kafka_buf_produce_msgcnt(rkbuf));
-}
-
-/**
- * @returns the messages a ProduceRequest carries: its batch's, or those of
- *          the requests whose batches it carries (produce.request.partitions).
- */
-int rd_kafka_buf_produce_msgcnt(const rd_kafka_buf_t *rkbuf) {
-        int i, cnt = rd_kafka_msgq_len(&rkbuf->rkbuf_batch.msgq);
-        for (i = 0; i < rkbuf->rkbuf_u.Produce.part_cnt; i++)
-                cnt += rd_kafka_msgq_len(
-                    &rkbuf->rkbuf_u.Produce.parts[i]->rkbuf_batch.msgq);
-        return cnt;
+                                rd_kafka_msgq_len(&rkbuf->rkbuf_batch.msgq));
 }
 
 void rd_kafka_bufq_init(rd_kafka_bufq_t *rkbufq) {

@@ -400,16 +400,6 @@ struct rd_kafka_buf_s { /* rd_kafka_buf_t */
                 } Metadata;
                 struct {
                         rd_kafka_msgbatch_t batch; /**< MessageSet/batch */
-                        /** produce.request.partitions: where the
-                         *  partition's part of the request starts
-                         *  (Partition) and ends (after its tags). */
-                        size_t of_Partition;
-                        size_t end_Partition;
-                        /** A request that carries other requests'
-                         *  batches (rd_kafka_ProduceRequests_send) owns
-                         *  those requests, and its own batch is empty. */
-                        struct rd_kafka_buf_s **parts;
-                        int part_cnt;
                 } Produce;
                 struct {
                         rd_bool_t commit; /**< true = txn commit,
@@ -1026,7 +1016,6 @@ rd_kafka_buf_t *
 rd_kafka_buf_new_shadow(const void *ptr, size_t size, void (*free_cb)(void *));
 void rd_kafka_bufq_enq(rd_kafka_bufq_t *rkbufq, rd_kafka_buf_t *rkbuf);
 void rd_kafka_bufq_deq(rd_kafka_bufq_t *rkbufq, rd_kafka_buf_t *rkbuf);
-int rd_kafka_buf_produce_msgcnt(const rd_kafka_buf_t *rkbuf);
 void rd_kafka_bufq_init(rd_kafka_bufq_t *rkbufq);
 void rd_kafka_bufq_concat(rd_kafka_bufq_t *dst, rd_kafka_bufq_t *src);
 void rd_kafka_bufq_purge(rd_kafka_broker_t *rkb,

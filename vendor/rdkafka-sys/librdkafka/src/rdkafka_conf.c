@@ -1604,19 +1604,6 @@ static const struct rd_kafka_property rd_kafka_properties[] = {
      "least that round trip divided by the window, so that its batches go "
      "out evenly over the round trip.",
      0, 1, 0},
-    {_RK_GLOBAL | _RK_PRODUCER | _RK_MED, "produce.request.multi.partition",
-     _RK_C_BOOL, _RK(produce_request_multi_partition),
-     "When true, the partitions led by one broker send their batches to it "
-     "together, in as few ProduceRequests as they fit (at most one batch "
-     "per partition and `message.max.bytes` of batches per request), as "
-     "Kafka's Java producer does, rather than one ProduceRequest per batch: "
-     "when one partition's batch is ready, the other partitions of its "
-     "broker send what they have queued too, whether their `linger.ms` has "
-     "passed or not (a partition whose in-flight window is full still "
-     "waits). Each batch keeps its own result, retries and idempotence "
-     "sequence. A broker's cost per request is then paid once for all the "
-     "partitions.",
-     0, 1, 0},
     {_RK_GLOBAL | _RK_PRODUCER | _RK_HIGH, "message.send.max.retries",
      _RK_C_INT, _RK(max_retries),
      "How many times to retry sending a failing Message. "

@@ -493,9 +493,6 @@ struct rd_kafka_conf_s {
         rd_ts_t buffering_max_us;    /**< This is the value used in the code */
         int linger_while_in_flight;  /**< linger.ms only while the partition
                                       *   has a batch in flight */
-        int produce_request_multi_partition; /**< Batches of several
-                                              *   partitions per
-                                              *   ProduceRequest */
         int queue_backpressure_thres;
         int max_retries;
         int retry_backoff_ms;

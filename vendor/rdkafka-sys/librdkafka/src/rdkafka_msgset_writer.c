@@ -458,10 +458,8 @@ rd_kafka_msgset_writer_write_Produce_header(rd_kafka_msgset_writer_t *msetw) {
         /* PartitionArrayCnt */
         rd_kafka_buf_write_arraycnt(rkbuf, 1);
 
-        /* Partition, where the partition's part of the request starts
-         * (rd_kafka_ProduceRequests_send() copies it) */
-        rkbuf->rkbuf_u.Produce.of_Partition =
-            rd_kafka_buf_write_i32(rkbuf, msetw->msetw_rktp->rktp_partition);
+        /* Partition */
+        rd_kafka_buf_write_i32(rkbuf, msetw->msetw_rktp->rktp_partition);
 
         /* MessageSetSize: Will be finalized later*/
         msetw->msetw_of_MessageSetSize = rd_kafka_buf_write_arraycnt_pos(rkbuf);
@@ -1405,8 +1403,6 @@ rd_kafka_msgset_writer_finalize(rd_kafka_msgset_writer_t *msetw,
 
         /* Partition tags */
         rd_kafka_buf_write_tags_empty(rkbuf);
-        rkbuf->rkbuf_u.Produce.end_Partition =
-            rd_buf_write_pos(&rkbuf->rkbuf_buf);
         /* Topics tags */
         rd_kafka_buf_write_tags_empty(rkbuf);
 

@@ -3730,25 +3730,51 @@ static void rd_kafkap_Produce_reply_tags_destroy(
 
 
 /**
- * @brief Parses one partition of a Produce reply: its \p *Partitionp,
- *        \p *ErrorCodep, \p result and its tags (a new leader) into
- *        \p ProduceTags.
- * @returns 0 on success or -1 on a parse error.
+ * @brief Parses a Produce reply.
+ * @returns 0 on success or an error code on failure.
  * @locality broker thread
  */
-static int
-rd_kafka_handle_Produce_parse_partition(rd_kafka_buf_t *rkbuf,
-                                        const rd_kafka_buf_t *request,
-                                        int32_t *Partitionp,
-                                        int16_t *ErrorCodep,
-                                        rd_kafka_Produce_result_t *result,
-                                        rd_kafkap_Produce_reply_tags_t *ProduceTags) {
-        const int log_decode_errors = LOG_ERR;
-        int64_t log_start_offset    = -1;
+static rd_kafka_resp_err_t
+rd_kafka_handle_Produce_parse(rd_kafka_broker_t *rkb,
+                              rd_kafka_toppar_t *rktp,
+                              rd_kafka_buf_t *rkbuf,
+                              rd_kafka_buf_t *request,
+                              rd_kafka_Produce_result_t *result) {
+        int32_t TopicArrayCnt;
+        int32_t PartitionArrayCnt;
+        struct {
+                int32_t Partition;
+                int16_t ErrorCode;
+                int64_t Offset;
+        } hdr;
+        const int log_decode_errors                = LOG_ERR;
+        int64_t log_start_offset                   = -1;
+        rd_kafkap_str_t TopicName                  = RD_ZERO_INIT;
+        rd_kafkap_Produce_reply_tags_t ProduceTags = RD_ZERO_INIT;
 
-        rd_kafka_buf_read_i32(rkbuf, Partitionp);
-        rd_kafka_buf_read_i16(rkbuf, ErrorCodep);
-        rd_kafka_buf_read_i64(rkbuf, &result->offset);
+        rd_kafka_buf_read_arraycnt(rkbuf, &TopicArrayCnt, RD_KAFKAP_TOPICS_MAX);
+        if (TopicArrayCnt != 1)
+                goto err;
+
+        /* Since we only produce to one single topic+partition in each
+         * request we assume that the reply only contains one topic+partition
+         * and that it is the same that we requested.
+         * If not the broker is buggy. */
+        if (request->rkbuf_reqhdr.ApiVersion >= 10)
+                rd_kafka_buf_read_str(rkbuf, &TopicName);
+        else
+                rd_kafka_buf_skip_str(rkbuf);
+        rd_kafka_buf_read_arraycnt(rkbuf, &PartitionArrayCnt,
+                                   RD_KAFKAP_PARTITIONS_MAX);
+
+        if (PartitionArrayCnt != 1)
+                goto err;
+
+        rd_kafka_buf_read_i32(rkbuf, &hdr.Partition);
+        rd_kafka_buf_read_i16(rkbuf, &hdr.ErrorCode);
+        rd_kafka_buf_read_i64(rkbuf, &hdr.Offset);
+
+        result->offset = hdr.Offset;
 
         result->timestamp = -1;
         if (request->rkbuf_reqhdr.ApiVersion >= 2)
@@ -3789,62 +3815,21 @@ rd_kafka_handle_Produce_parse_partition(rd_kafka_buf_t *rkbuf,
                         result->errstr = RD_KAFKAP_STR_DUP(&ErrorMessage);
         }
 
-        ProduceTags->Topic.Partition.Partition = *Partitionp;
+        if (request->rkbuf_reqhdr.ApiVersion >= 10) {
+                rd_kafkap_Produce_reply_tags_Topic_t *TopicTags =
+                    &ProduceTags.Topic;
+                rd_kafkap_Produce_reply_tags_Partition_t *PartitionTags =
+                    &TopicTags->Partition;
+
+                /* Partition tags count */
+                TopicTags->TopicName     = RD_KAFKAP_STR_DUP(&TopicName);
+                PartitionTags->Partition = hdr.Partition;
+        }
 
         /* Partition tags */
         rd_kafka_buf_read_tags(rkbuf,
                                rd_kafkap_Produce_reply_tags_partition_parse,
-                               ProduceTags, &ProduceTags->Topic.Partition);
-        return 0;
-err_parse:
-        return -1;
-}
-
-
-/**
- * @brief Parses a Produce reply.
- * @returns 0 on success or an error code on failure.
- * @locality broker thread
- */
-static rd_kafka_resp_err_t
-rd_kafka_handle_Produce_parse(rd_kafka_broker_t *rkb,
-                              rd_kafka_toppar_t *rktp,
-                              rd_kafka_buf_t *rkbuf,
-                              rd_kafka_buf_t *request,
-                              rd_kafka_Produce_result_t *result) {
-        int32_t TopicArrayCnt;
-        int32_t PartitionArrayCnt;
-        int32_t Partition;
-        int16_t ErrorCode;
-        const int log_decode_errors                = LOG_ERR;
-        rd_kafkap_str_t TopicName                  = RD_ZERO_INIT;
-        rd_kafkap_Produce_reply_tags_t ProduceTags = RD_ZERO_INIT;
-
-        rd_kafka_buf_read_arraycnt(rkbuf, &TopicArrayCnt, RD_KAFKAP_TOPICS_MAX);
-        if (TopicArrayCnt != 1)
-                goto err;
-
-        /* Since we only produce to one single topic+partition in each
-         * request we assume that the reply only contains one topic+partition
-         * and that it is the same that we requested.
-         * If not the broker is buggy. */
-        if (request->rkbuf_reqhdr.ApiVersion >= 10)
-                rd_kafka_buf_read_str(rkbuf, &TopicName);
-        else
-                rd_kafka_buf_skip_str(rkbuf);
-        rd_kafka_buf_read_arraycnt(rkbuf, &PartitionArrayCnt,
-                                   RD_KAFKAP_PARTITIONS_MAX);
-
-        if (PartitionArrayCnt != 1)
-                goto err;
-
-        if (request->rkbuf_reqhdr.ApiVersion >= 10)
-                ProduceTags.Topic.TopicName = RD_KAFKAP_STR_DUP(&TopicName);
-
-        if (rd_kafka_handle_Produce_parse_partition(
-                rkbuf, request, &Partition, &ErrorCode, result, &ProduceTags) ==
-            -1)
-                goto err_parse;
+                               &ProduceTags, &ProduceTags.Topic.Partition);
 
         /* Topic tags */
         rd_kafka_buf_skip_tags(rkbuf);
@@ -3864,7 +3849,7 @@ rd_kafka_handle_Produce_parse(rd_kafka_broker_t *rkb,
         rd_kafka_handle_Produce_metadata_update(rkb, &ProduceTags);
 
         rd_kafkap_Produce_reply_tags_destroy(&ProduceTags);
-        return ErrorCode;
+        return hdr.ErrorCode;
 err_parse:
         rd_kafkap_Produce_reply_tags_destroy(&ProduceTags);
         return rkbuf->rkbuf_err;
@@ -4937,391 +4922,10 @@ int rd_kafka_ProduceRequest(rd_kafka_broker_t *rkb,
          * capped by socket.timeout.ms */
         rd_kafka_buf_set_abs_timeout(rkbuf, tmout, now);
 
-        if (rkb->rkb_rk->rk_conf.produce_request_multi_partition &&
-            rkt->rkt_conf.required_acks != 0)
-                /* Sent with the other partitions' batches at the end of
-                 * this pass over the broker's partitions. */
-                rd_kafka_bufq_enq(&rkb->rkb_produce_pending, rkbuf);
-        else
-                rd_kafka_broker_buf_enq_replyq(rkb, rkbuf, RD_KAFKA_NO_REPLYQ,
-                                               rd_kafka_handle_Produce, NULL);
+        rd_kafka_broker_buf_enq_replyq(rkb, rkbuf, RD_KAFKA_NO_REPLYQ,
+                                       rd_kafka_handle_Produce, NULL);
 
         return cnt;
-}
-
-
-/**
- * @brief Parses the reply to a ProduceRequest that carried several
- *        partitions' batches (\p request 's parts): each part's result into
- *        \p results, and its error into \p errs unless it has one already.
- *        A part the reply leaves out gets RD_KAFKA_RESP_ERR__BAD_MSG, as a
- *        one-partition reply without its partition does; on a parse error
- *        every part gets the parse error.
- *
- * @locality broker thread
- */
-static void
-rd_kafka_handle_Produce_parse_parts(rd_kafka_broker_t *rkb,
-                                    rd_kafka_buf_t *rkbuf,
-                                    const rd_kafka_buf_t *request,
-                                    rd_kafka_Produce_result_t **results,
-                                    rd_kafka_resp_err_t *errs) {
-        const int log_decode_errors         = LOG_ERR;
-        rd_kafka_buf_t **parts              = request->rkbuf_u.Produce.parts;
-        const int part_cnt                  = request->rkbuf_u.Produce.part_cnt;
-        rd_kafkap_Produce_reply_tags_t Tags = RD_ZERO_INIT;
-        rd_kafkap_Produce_reply_tags_t *part_tags =
-            rd_calloc(part_cnt, sizeof(*part_tags));
-        rd_bool_t *answered = rd_calloc(part_cnt, sizeof(*answered));
-        rd_kafka_Produce_result_t *result = NULL;
-        int32_t TopicArrayCnt, PartitionArrayCnt;
-        int i, t, p;
-
-        rd_kafka_buf_read_arraycnt(rkbuf, &TopicArrayCnt, RD_KAFKAP_TOPICS_MAX);
-        for (t = 0; t < TopicArrayCnt; t++) {
-                rd_kafkap_str_t TopicName;
-
-                rd_kafka_buf_read_str(rkbuf, &TopicName);
-                rd_kafka_buf_read_arraycnt(rkbuf, &PartitionArrayCnt,
-                                           RD_KAFKAP_PARTITIONS_MAX);
-                for (p = 0; p < PartitionArrayCnt; p++) {
-                        rd_kafkap_Produce_reply_tags_t PartitionTags =
-                            RD_ZERO_INIT;
-                        int32_t Partition;
-                        int16_t ErrorCode;
-
-                        result = rd_kafka_Produce_result_new(
-                            RD_KAFKA_OFFSET_INVALID, -1);
-                        if (rd_kafka_handle_Produce_parse_partition(
-                                rkbuf, request, &Partition, &ErrorCode, result,
-                                &PartitionTags) == -1)
-                                goto err_parse;
-
-                        for (i = 0; i < part_cnt; i++) {
-                                const rd_kafka_toppar_t *rktp =
-                                    parts[i]->rkbuf_batch.rktp;
-                                if (!answered[i] &&
-                                    rktp->rktp_partition == Partition &&
-                                    !rd_kafkap_str_cmp(
-                                        &TopicName, rktp->rktp_rkt->rkt_topic))
-                                        break;
-                        }
-                        if (i == part_cnt) {
-                                /* Not a partition this request carried. */
-                                rd_kafka_Produce_result_destroy(result);
-                                result = NULL;
-                                continue;
-                        }
-
-                        answered[i] = rd_true;
-                        rd_kafka_Produce_result_destroy(results[i]);
-                        results[i] = result;
-                        result     = NULL;
-                        if (!errs[i])
-                                errs[i] = ErrorCode;
-                        part_tags[i] = PartitionTags;
-                }
-
-                /* Topic tags */
-                rd_kafka_buf_skip_tags(rkbuf);
-        }
-
-        if (request->rkbuf_reqhdr.ApiVersion >= 1) {
-                int32_t Throttle_Time;
-                rd_kafka_buf_read_i32(rkbuf, &Throttle_Time);
-
-                rd_kafka_op_throttle_time(rkb, rkb->rkb_rk->rk_rep,
-                                          Throttle_Time);
-        }
-
-        /* ProduceResponse tags */
-        rd_kafka_buf_read_tags(rkbuf, rd_kafkap_Produce_reply_tags_parse,
-                               &Tags);
-
-        for (i = 0; i < part_cnt; i++) {
-                if (!answered[i] && !errs[i])
-                        errs[i] = RD_KAFKA_RESP_ERR__BAD_MSG;
-                if (part_tags[i].leader_change_cnt) {
-                        /* The partition's new leader, as a one-partition
-                         * reply reports it (the endpoints are the reply's,
-                         * the topic name the part's own: neither is freed
-                         * here but with them). */
-                        part_tags[i].NodeEndpoints = Tags.NodeEndpoints;
-                        part_tags[i].Topic.TopicName =
-                            (char *)parts[i]
-                                ->rkbuf_batch.rktp->rktp_rkt->rkt_topic->str;
-                        rd_kafka_handle_Produce_metadata_update(rkb,
-                                                                &part_tags[i]);
-                }
-        }
-        goto done;
-
-err_parse:
-        if (result)
-                rd_kafka_Produce_result_destroy(result);
-        for (i = 0; i < part_cnt; i++)
-                if (!errs[i])
-                        errs[i] = rkbuf->rkbuf_err;
-done:
-        rd_kafkap_Produce_reply_tags_destroy(&Tags);
-        rd_free(part_tags);
-        rd_free(answered);
-}
-
-
-/**
- * @brief Handle the ProduceResponse to a request that carried several
- *        partitions' batches (produce.request.multi.partition): each batch's
- *        result is handled as if its own request had been answered, with
- *        the partition's own result or the request's error.
- *
- * @locality broker thread (but not necessarily the leader broker thread)
- */
-static void rd_kafka_handle_Produce_parts(rd_kafka_t *rk,
-                                          rd_kafka_broker_t *rkb,
-                                          rd_kafka_resp_err_t err,
-                                          rd_kafka_buf_t *reply,
-                                          rd_kafka_buf_t *request,
-                                          void *opaque) {
-        rd_kafka_buf_t **parts = request->rkbuf_u.Produce.parts;
-        const int part_cnt     = request->rkbuf_u.Produce.part_cnt;
-        rd_kafka_Produce_result_t **results =
-            rd_malloc(part_cnt * sizeof(*results));
-        rd_kafka_resp_err_t *errs = rd_malloc(part_cnt * sizeof(*errs));
-        int i;
-
-        for (i = 0; i < part_cnt; i++) {
-                /* What the result handling reads of a request: its round
-                 * trip and whether it was sent. */
-                parts[i]->rkbuf_ts_sent = request->rkbuf_ts_sent;
-                parts[i]->rkbuf_flags |=
-                    request->rkbuf_flags & RD_KAFKA_OP_F_SENT;
-                results[i] =
-                    rd_kafka_Produce_result_new(RD_KAFKA_OFFSET_INVALID, -1);
-                errs[i] = err;
-                /* Unit test interface: inject errors */
-                if (unlikely(rk->rk_conf.ut.handle_ProduceResponse != NULL))
-                        errs[i] = rk->rk_conf.ut.handle_ProduceResponse(
-                            rk, rkb->rkb_nodeid,
-                            parts[i]->rkbuf_batch.first_msgid, err);
-        }
-
-        if (!err && reply)
-                rd_kafka_handle_Produce_parse_parts(rkb, reply, request,
-                                                    results, errs);
-
-        for (i = 0; i < part_cnt; i++) {
-                rd_kafka_msgbatch_handle_Produce_result(
-                    rkb, &parts[i]->rkbuf_batch, errs[i], results[i],
-                    parts[i]);
-                rd_kafka_Produce_result_destroy(results[i]);
-        }
-
-        rd_free(results);
-        rd_free(errs);
-}
-
-
-/**
- * @returns true if the ProduceRequests \p a and \p b may go as one: the
- *          same ApiVersion, features and request header fields.
- */
-static rd_bool_t rd_kafka_ProduceRequests_combinable(const rd_kafka_buf_t *a,
-                                                     const rd_kafka_buf_t *b) {
-        const rd_kafka_topic_t *rkta = a->rkbuf_batch.rktp->rktp_rkt;
-        const rd_kafka_topic_t *rktb = b->rkbuf_batch.rktp->rktp_rkt;
-        return a->rkbuf_reqhdr.ApiVersion == b->rkbuf_reqhdr.ApiVersion &&
-               a->rkbuf_features == b->rkbuf_features &&
-               rkta->rkt_conf.required_acks == rktb->rkt_conf.required_acks &&
-               rkta->rkt_conf.request_timeout_ms ==
-                   rktb->rkt_conf.request_timeout_ms;
-}
-
-
-/**
- * @returns one ProduceRequest carrying the batches of \p parts (all
- *          combinable, at most one per partition), which it owns: the
- *          request header of the first, then each topic once with its parts'
- *          partitions, copied from where their writer put them.
- *          It times out when the first of them would have.
- *
- * @locality broker thread
- */
-static rd_kafka_buf_t *rd_kafka_ProduceRequest_combine(rd_kafka_broker_t *rkb,
-                                                       rd_kafka_buf_t **parts,
-                                                       int part_cnt) {
-        const rd_kafka_buf_t *first = parts[0];
-        const rd_kafka_topic_t *rkt = first->rkbuf_batch.rktp->rktp_rkt;
-        rd_bool_t *written          = rd_calloc(part_cnt, sizeof(*written));
-        rd_ts_t abs_timeout         = first->rkbuf_abs_timeout;
-        size_t size = RD_KAFKAP_STR_SIZE(rkb->rkb_rk->rk_eos.transactional_id) +
-                      2 + 4 + 4;
-        int topic_cnt = 0;
-        rd_kafka_buf_t *rkbuf;
-        int i, j;
-
-        for (i = 0; i < part_cnt; i++) {
-                const rd_kafka_topic_t *rkt_i =
-                    parts[i]->rkbuf_batch.rktp->rktp_rkt;
-                size += parts[i]->rkbuf_u.Produce.end_Partition -
-                        parts[i]->rkbuf_u.Produce.of_Partition;
-                for (j = 0; j < i; j++)
-                        if (parts[j]->rkbuf_batch.rktp->rktp_rkt == rkt_i)
-                                break;
-                if (j == i) {
-                        topic_cnt++;
-                        size += RD_KAFKAP_STR_SIZE(rkt_i->rkt_topic) + 4 + 1;
-                }
-                abs_timeout = RD_MIN(abs_timeout, parts[i]->rkbuf_abs_timeout);
-        }
-
-        rkbuf = rd_kafka_buf_new_flexver_request(
-            rkb, RD_KAFKAP_Produce, 1, size,
-            !!(first->rkbuf_flags & RD_KAFKA_OP_F_FLEXVER));
-        rd_kafka_buf_ApiVersion_set(rkbuf, first->rkbuf_reqhdr.ApiVersion,
-                                    first->rkbuf_features);
-
-        /* The request header, as the msgset writer writes it */
-        if (first->rkbuf_reqhdr.ApiVersion >= 3)
-                rd_kafka_buf_write_kstr(rkbuf,
-                                        rkb->rkb_rk->rk_eos.transactional_id);
-        rd_kafka_buf_write_i16(rkbuf, rkt->rkt_conf.required_acks);
-        rd_kafka_buf_write_i32(rkbuf, rkt->rkt_conf.request_timeout_ms);
-        rd_kafka_buf_write_arraycnt(rkbuf, topic_cnt);
-
-        for (i = 0; i < part_cnt; i++) {
-                const rd_kafka_topic_t *rkt_i =
-                    parts[i]->rkbuf_batch.rktp->rktp_rkt;
-                int partition_cnt = 0;
-
-                if (written[i])
-                        continue;
-
-                for (j = i; j < part_cnt; j++)
-                        if (parts[j]->rkbuf_batch.rktp->rktp_rkt == rkt_i)
-                                partition_cnt++;
-
-                rd_kafka_buf_write_kstr(rkbuf, rkt_i->rkt_topic);
-                rd_kafka_buf_write_arraycnt(rkbuf, partition_cnt);
-
-                for (j = i; j < part_cnt; j++) {
-                        rd_slice_t slice;
-                        const void *p;
-                        size_t len;
-                        int r;
-
-                        if (parts[j]->rkbuf_batch.rktp->rktp_rkt != rkt_i)
-                                continue;
-
-                        /* Partition, MessageSetSize, MessageSet, tags */
-                        r = rd_slice_init(
-                            &slice, &parts[j]->rkbuf_buf,
-                            parts[j]->rkbuf_u.Produce.of_Partition,
-                            parts[j]->rkbuf_u.Produce.end_Partition -
-                                parts[j]->rkbuf_u.Produce.of_Partition);
-                        rd_assert(!r && *"slice_init failed");
-                        while ((len = rd_slice_reader(&slice, &p)))
-                                rd_kafka_buf_write(rkbuf, p, len);
-                        written[j] = rd_true;
-                }
-
-                /* Topic tags */
-                rd_kafka_buf_write_tags_empty(rkbuf);
-        }
-
-        rkbuf->rkbuf_rel_timeout   = 0;
-        rkbuf->rkbuf_abs_timeout   = abs_timeout;
-        rkbuf->rkbuf_force_timeout = rd_false;
-
-        rkbuf->rkbuf_u.Produce.parts = rd_memdup(parts, part_cnt * sizeof(*parts));
-        rkbuf->rkbuf_u.Produce.part_cnt = part_cnt;
-
-        rd_free(written);
-        return rkbuf;
-}
-
-
-/**
- * @brief Sends the ProduceRequests that one pass over \p rkb 's partitions
- *        made (produce.request.multi.partition) in as few requests as they
- *        fit: each batch goes in the first request after the one with its
- *        partition's previous batch that is combinable with it and has room
- *        (message.max.bytes), so a request carries at most one batch per
- *        partition and a partition's batches go out in the order they were
- *        made.
- *
- * @locality broker thread
- */
-void rd_kafka_ProduceRequests_send(rd_kafka_broker_t *rkb) {
-        rd_kafka_bufq_t *pending = &rkb->rkb_produce_pending;
-        const int cnt            = rd_atomic32_get(&pending->rkbq_cnt);
-        const size_t max_size    = (size_t)rkb->rkb_rk->rk_conf.max_msg_size;
-        rd_kafka_buf_t **parts   = rd_malloc(cnt * sizeof(*parts));
-        rd_kafka_buf_t **group   = rd_malloc(cnt * sizeof(*group));
-        int *request_of          = rd_malloc(cnt * sizeof(*request_of));
-        int *request_first       = rd_malloc(cnt * sizeof(*request_first));
-        size_t *request_size     = rd_malloc(cnt * sizeof(*request_size));
-        int request_cnt          = 0;
-        int i, j;
-
-        for (i = 0; i < cnt; i++) {
-                parts[i] = TAILQ_FIRST(&pending->rkbq_bufs);
-                rd_kafka_bufq_deq(pending, parts[i]);
-        }
-
-        for (i = 0; i < cnt; i++) {
-                size_t size = parts[i]->rkbuf_u.Produce.end_Partition -
-                              parts[i]->rkbuf_u.Produce.of_Partition;
-                int after = 0;
-
-                for (j = i - 1; j >= 0; j--) {
-                        if (parts[j]->rkbuf_batch.rktp ==
-                            parts[i]->rkbuf_batch.rktp) {
-                                after = request_of[j] + 1;
-                                break;
-                        }
-                }
-
-                for (j = after; j < request_cnt; j++)
-                        if (request_size[j] + size <= max_size &&
-                            rd_kafka_ProduceRequests_combinable(
-                                parts[request_first[j]], parts[i]))
-                                break;
-
-                if (j == request_cnt) {
-                        request_first[j] = i;
-                        request_size[j]  = 0;
-                        request_cnt++;
-                }
-                request_size[j] += size;
-                request_of[i] = j;
-        }
-
-        for (j = 0; j < request_cnt; j++) {
-                int group_cnt = 0;
-
-                for (i = request_first[j]; i < cnt; i++)
-                        if (request_of[i] == j)
-                                group[group_cnt++] = parts[i];
-
-                if (group_cnt == 1)
-                        rd_kafka_broker_buf_enq_replyq(
-                            rkb, group[0], RD_KAFKA_NO_REPLYQ,
-                            rd_kafka_handle_Produce, NULL);
-                else
-                        rd_kafka_broker_buf_enq_replyq(
-                            rkb,
-                            rd_kafka_ProduceRequest_combine(rkb, group,
-                                                            group_cnt),
-                            RD_KAFKA_NO_REPLYQ, rd_kafka_handle_Produce_parts,
-                            NULL);
-        }
-
-        rd_free(parts);
-        rd_free(group);
-        rd_free(request_of);
-        rd_free(request_first);
-        rd_free(request_size);
 }
 
 

@@ -465,8 +465,6 @@ int rd_kafka_ProduceRequest(rd_kafka_broker_t *rkb,
                             const rd_kafka_pid_t pid,
                             uint64_t epoch_base_msgid);
 
-void rd_kafka_ProduceRequests_send(rd_kafka_broker_t *rkb);
-
 rd_kafka_resp_err_t
 rd_kafka_CreateTopicsRequest(rd_kafka_broker_t *rkb,
                              const rd_list_t *new_topics /*(NewTopic_t*)*/,
