@@ -107,13 +107,12 @@ pub struct KafkaMetrics {
     shown: Arc<Mutex<Shown>>,
 }
 
-/// The brokers and topics of the last report, whose series go when they leave it, and
-/// each broker's `req.Produce` in it.
+/// The brokers of the last report, each with its `req.Produce` in it, and its topics:
+/// their series go when they leave the report.
 #[derive(Debug, Default)]
 struct Shown {
-    brokers: BTreeSet<String>,
+    brokers: BTreeMap<String, i64>,
     topics: BTreeSet<String>,
-    produce_requests: BTreeMap<String, i64>,
 }
 
 /// One source's handles on the series of [`IngestMetrics`] (see [`IngestMetrics::for_source`]).
@@ -338,9 +337,8 @@ impl KafkaMetrics {
         self.queue_bytes.set(as_i64(stats.msg_size));
         self.queue_max_messages.set(as_i64(stats.msg_max));
         self.queue_max_bytes.set(as_i64(stats.msg_size_max));
-        let mut brokers = BTreeSet::new();
         let mut shown = self.shown.lock().expect("not poisoned");
-        let mut produce_requests = BTreeMap::new();
+        let mut brokers = BTreeMap::new();
         for b in stats.brokers.values().filter(|b| b.nodeid >= 0) {
             let id = b.nodeid.to_string();
             let label = [id.as_str()];
@@ -349,10 +347,9 @@ impl KafkaMetrics {
             // librdkafka's count is the producer's since it started: add what it grew by,
             // or all of it once a new producer has started again below the last report.
             let sent = b.req.get("Produce").copied().unwrap_or(0);
-            let before = shown.produce_requests.get(&id).copied().unwrap_or(0);
+            let before = shown.brokers.get(&id).copied().unwrap_or(0);
             let grown = if sent >= before { sent - before } else { sent };
             self.broker_produce_requests.with_label_values(&label).inc_by(grown.max(0) as u64);
-            produce_requests.insert(id.clone(), sent);
             for (window, avg, p99) in [
                 (&b.rtt, &self.broker_rtt_avg, &self.broker_rtt_p99),
                 (&b.int_latency, &self.broker_queue_wait_avg, &self.broker_queue_wait_p99),
@@ -363,7 +360,7 @@ impl KafkaMetrics {
                     p99.with_label_values(&label).set(w.p99 as f64 / 1e6);
                 }
             }
-            brokers.insert(id);
+            brokers.insert(id, sent);
         }
         let mut topics = BTreeSet::new();
         for t in stats.topics.values() {
@@ -373,7 +370,7 @@ impl KafkaMetrics {
             }
             topics.insert(t.topic.clone());
         }
-        for gone in shown.brokers.difference(&brokers) {
+        for gone in shown.brokers.keys().filter(|id| !brokers.contains_key(*id)) {
             let _ = self.broker_outbuf.remove_label_values(&[gone]);
             let _ = self.broker_waitresp.remove_label_values(&[gone]);
             let _ = self.broker_produce_requests.remove_label_values(&[gone]);
@@ -387,7 +384,7 @@ impl KafkaMetrics {
             let _ = self.batch_avg_bytes.remove_label_values(&[gone]);
             let _ = self.batch_avg_messages.remove_label_values(&[gone]);
         }
-        *shown = Shown { brokers, topics, produce_requests };
+        *shown = Shown { brokers, topics };
     }
 }
 
