@@ -27,12 +27,7 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
 
     broker.kill();
     for n in 1..=3 {
-        let started = Instant::now();
-        let resp = post_open(&ingest, &format!("{{\"n\":{n}}}")).await.expect("an answer, not a hang");
-        let took = started.elapsed();
-        assert_eq!(resp.status(), 503, "broker down");
-        assert_eq!(resp.headers()["retry-after"], "3");
-        assert!(took < Duration::from_secs(4), "answered after {took:?}, the deadline is 4 s");
+        let resp = post_open_refused(&ingest, &format!("{{\"n\":{n}}}"), Duration::from_secs(4)).await;
         let body: serde_json::Value = resp.json().await.unwrap();
         assert_eq!(body["error"], "unavailable");
     }
@@ -43,15 +38,7 @@ async fn broker_down_means_503_within_the_deadline_and_recovery_without_restart(
     assert!(ingest.rejected("open", "unavailable").await >= 3.0);
 
     broker.restart();
-    eventually(Duration::from_secs(60), "/readyz to turn 200 again", || async {
-        (ingest.readyz().await == 200).then_some(())
-    })
-    .await;
-    eventually(Duration::from_secs(60), "a 200 after the broker returned", || async {
-        let resp = post_open(&ingest, r#"{"n":"after"}"#).await.ok()?;
-        (resp.status() == 200).then_some(())
-    })
-    .await;
+    ready_and_accepting(&ingest, r#"{"n":"after"}"#).await;
     // Whatever was acknowledged is on the topic: the first record and the one after recovery
     // (a 503 may still have been written late; it is never reported as accepted).
     let records = python::consume(&broker.bootstrap(), &format!("{prefix}.open"), 2, None).await;
@@ -81,23 +68,10 @@ async fn started_while_the_broker_is_down_it_serves_at_once_and_creates_the_topi
     assert!(took < Duration::from_secs(2), "/livez answered after {took:?}, with the broker down");
     assert_eq!(ingest.readyz().await, 503, "not ready without a broker");
 
-    let started = Instant::now();
-    let resp = post_open(&ingest, r#"{"n":"down"}"#).await.expect("an answer, not a hang");
-    let took = started.elapsed();
-    assert_eq!(resp.status(), 503, "broker down");
-    assert_eq!(resp.headers()["retry-after"], "3");
-    assert!(took < Duration::from_secs(5), "answered after {took:?}, the deadline is 4 s");
+    post_open_refused(&ingest, r#"{"n":"down"}"#, Duration::from_secs(5)).await;
 
     broker.restart();
-    eventually(Duration::from_secs(60), "/readyz to turn 200", || async {
-        (ingest.readyz().await == 200).then_some(())
-    })
-    .await;
-    eventually(Duration::from_secs(60), "a 200 once the broker is up", || async {
-        let resp = post_open(&ingest, r#"{"n":"up"}"#).await.ok()?;
-        (resp.status() == 200).then_some(())
-    })
-    .await;
+    ready_and_accepting(&ingest, r#"{"n":"up"}"#).await;
     let bootstrap = broker.bootstrap();
     for topic in [format!("{prefix}.open"), format!("{prefix}.open.dlq"), format!("{prefix}.keys.dlq")] {
         let partitions = kafka::try_high_watermarks(&bootstrap, &topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
@@ -111,6 +85,32 @@ async fn started_while_the_broker_is_down_it_serves_at_once_and_creates_the_topi
     let payloads: Vec<&str> = records.iter().map(|r| r["envelope"]["payload"].as_str().unwrap()).collect();
     assert!(payloads.contains(&r#"{"n":"up"}"#), "{payloads:?}");
     ingest.stop().await;
+}
+
+/// POSTs `body` to `open` while the broker is down: the answer is 503 with `Retry-After: 3`,
+/// within `within` (the deadline is 4 s).
+async fn post_open_refused(ingest: &TestIngest, body: &str, within: Duration) -> reqwest::Response {
+    let started = Instant::now();
+    let resp = post_open(ingest, body).await.expect("an answer, not a hang");
+    let took = started.elapsed();
+    assert_eq!(resp.status(), 503, "broker down");
+    assert_eq!(resp.headers()["retry-after"], "3");
+    assert!(took < within, "answered after {took:?}, the deadline is 4 s");
+    resp
+}
+
+/// Once the broker is back, within 60 s each: `/readyz` turns 200, then `body` posted to
+/// `open` is answered 200 (without a restart of ingest).
+async fn ready_and_accepting(ingest: &TestIngest, body: &str) {
+    eventually(Duration::from_secs(60), "/readyz to turn 200", || async {
+        (ingest.readyz().await == 200).then_some(())
+    })
+    .await;
+    eventually(Duration::from_secs(60), &format!("a 200 for {body} once the broker is up"), || async {
+        let resp = post_open(ingest, body).await.ok()?;
+        (resp.status() == 200).then_some(())
+    })
+    .await;
 }
 
 /// POSTs the JSON `body` to ingest's `open` source (no auth), waiting up to 30 s.
