@@ -50,10 +50,19 @@
 # requests, from /metrics before the round and a statistics interval after it). After each
 # level, ingest ÷ svix-bridge for each round; at the end, each one's best rate and
 # best ÷ best; then each target's peak RSS.
+#
+# BENCH_BROKER_PERF=DIR records the broker with `perf record -e cpu-clock -g` during each
+# target's last slice (DIR/<target>-<conns>-<round>.data) and prints, under the target's
+# row, where the broker's samples went: inside `sqlite3_step`, the WAL checkpoints (their
+# fsyncs apart), the commits' WAL writes, the scheduler and futexes (context switches),
+# and the rest (Kafka decoding, the runtime, sockets), each as a share of its samples and
+# as µs per record (the share × the broker's µs per record of that row, which with
+# BENCH_BROKER_DELAY_MS counts the delay proxy too, so compare the shares there).
 set -euo pipefail
 source "$(dirname "$0")/../../scripts/lib.sh"
 ensure_apt wrk linux-perf curl
 ensure_venv
+[ -z "${BENCH_BROKER_PERF:-}" ] || mkdir -p "$BENCH_BROKER_PERF"
 
 : "${HOOKLAKE_BIN:?release hooklake binary}"
 BROKER_BIN="${BENCH_BROKER_BIN:-$HOOKLAKE_BIN}"
@@ -257,6 +266,28 @@ broker_ticks() {
 }
 ticks_per_second="$(getconf CLK_TCK)"
 
+# broker_profile DATA US: one line on where the broker's samples in DATA went, as shares
+# (perf's children view: a function and what it called) and as µs of the US per record.
+# The checkpoint's fsyncs are shown apart from it, the commit is SQLite's writing of the
+# transaction's pages to the WAL, and "switches" the scheduler plus futex waits and wakes.
+broker_profile() {
+  perf report -i "$1" --children --sort sym -g none 2>/dev/null | awk -v us="$2" '
+    $1 ~ /%$/ {
+      s = $NF; c = $1 + 0
+      if (s == "sqlite3_step") step = c
+      else if (s == "sqlite3WalCheckpoint") ckpt = c
+      else if (s == "__x64_sys_fsync") fsync = c
+      else if (s == "sqlite3WalFrames") frames = c
+      else if (s == "__schedule") sched = c
+      else if (s == "__x64_sys_futex") futex = c
+    }
+    END {
+      rest = 100 - step - sched - futex
+      printf "%14s broker: sqlite3_step %.1f %% (%.1f µs), of it checkpoints %.1f %% (fsync %.1f %%) and commits %.1f %%; switches %.1f %% (%.1f µs); the rest %.1f %% (%.1f µs)\n",
+        "", step, step * us / 100, ckpt, fsync, frames, sched + futex, (sched + futex) * us / 100, rest, rest * us / 100
+    }'
+}
+
 # latency_ms Q: wrk's latency at quantile Q ("50%") in the last run, which it prints as
 # "850.00us", "14.81ms" or "1.02s", in milliseconds.
 latency_ms() {
@@ -289,9 +320,16 @@ for conns in $LEVELS; do
           sign
         fi
         server_before="$(cpu_ticks "$pid")" broker_before="$(broker_ticks)"
+        perf_pid=""
+        if [ -n "${BENCH_BROKER_PERF:-}" ] && [ "$slice" = "$SLICES" ]; then
+          perf record -q -e cpu-clock -F 999 -g -p "$broker_pid" -o "$BENCH_BROKER_PERF/$name-$conns-$round.data" \
+            >/dev/null 2>&1 &
+          perf_pid=$!
+        fi
         perf stat -x, -e task-clock -o "$work/wrk-cpu" \
           "${pin_rest[@]}" wrk -t1 -c"$conns" -d"${SLICE_SECONDS}s" --latency -s "$work/request.lua" "$url" >"$work/wrk-out" 2>&1
         server_after="$(cpu_ticks "$pid")" broker_after="$(broker_ticks)"
+        [ -z "$perf_pid" ] || { kill -INT "$perf_pid"; wait "$perf_pid" || true; }
         [ "$name" != ingest ] || read -r "batch[$name]" "wait[$name]" <<<"$(ingest_batch_and_wait)"
         requests="$(awk '/requests in/ {print $1}' "$work/wrk-out")"
         non2xx="$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$work/wrk-out")"
@@ -327,6 +365,8 @@ for conns in $LEVELS; do
           printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s %7s %7s%s\n", name, conns, round, ok / s, p50, p99,
             w, sv, bk, w + sv + bk, batch, wait, rpr, note
         }'
+      [ -z "${BENCH_BROKER_PERF:-}" ] || broker_profile "$BENCH_BROKER_PERF/$name-$conns-$round.data" \
+        "$(awk -v brk="${brk[$name]}" -v hz="$ticks_per_second" -v ok="${ok[$name]}" 'BEGIN {print brk * 1e6 / hz / (ok > 0 ? ok : 1)}')"
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
     unset rate ok refused srv brk wrk_ms p50 p99 batch
