@@ -353,20 +353,22 @@ for conns in $LEVELS; do
       IFS=: read -r name _ _ <<<"$t"
       rate[$name]=$((${ok[$name]} / SECONDS_PER_RUN))
       [ "${rate[$name]}" -gt "${best[$name]:-0}" ] && best[$name]=${rate[$name]}
+      # The broker's CPU µs per answered request: the row's column, and the profile's scale.
+      broker_us="$(awk -v brk="${brk[$name]}" -v hz="$ticks_per_second" -v ok="${ok[$name]}" \
+        'BEGIN {print brk * 1e6 / hz / (ok > 0 ? ok : 1)}')"
       awk -v name="$name" -v conns="$conns" -v round="$round" -v ok="${ok[$name]}" -v s="$SECONDS_PER_RUN" \
-        -v hz="$ticks_per_second" -v srv="${srv[$name]}" -v brk="${brk[$name]}" -v refused="${refused[$name]}" \
+        -v hz="$ticks_per_second" -v srv="${srv[$name]}" -v bk="$broker_us" -v refused="${refused[$name]}" \
         -v batch="${batch[$name]:--}" -v wait="${wait[$name]:--}" -v rpr="$([ "$name" = ingest ] && echo "$per_request" || echo -)" -v p50="${p50[$name]}" -v p99="${p99[$name]}" -v wrk_ms="${wrk_ms[$name]}" -v rest_cpus="$rest_cpus" '
         BEGIN {
           ok = ok > 0 ? ok : 1
-          w = wrk_ms * 1000 / ok; sv = srv * 1e6 / hz / ok; bk = brk * 1e6 / hz / ok
+          w = wrk_ms * 1000 / ok; sv = srv * 1e6 / hz / ok
           note = refused > 0 ? sprintf("  (%d answered non-2xx)", refused) : ""
           if (rest_cpus > 0)
             note = note sprintf("  busy: target core %.2f, others %.2f", sv * ok / s / 1e6, (w + bk) * ok / s / 1e6 / rest_cpus)
           printf "%-12s %6s %6s %9.0f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %6s %7s %7s%s\n", name, conns, round, ok / s, p50, p99,
             w, sv, bk, w + sv + bk, batch, wait, rpr, note
         }'
-      [ -z "${BENCH_BROKER_PERF:-}" ] || broker_profile "$BENCH_BROKER_PERF/$name-$conns-$round.data" \
-        "$(awk -v brk="${brk[$name]}" -v hz="$ticks_per_second" -v ok="${ok[$name]}" 'BEGIN {print brk * 1e6 / hz / (ok > 0 ? ok : 1)}')"
+      [ -z "${BENCH_BROKER_PERF:-}" ] || broker_profile "$BENCH_BROKER_PERF/$name-$conns-$round.data" "$broker_us"
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
     unset rate ok refused srv brk wrk_ms p50 p99 batch
