@@ -332,17 +332,29 @@ mod tests {
     /// as acks=all across zones can: the window of 5 is used, where `linger.ms` 5 keeps at
     /// most `1 + 5 ÷ 5` = 2 batches in flight (one, on this mock broker) and served a
     /// quarter fewer webhooks (BENCHMARKS.md, "A linger of 1 ms").
+    ///
+    /// How full the window gets depends on the sender keeping its pace of one batch per
+    /// millisecond, which other tests running beside this one on 2 cores can slow: a CI run
+    /// saw 4-5 in flight in only 11 of 26 samples (2.5 on average). So the window counts as
+    /// used when it was full in some samples and held, on average, half as many batches
+    /// again as `linger.ms` 5 keeps (contention only lowers the count, so `linger.ms` 5
+    /// cannot pass for the default).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn with_ingests_defaults_acks_5_ms_late_fill_the_window_of_5() {
         let defaults = super::super::kafka::producer_config(&super::super::kafka::tests::config("")).unwrap();
         let rtt = Duration::from_millis(5);
         let ours = requests_in_flight(defaults, rtt, rtt).await;
         assert!(ours.len() >= 10, "{ours:?}");
-        assert!(ours.iter().filter(|&&n| n >= 4).count() * 2 >= ours.len(), "the window of 5 is used: {ours:?}");
+        assert!(ours.iter().filter(|&&n| n >= 4).count() >= 2, "the window of 5 fills: {ours:?}");
         let lingering = requests_in_flight(idempotent(""), rtt, rtt).await;
         assert!(lingering.len() >= 10, "{lingering:?}");
         let full = lingering.iter().filter(|&&n| n >= 4).count();
         assert!(full * 2 < lingering.len(), "linger.ms 5 keeps at most 2 in flight: {lingering:?}");
+        let mean = |samples: &[i64]| samples.iter().sum::<i64>() as f64 / samples.len() as f64;
+        assert!(
+            mean(&ours) >= 1.5 * mean(&lingering).max(1.0),
+            "the window of 5 is used: {ours:?} against linger.ms 5's {lingering:?}"
+        );
     }
 
     /// Ingest's own producer settings (`linger.ms` 1) behind a broker whose acks take
@@ -354,7 +366,10 @@ mod tests {
     /// own linger (`linger.while.in.flight` off) the window fills within 5 ms, then the
     /// first answer releases what queued for most of a round trip. Measured (the median of
     /// the p99s of `queue_wait_p99_ms`): 8.3–10 ms; 27–35 ms with the property off; 29–36
-    /// ms with it on before the sixth change.
+    /// ms with it on before the sixth change. A sender starved of CPU fills the window
+    /// less often, so records bunch less without the spread (15–19 ms with 8 busy loops
+    /// beside the test on 2 cores, against 9–10 with it): the test asks for half as long
+    /// again, not for a fixed 20 ms.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn behind_a_far_broker_the_window_s_batches_spread_over_the_round_trip() {
         let defaults = super::super::kafka::producer_config(&super::super::kafka::tests::config("")).unwrap();
@@ -363,7 +378,10 @@ mod tests {
         let mut librdkafkas = defaults;
         librdkafkas.set("linger.while.in.flight", "false");
         let bunched = queue_wait_p99_ms(librdkafkas, 10_000).await;
-        assert!(bunched >= 20.0, "without the spread, records wait for the next answer: {bunched} ms");
+        assert!(
+            bunched >= 1.5 * ours,
+            "without the spread, records wait for the next answer: {bunched} ms against {ours} ms"
+        );
     }
 
     /// The same broker (acks 40 ms late) and settings, with a record every 20 ms: about 2
