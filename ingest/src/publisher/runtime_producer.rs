@@ -335,7 +335,7 @@ mod tests {
     ///
     /// How full the window gets depends on the sender keeping its pace of one batch per
     /// millisecond, which other tests running beside this one on 2 cores can slow: a CI run
-    /// saw 4-5 in flight in only 11 of 26 samples (2.5 on average). So the window counts as
+    /// saw 4-5 in flight in only 5 of 26 samples (2.5 on average). So the window counts as
     /// used when it was full in some samples and held, on average, half as many batches
     /// again as `linger.ms` 5 keeps (contention only lowers the count, so `linger.ms` 5
     /// cannot pass for the default).
