@@ -111,6 +111,12 @@ impl SinkError {
         move |source| SinkError::TableSchema { what: what.to_owned(), source: Some(source.into()) }
     }
 
+    /// Errors of a dependency that may come back (the broker, the catalog, the schema
+    /// registry): the service waits for it at start-up instead of exiting.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Kafka { .. } | Self::TopicCreation { .. } | Self::Registry(_) | Self::Catalog { .. })
+    }
+
     /// Errors after which the run starts over from the table's offsets.
     pub fn is_replan(&self) -> bool {
         matches!(self, Self::Conflict(_) | Self::Rebalanced)
@@ -137,5 +143,20 @@ mod tests {
 
         let e = SinkError::Registry(SchemaError::Registry("connection refused".into()));
         assert_eq!(e.to_string(), "schema registry: connection refused");
+    }
+
+    #[test]
+    fn only_a_dependency_out_of_reach_is_waited_for_at_start_up() {
+        let unreachable = iceberg::Error::new(iceberg::ErrorKind::Unexpected, "connection refused");
+        assert!(SinkError::catalog("connect to the SQL catalog")(unreachable).is_unavailable());
+        assert!(
+            SinkError::kafka("topic metadata")(KafkaError::MetadataFetch(RDKafkaErrorCode::AllBrokersDown))
+                .is_unavailable()
+        );
+        assert!(SinkError::Registry(SchemaError::Registry("connection refused".into())).is_unavailable());
+        let config = SinkError::Config(ConfigError::invalid("sink", "schedule: not a duration"));
+        assert!(!config.is_unavailable(), "a configuration does not mend by waiting");
+        let dir = SinkError::storage("create /lake")(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(!dir.is_unavailable());
     }
 }

@@ -2,13 +2,14 @@
 //! the schedule, the lag trigger and `POST /runs` queue them. Lag gauges are refreshed
 //! every `lag_refresh`, also between runs.
 
-use std::{future::Future, sync::Arc};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use hooklake_schemas::config::Config;
 use tokio::{net::TcpListener, sync::watch};
 
 use crate::{
-    SinkError, admin,
+    SinkError,
+    admin::{self, Admin},
     queue::Trigger,
     run,
     sink::{Membership, Sink},
@@ -27,15 +28,39 @@ pub async fn serve(
 /// [`serve`] with a chosen membership: `hooklake dev`, the only sink of its broker, takes
 /// every partition ([`Membership::All`]) so that after a crash its restart does not wait
 /// for the dead member's group session to time out.
+///
+/// The admin port is served at once. A catalog, broker or registry that cannot be reached
+/// at start-up is waited for ([`start`]), with `/readyz` saying why; any other start-up
+/// error ends the service.
 pub async fn serve_as(
     config: &Config,
     membership: Membership,
     admin_listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SinkError> {
-    let sink = Sink::start(config, membership).await?;
     let (stop_tx, stop) = watch::channel(false);
-    let admin = tokio::spawn(admin::serve(sink.clone(), admin_listener, stop.clone()));
+    let admin = Admin::new();
+    let admin_task = tokio::spawn(admin::serve(admin.clone(), admin_listener, stop.clone()));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(config, membership, &admin) => Some(started),
+        () = &mut shutdown => None,
+    };
+    let sink = match started {
+        Some(Ok(sink)) => sink,
+        Some(Err(e)) => {
+            let _ = stop_tx.send(true);
+            let _ = admin_task.await;
+            return Err(e);
+        }
+        None => {
+            tracing::info!("shut down before the sink started");
+            let _ = stop_tx.send(true);
+            let _ = admin_task.await;
+            return Ok(());
+        }
+    };
+    admin.set_started(sink.clone());
     let worker = tokio::spawn(worker(sink.clone(), stop.clone()));
     let schedule = tokio::spawn(schedule_trigger(sink.clone(), stop.clone()));
     let lag = tokio::spawn(lag_trigger(sink.clone(), stop.clone()));
@@ -44,12 +69,35 @@ pub async fn serve_as(
     tracing::info!("shutting down: finishing the current run");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(worker, schedule, lag);
-    let _ = admin.await;
+    let _ = admin_task.await;
+    drop(admin);
     if let Ok(sink) = Arc::try_unwrap(sink) {
         sink.ctx.consumer.close().await;
     }
     tracing::info!("sink stopped");
     Ok(())
+}
+
+/// The first wait after a failed start-up attempt; it doubles up to [`START_RETRY_MAX`].
+const START_RETRY_FIRST: Duration = Duration::from_millis(500);
+const START_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// [`Sink::start`] until it succeeds or fails for a reason waiting cannot cure. Each
+/// failure is logged and shown by `/readyz` until the next attempt.
+async fn start(config: &Config, membership: Membership, admin: &Admin) -> Result<Arc<Sink>, SinkError> {
+    let mut wait = START_RETRY_FIRST;
+    loop {
+        match Sink::start(config, membership).await {
+            Ok(sink) => return Ok(sink),
+            Err(e) if e.is_unavailable() => {
+                tracing::warn!(error = %e, retry_in = ?wait, "the sink cannot start yet");
+                admin.set_start_error(&e.to_string());
+            }
+            Err(e) => return Err(e),
+        }
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(START_RETRY_MAX);
+    }
 }
 
 async fn stopped(stop: &mut watch::Receiver<bool>) {

@@ -1,16 +1,17 @@
 //! `hooklake sink` as a service: manual runs over its admin API, the schedule and lag
-//! triggers, the lag gauges between runs, dead letters — and every metric the Grafana
-//! dashboard and the alert rules use is exported by the running services.
+//! triggers, the lag gauges between runs, dead letters, a catalog that is not there yet
+//! at start-up — and every metric the Grafana dashboard and the alert rules use is
+//! exported by the running services.
 
 use std::time::Duration;
 
 use hooklake_schemas::metrics::Coverage;
 use hooklake_tests::{
     broker::{Broker, TestBroker},
-    eventually, kafka,
+    eventually, free_port, kafka,
     lake::TestLake,
     metrics, python,
-    sink::SinkService,
+    sink::{self, SinkService},
     tools,
 };
 
@@ -238,8 +239,8 @@ async fn a_missing_dlq_holds_back_only_its_table_and_the_sink_creates_it() {
     kafka::create_topic(&brokers, &bare, 2).await;
     kafka::produce_raw(&brokers, &bare, "junk", "this is not avro").await;
     let bare_std = p.test_config.clone().with_source("std", |s| s.topic(&bare));
-    let creates = hooklake_tests::sink::write_config(&p.lake.path(), &bare_std.to_toml());
-    let no_create = hooklake_tests::sink::write_config(&p.lake.path(), &bare_std.create_topics(false).to_toml());
+    let creates = sink::write_config(&p.lake.path(), &bare_std.to_toml());
+    let no_create = sink::write_config(&p.lake.path(), &bare_std.create_topics(false).to_toml());
 
     let sink = SinkService::start(&no_create, p.admin_port).await;
     let run = sink.request_run().await;
@@ -262,4 +263,101 @@ async fn a_missing_dlq_holds_back_only_its_table_and_the_sink_creates_it() {
     assert_eq!(kafka::record_count(&brokers, &format!("{bare}.dlq")), 1);
     assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted(ids), "nothing loaded twice");
     assert!(sink.stop().await);
+}
+
+/// A sink started while its catalog (PostgreSQL) cannot be reached stays up and waits:
+/// `/livez` answers, `/readyz`, `/metrics` and `POST /runs` answer 503 with the reason
+/// (never the catalog's password), ingest keeps taking webhooks, and once the catalog can
+/// be reached the sink becomes ready and loads everything taken meanwhile, once. Before,
+/// the process exited and waited for its orchestrator's restart back-off. A catalog that
+/// goes away between runs fails the run that finds it gone; the next run after it comes
+/// back loads the rest, nothing twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_nothing() {
+    let p = Pipeline::start(TestLake::postgres()).await;
+    // The catalog's database, reached through a port where nothing listens yet.
+    let database = p.lake.uri.rsplit('/').next().expect("a database in the URI").to_owned();
+    let port = free_port();
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let uri = format!("postgres://postgres:{password}@127.0.0.1:{port}/{database}");
+    let config = sink::write_config(&p.lake.path(), &p.test_config.clone().set(&["catalog", "uri"], uri).to_toml());
+    // A plain TCP relay from that port to the PostgreSQL server: the catalog reachable.
+    let relay = || {
+        tokio::process::Command::new(tools::python())
+            .arg(tools::py_script("delay_proxy.py"))
+            .args([port.to_string(), "5432".into(), "0".into()])
+            .kill_on_drop(true)
+            .spawn()
+            .expect("tests/py/delay_proxy.py")
+    };
+    let before = p.post_keys("before", 3).await;
+
+    let log = p.lake.path().join("sink.log");
+    let sink = SinkService::start_logged(&config, p.admin_port, Some(&log)).await;
+    let http = hooklake_tests::http::client();
+    let readyz = format!("{}/readyz", sink.admin);
+    let ready_is = |want: u16| {
+        let (http, readyz) = (http.clone(), readyz.clone());
+        async move {
+            eventually(Duration::from_secs(90), &format!("/readyz {want}"), || async {
+                let r = http.get(&readyz).send().await.ok()?;
+                let status = r.status().as_u16();
+                let body = r.text().await.ok()?;
+                (status == want && (want == 200 || body.contains("catalog"))).then_some(body)
+            })
+            .await
+        }
+    };
+    let not_ready = ready_is(503).await;
+    assert!(not_ready.starts_with("not ready: starting: "), "{not_ready}");
+    let run = http.post(format!("{}/runs", sink.admin)).send().await.expect("POST /runs");
+    assert_eq!(run.status().as_u16(), 503, "no run is queued before the sink has started");
+    assert!(run.headers().contains_key("retry-after"));
+    let body: serde_json::Value = run.json().await.expect("a JSON reason");
+    assert_eq!(body["error"], "starting", "{body}");
+    let scrape = http.get(format!("{}/metrics", sink.admin)).send().await.expect("GET /metrics");
+    assert_eq!(scrape.status().as_u16(), 503, "a failed scrape is what HooklakeTargetDown sees");
+    let waiting = p.post_keys("waiting", 2).await;
+    // A replica told to stop while it waits stops at once, cleanly.
+    let replica = SinkService::start(&config, free_port()).await;
+    assert!(replica.stop().await, "a waiting sink stops cleanly on SIGTERM");
+
+    let mut catalog = relay();
+    ready_is(200).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["rows"], 5, "{done}");
+    assert_eq!(runs(&sink.metrics().await, "manual", "success"), 1.0);
+
+    // The catalog goes away between runs, and comes back.
+    catalog.kill().await.expect("the relay stops");
+    let outage = p.post_keys("outage", 2).await;
+    let gone = ready_is(503).await;
+    // A probe answers within its own bound (3 s), not the SQL pool's 30 s.
+    let asked = std::time::Instant::now();
+    let probe = http.get(&readyz).send().await.expect("GET /readyz");
+    assert_eq!(probe.status().as_u16(), 503);
+    assert!(asked.elapsed() < Duration::from_secs(10), "/readyz took {:?} with the catalog gone", asked.elapsed());
+    let run = sink.request_run().await;
+    let failed = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;
+    assert_eq!(failed["state"], "failed", "{failed}");
+    let _catalog = relay();
+    ready_is(200).await;
+    let run = sink.request_run().await;
+    let done = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["rows"], 2, "{done}");
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), sorted([before, waiting, outage].concat()));
+    let text = sink.metrics().await;
+    assert_eq!((runs(&text, "manual", "success"), runs(&text, "manual", "failure")), (2.0, 1.0));
+
+    let logged = sink.log();
+    assert!(logged.contains("the sink cannot start yet"), "each failed attempt is logged:\n{logged}");
+    for (what, text) in
+        [("/readyz", &not_ready), ("/readyz", &gone), ("the failed run", &failed.to_string()), ("the log", &logged)]
+    {
+        assert!(!text.contains(&password), "{what} shows the catalog's password");
+    }
+    assert!(sink.stop().await, "the sink stops cleanly on SIGTERM");
 }

@@ -231,10 +231,10 @@ impl GroupConsumer {
         self.consumer.commit(&tpl, mode).map_err(SinkError::kafka("commit group offsets"))
     }
 
-    /// Whether the broker answers metadata requests.
-    pub async fn check(&self) -> Result<(), SinkError> {
+    /// Whether the broker answers a metadata request `within`.
+    pub async fn check(&self, within: Duration) -> Result<(), SinkError> {
         let consumer = self.consumer.clone();
-        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, Duration::from_secs(3)))
+        tokio::task::spawn_blocking(move || consumer.fetch_metadata(None, within))
             .await
             .map_err(SinkError::join("kafka client task"))?
             .map(drop)

@@ -11,6 +11,7 @@ mod writer;
 use std::{
     collections::{BTreeMap, HashMap},
     sync::Arc,
+    time::Duration,
 };
 
 use hooklake_schemas::{
@@ -184,9 +185,16 @@ impl Lake {
         self.catalog.clone()
     }
 
-    /// Whether the catalog answers (for `/readyz`).
-    pub async fn check(&self) -> Result<(), SinkError> {
-        self.catalog.list_namespaces(None).await.map(drop).map_err(SinkError::catalog("list namespaces"))
+    /// Whether the catalog answers `within` (for `/readyz`). Unbounded, a catalog that
+    /// cannot be reached would hold the probe for the SQL pool's 30 s.
+    pub async fn check(&self, within: Duration) -> Result<(), SinkError> {
+        match tokio::time::timeout(within, self.catalog.list_namespaces(None)).await {
+            Ok(listed) => listed.map(drop).map_err(SinkError::catalog("list namespaces")),
+            Err(_) => Err(SinkError::catalog("list namespaces")(iceberg::Error::new(
+                ErrorKind::Unexpected,
+                format!("no answer within {within:?}"),
+            ))),
+        }
     }
 
     /// The table as it is now; `None` when it does not exist yet.
