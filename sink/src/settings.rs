@@ -55,6 +55,7 @@ impl Settings {
         if sink.lag_refresh.get() < Duration::from_secs(1) {
             return Err(ConfigError::invalid("sink.lag_refresh", "must be at least 1s"));
         }
+        sql_pool_properties(config)?;
         Ok(Self {
             routes,
             by_topic,
@@ -100,6 +101,27 @@ fn catalog_uri(config: &Config, base: &Path) -> Result<String, ConfigError> {
     }
 }
 
+/// The SQL catalog's pool settings in `[catalog.properties]`. iceberg-catalog-sql parses
+/// them with `unwrap`, so a value it cannot parse would panic the sink as it connects; a
+/// pool of 0 connections would make every catalog call wait out the pool's 30 s.
+fn sql_pool_properties(config: &Config) -> Result<(), ConfigError> {
+    if config.catalog.kind != CatalogType::Sql {
+        return Ok(());
+    }
+    for (key, value) in &config.catalog.properties {
+        let wanted = match key.as_str() {
+            "pool.max-connections" if !value.parse::<u32>().is_ok_and(|n| n > 0) => {
+                "a whole number of connections, at least 1"
+            }
+            "pool.idle-timeout" if value.parse::<u64>().is_err() => "a whole number of seconds",
+            "pool.test-before-acquire" if value.parse::<bool>().is_err() => "true or false",
+            _ => continue,
+        };
+        return Err(ConfigError::invalid(format!("catalog.properties.{key}"), format!("must be {wanted}")));
+    }
+    Ok(())
+}
+
 fn warehouse(w: &str, base: &Path) -> Result<String, ConfigError> {
     let w = w.trim().trim_end_matches('/');
     if let Some(path) = w.strip_prefix("file://") {
@@ -142,5 +164,19 @@ mod tests {
         assert!(bad("[catalog]\nuri = \"mysql://x\"").starts_with("catalog.uri: "));
         assert!(bad("[catalog]\nwarehouse = \"lake\"").starts_with("catalog.warehouse: "));
         assert!(bad("[sink]\ntarget_file_size = 1000").starts_with("sink.target_file_size: "));
+        for (key, value) in
+            [("pool.max-connections", "ten"), ("pool.max-connections", "0"), ("pool.idle-timeout", "-1")]
+        {
+            let error = bad(&format!("[catalog.properties]\n\"{key}\" = \"{value}\""));
+            assert!(error.starts_with(&format!("catalog.properties.{key}: must be ")), "{error}");
+        }
+        let c = Config::from_toml(
+            &format!(
+                "{base}[catalog.properties]\n\"pool.max-connections\" = \"4\"\n\"pool.test-before-acquire\" = \"false\""
+            ),
+            &Env::new(),
+        )
+        .unwrap();
+        assert!(Settings::from_config(&c, Path::new("/")).is_ok(), "values the pool can parse are taken");
     }
 }
