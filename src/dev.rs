@@ -67,19 +67,25 @@ fn outcome<E: std::fmt::Display>(r: Result<Result<(), E>, tokio::task::JoinError
     }
 }
 
-/// Waits (up to 30 s) until ingest's `/readyz` answers 200 (the broker is reachable and the
-/// topics exist), so that the banner's commands work once it is printed.
+/// Waits (up to 30 s in all) until ingest's `/readyz` answers 200 (the broker is reachable
+/// and the topics exist), then the sink's (it has started and reaches the broker and the
+/// catalog), so that the banner's commands work once it is printed.
 async fn wait_ready(config: &Config) {
-    let url = format!("http://{}/readyz", send::loopback(config.ingest.admin_listen));
     let client = reqwest::Client::new();
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
-    while tokio::time::Instant::now() < deadline {
-        if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
+    for (name, admin) in [("ingest", config.ingest.admin_listen), ("the sink", config.sink.admin_listen)] {
+        let url = format!("http://{}/readyz", send::loopback(admin));
+        loop {
+            if client.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+                break;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!("{name} is not ready after 30 s; see {url}");
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    tracing::warn!("ingest is not ready after 30 s; see its /readyz");
 }
 
 /// What `hooklake dev` prints once it is ready: URLs, a `curl` and a `hooklake send` line

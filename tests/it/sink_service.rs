@@ -293,7 +293,7 @@ async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_
     let before = p.post_keys("before", 3).await;
 
     let log = p.lake.path().join("sink.log");
-    let sink = SinkService::start_logged(&config, p.admin_port, Some(&log)).await;
+    let sink = SinkService::start_waiting(&config, p.admin_port, Some(&log)).await;
     let http = hooklake_tests::http::client();
     let readyz = format!("{}/readyz", sink.admin);
     let ready_is = |want: u16| {
@@ -319,7 +319,7 @@ async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_
     assert_eq!(scrape.status().as_u16(), 503, "a failed scrape is what HooklakeTargetDown sees");
     let waiting = p.post_keys("waiting", 2).await;
     // A replica told to stop while it waits stops at once, cleanly.
-    let replica = SinkService::start(&config, free_port()).await;
+    let replica = SinkService::start_waiting(&config, free_port(), None).await;
     assert!(replica.stop().await, "a waiting sink stops cleanly on SIGTERM");
 
     let mut catalog = relay();

@@ -73,7 +73,7 @@ pub struct SinkService {
 
 impl SinkService {
     /// Starts the service; `admin_port` must be the port of `sink.admin_listen` in `config`.
-    /// Returns once `/livez` answers.
+    /// Returns once it has started (connected to its catalog): its run API answers.
     pub async fn start(config: &Path, admin_port: u16) -> Self {
         Self::start_logged(config, admin_port, None).await
     }
@@ -81,6 +81,21 @@ impl SinkService {
     /// [`Self::start`] on another admin port than the configuration's (a second replica of
     /// one configuration), logging to `log` when given (else to the test's stderr).
     pub async fn start_logged(config: &Path, admin_port: u16, log: Option<&Path>) -> Self {
+        let sink = Self::start_waiting(config, admin_port, log).await;
+        // The admin port answers from the start; everything but /livez and /readyz answers
+        // 503 `starting` until the sink has connected.
+        let metrics = format!("{}/metrics", sink.admin);
+        crate::eventually(Duration::from_secs(60), "the sink to start (/metrics 200)", || async {
+            let r = crate::http::client().get(&metrics).send().await.ok()?;
+            r.status().is_success().then_some(())
+        })
+        .await;
+        sink
+    }
+
+    /// Spawns the service and returns once `/livez` answers, whether or not the sink could
+    /// reach its dependencies yet.
+    pub async fn start_waiting(config: &Path, admin_port: u16, log: Option<&Path>) -> Self {
         let listen = format!("\"127.0.0.1:{admin_port}\"");
         let mut cmd = sink_command(config, &[], &[("HOOKLAKE__SINK__ADMIN_LISTEN", &listen)]);
         cmd.stdout(Stdio::null());
