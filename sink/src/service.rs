@@ -48,16 +48,14 @@ pub async fn serve_as(
     };
     let sink = match started {
         Some(Ok(sink)) => sink,
-        Some(Err(e)) => {
+        // Shut down while waiting, or an error waiting cannot cure: only the port to close.
+        early => {
             let _ = stop_tx.send(true);
             let _ = admin_task.await;
-            return Err(e);
-        }
-        None => {
-            tracing::info!("shut down before the sink started");
-            let _ = stop_tx.send(true);
-            let _ = admin_task.await;
-            return Ok(());
+            if early.is_none() {
+                tracing::info!("shut down before the sink started");
+            }
+            return early.map_or(Ok(()), |r| r.map(drop));
         }
     };
     admin.set_started(sink.clone());
@@ -70,7 +68,7 @@ pub async fn serve_as(
     let _ = stop_tx.send(true);
     let _ = tokio::join!(worker, schedule, lag);
     let _ = admin_task.await;
-    drop(admin);
+    drop(admin); // it holds the sink too
     if let Ok(sink) = Arc::try_unwrap(sink) {
         sink.ctx.consumer.close().await;
     }

@@ -53,9 +53,9 @@
 #
 # BENCH_BROKER_PERF=DIR records the broker with `perf record -e cpu-clock -g` during each
 # target's last slice (DIR/<target>-<conns>-<round>.data) and prints, under the target's
-# row, where the broker's samples went: inside `sqlite3_step`, the WAL checkpoints (their
-# fsyncs apart), the commits' WAL writes, the scheduler and futexes (context switches),
-# and the rest (Kafka decoding, the runtime, sockets), each as a share of its samples and
+# row, where the broker's samples went: inside `sqlite3_step` (of it the WAL checkpoints,
+# their fsyncs apart, and the commits' WAL writes), else the scheduler and futexes (context
+# switches), else the rest (Kafka decoding, the runtime, sockets), each as a share of its samples and
 # as µs per record (the share × the broker's µs per record of that row, which with
 # BENCH_BROKER_DELAY_MS counts the delay proxy too, so compare the shares there).
 set -euo pipefail
@@ -267,24 +267,29 @@ broker_ticks() {
 ticks_per_second="$(getconf CLK_TCK)"
 
 # broker_profile DATA US: one line on where the broker's samples in DATA went, as shares
-# (perf's children view: a function and what it called) and as µs of the US per record.
-# The checkpoint's fsyncs are shown apart from it, the commit is SQLite's writing of the
-# transaction's pages to the WAL, and "switches" the scheduler plus futex waits and wakes.
+# and as µs of the US per record. Each sample counts once, by its stack (perf script):
+# inside `sqlite3_step` (of it, the WAL checkpoints, their fsyncs apart, and the commits,
+# SQLite's writing of the transaction's pages to the WAL), else "switches" (the scheduler
+# or a futex call anywhere else on the stack), else the rest. Until 2026-12-06 the shares
+# came from perf's children view, in which a futex wait's `__schedule` was counted both as
+# scheduling and as futex, and scheduling under `sqlite3_step` both there and as a switch.
 broker_profile() {
-  perf report -i "$1" --children --sort sym -g none 2>/dev/null | awk -v us="$2" '
-    $1 ~ /%$/ {
-      s = $NF; c = $1 + 0
-      if (s == "sqlite3_step") step = c
-      else if (s == "sqlite3WalCheckpoint") ckpt = c
-      else if (s == "__x64_sys_fsync") fsync = c
-      else if (s == "sqlite3WalFrames") frames = c
-      else if (s == "__schedule") sched = c
-      else if (s == "__x64_sys_futex") futex = c
+  perf script -i "$1" -F ip,sym 2>/dev/null | awk -v us="$2" '
+    BEGIN { RS = "" }
+    {
+      stack = $0 "\n"; n++
+      if (index(stack, " sqlite3_step\n")) {
+        step++
+        if (index(stack, " sqlite3WalCheckpoint\n")) { ckpt++; if (index(stack, " __x64_sys_fsync\n")) fsync++ }
+        else if (index(stack, " sqlite3WalFrames\n")) frames++
+      } else if (index(stack, " __schedule\n") || index(stack, " __x64_sys_futex\n")) switches++
     }
     END {
-      rest = 100 - step - sched - futex
-      printf "%14s broker: sqlite3_step %.1f %% (%.1f µs), of it checkpoints %.1f %% (fsync %.1f %%) and commits %.1f %%; switches %.1f %% (%.1f µs); the rest %.1f %% (%.1f µs)\n",
-        "", step, step * us / 100, ckpt, fsync, frames, sched + futex, (sched + futex) * us / 100, rest, rest * us / 100
+      pct = 100 / (n > 0 ? n : 1)
+      step *= pct; ckpt *= pct; fsync *= pct; frames *= pct; switches *= pct
+      rest = 100 - step - switches
+      printf "%14s broker (%d samples): sqlite3_step %.1f %% (%.1f µs), of it checkpoints %.1f %% (fsync %.1f %%) and commits %.1f %%; switches %.1f %% (%.1f µs); the rest %.1f %% (%.1f µs)\n",
+        "", n, step, step * us / 100, ckpt, fsync, frames, switches, switches * us / 100, rest, rest * us / 100
     }'
 }
 
