@@ -26,8 +26,8 @@ use crate::{queue::Trigger, sink::Sink};
 #[derive(Debug)]
 pub struct Admin {
     sink: OnceLock<Arc<Sink>>,
-    /// The last start-up attempt's error (empty before the first attempt has failed).
-    start_error: Mutex<String>,
+    /// The last start-up attempt's error, once one has failed.
+    start_error: Mutex<Option<String>>,
 }
 
 /// How long `/readyz` waits for the broker's and the catalog's answers.
@@ -39,12 +39,12 @@ const STARTING_RETRY_AFTER: &str = "5";
 impl Admin {
     /// An admin port for a sink that is still connecting.
     pub fn new() -> Arc<Self> {
-        Arc::new(Self { sink: OnceLock::new(), start_error: Mutex::new(String::new()) })
+        Arc::new(Self { sink: OnceLock::new(), start_error: Mutex::new(None) })
     }
 
     /// Records why the last start-up attempt failed (served by `/readyz`).
     pub fn set_start_error(&self, error: &str) {
-        *self.start_error.lock().unwrap_or_else(|e| e.into_inner()) = error.to_owned();
+        *self.start_error.lock().unwrap_or_else(|e| e.into_inner()) = Some(error.to_owned());
     }
 
     /// The sink is up: every route serves it from now on.
@@ -54,8 +54,10 @@ impl Admin {
 
     /// `starting`, with the last attempt's error when there is one.
     fn starting_reason(&self) -> String {
-        let why = self.start_error.lock().unwrap_or_else(|e| e.into_inner());
-        if why.is_empty() { "starting".to_owned() } else { format!("starting: {why}") }
+        match &*self.start_error.lock().unwrap_or_else(|e| e.into_inner()) {
+            Some(why) => format!("starting: {why}"),
+            None => "starting".to_owned(),
+        }
     }
 
     /// The 503 every route but `/livez` and `/readyz` answers while the sink starts.

@@ -114,7 +114,7 @@ impl SinkError {
     /// Errors of a dependency that may come back (the broker, the catalog, the schema
     /// registry): the service waits for it at start-up instead of exiting.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, Self::Kafka { .. } | Self::TopicCreation { .. } | Self::Registry(_) | Self::Catalog { .. })
+        matches!(self, Self::Kafka { .. } | Self::Registry(_) | Self::Catalog { .. })
     }
 
     /// Errors after which the run starts over from the table's offsets.

@@ -282,14 +282,7 @@ async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_
     let uri = format!("postgres://postgres:{password}@127.0.0.1:{port}/{database}");
     let config = sink::write_config(&p.lake.path(), &p.test_config.clone().set(&["catalog", "uri"], uri).to_toml());
     // A plain TCP relay from that port to the PostgreSQL server: the catalog reachable.
-    let relay = || {
-        tokio::process::Command::new(tools::python())
-            .arg(tools::py_script("delay_proxy.py"))
-            .args([port.to_string(), "5432".into(), "0".into()])
-            .kill_on_drop(true)
-            .spawn()
-            .expect("tests/py/delay_proxy.py")
-    };
+    let relay = || tools::delay_proxy(port, 5432, Duration::ZERO, None);
     let before = p.post_keys("before", 3).await;
 
     let log = p.lake.path().join("sink.log");
@@ -322,7 +315,7 @@ async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_
     let replica = SinkService::start_waiting(&config, free_port(), None).await;
     assert!(replica.stop().await, "a waiting sink stops cleanly on SIGTERM");
 
-    let mut catalog = relay();
+    let mut catalog = relay().await;
     ready_is(200).await;
     let run = sink.request_run().await;
     let done = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;
@@ -342,7 +335,7 @@ async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_
     let run = sink.request_run().await;
     let failed = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;
     assert_eq!(failed["state"], "failed", "{failed}");
-    let _catalog = relay();
+    let _catalog = relay().await;
     ready_is(200).await;
     let run = sink.request_run().await;
     let done = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;

@@ -100,20 +100,8 @@ impl Broker {
     async fn start_behind_proxy(storage: &str, delay: Duration, count: bool) -> (Self, tokio::process::Child) {
         let proxy_port = free_port();
         let broker = Self::start_as(storage, Some(proxy_port));
-        let mut proxy = tokio::process::Command::new(tools::python());
-        proxy.arg(tools::py_script("delay_proxy.py")).args([
-            proxy_port.to_string(),
-            broker.port.to_string(),
-            delay.as_millis().to_string(),
-        ]);
-        if count {
-            proxy.arg(broker.proxy_stats_path());
-        }
-        let proxy = proxy.kill_on_drop(true).spawn().expect("tests/py/delay_proxy.py");
-        crate::eventually(Duration::from_secs(10), "the delay proxy listening", || async {
-            tokio::net::TcpStream::connect(("127.0.0.1", proxy_port)).await.ok().map(drop)
-        })
-        .await;
+        let stats = count.then(|| broker.proxy_stats_path());
+        let proxy = tools::delay_proxy(proxy_port, broker.port, delay, stats.as_deref()).await;
         (broker, proxy)
     }
 

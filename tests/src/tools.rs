@@ -40,6 +40,31 @@ pub fn py_script(name: &str) -> PathBuf {
     repo_root().join("tests/py").join(name)
 }
 
+/// tests/py/delay_proxy.py: a TCP relay from 127.0.0.1:`listen` to 127.0.0.1:`upstream`
+/// that hands each answer back `delay` late (zero: a plain relay), counting the Kafka
+/// Produce requests through it into `stats` when given. Killed when dropped; returns once
+/// it listens.
+pub async fn delay_proxy(
+    listen: u16,
+    upstream: u16,
+    delay: std::time::Duration,
+    stats: Option<&std::path::Path>,
+) -> tokio::process::Child {
+    let mut proxy = tokio::process::Command::new(python());
+    proxy.arg(py_script("delay_proxy.py")).args([
+        listen.to_string(),
+        upstream.to_string(),
+        delay.as_millis().to_string(),
+    ]);
+    proxy.args(stats);
+    let proxy = proxy.kill_on_drop(true).spawn().expect("tests/py/delay_proxy.py");
+    crate::eventually(std::time::Duration::from_secs(10), "the delay proxy listening", || async {
+        tokio::net::TcpStream::connect(("127.0.0.1", listen)).await.ok().map(drop)
+    })
+    .await;
+    proxy
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct Output {
