@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-CRATES=(rdkafka-sys tansu-storage)
+CRATES=(rdkafka-sys tansu-storage iceberg-catalog-sql)
 
 # Sets VERSION, SHA256 (the .crate's sha256 as crates.io publishes it: the `cksum` of this
 # version in the registry index) and PRUNE: what the build does not read, relative to the
@@ -46,6 +46,12 @@ crate_settings() {
       # the crate's own lock file, and its integration tests (they run tansu's memory
       # storage, not the SQLite storage the patch changes)
       PRUNE=(Cargo.lock Cargo.toml.orig tests)
+      ;;
+    iceberg-catalog-sql)
+      VERSION=0.10.1
+      SHA256=0f0c1140a8520c39d7f90bf3b6bcdcedecc5f835affac163a589872a413d32c6
+      # the crate's own lock file, its original manifest and the list of its public API
+      PRUNE=(Cargo.lock Cargo.toml.orig public-api.txt)
       ;;
     *) echo "$0: no settings for crate $1" >&2; exit 2 ;;
   esac

@@ -354,3 +354,66 @@ async fn a_catalog_unreachable_at_start_or_between_runs_is_waited_for_and_loses_
     }
     assert!(sink.stop().await, "the sink stops cleanly on SIGTERM");
 }
+
+/// A table commit whose connection to the catalog (PostgreSQL) breaks at its `COMMIT`:
+/// the sink cannot know the outcome, so its run fails, whichever it was. Once the server
+/// committed and only the answer was lost: the table holds the rows and refers to their
+/// files, and the next run starts after them. Once the connection broke before the
+/// `COMMIT` reached the server: the server rolled the commit back, and the next run
+/// loads those rows. Every row is in the table once. (Before hooklake's patch to
+/// iceberg-catalog-sql, the second run reported success with rows the table did not
+/// hold: the catalog ignored its COMMIT's error.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_commit_cut_off_at_its_commit_statement_fails_its_run_and_loses_nothing() {
+    let p = Pipeline::start(TestLake::postgres()).await;
+    let port = free_port();
+    let uri = p.lake.uri_through(port);
+    let config = sink::write_config(&p.lake.path(), &p.test_config.clone().set(&["catalog", "uri"], uri).to_toml());
+    let relay = tools::delay_proxy(port, 5432, Duration::ZERO, None).await;
+    let log = p.lake.path().join("sink.log");
+    let sink = SinkService::start_logged(&config, p.admin_port, Some(&log)).await;
+    let run_to_end = |want: &'static str| {
+        let sink = &sink;
+        async move {
+            let run = sink.request_run().await;
+            let done = sink.wait_run(run["run_id"].as_str().expect("run_id"), Duration::from_secs(120)).await;
+            assert_eq!(done["state"], want, "{done}");
+            done
+        }
+    };
+    let metadata = || p.lake.metadata_location(&p.keys_table());
+    let first = p.post_keys("first", 3).await;
+    assert_eq!(run_to_end("succeeded").await["rows"], 3);
+    let committed = metadata();
+    assert!(committed.ends_with(".metadata.json"), "{committed}");
+
+    // The server commits; the answer is lost.
+    let answer_lost = p.post_keys("answer-lost", 4).await;
+    tools::signal_proxy(&relay, "-USR2");
+    let failed = run_to_end("failed").await;
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("catalog: commit")), "{failed}");
+    assert_ne!(metadata(), committed, "the commit whose answer was lost landed");
+    let committed = metadata();
+    // Every file the table refers to is there: pyiceberg reads them all.
+    let loaded = sorted([first.clone(), answer_lost.clone()].concat());
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), loaded);
+
+    // The connection breaks before the COMMIT reaches the server: rolled back.
+    let rolled_back = p.post_keys("rolled-back", 2).await;
+    tools::signal_proxy(&relay, "-HUP");
+    let failed = run_to_end("failed").await;
+    assert!(failed["error"].as_str().is_some_and(|e| e.contains("catalog: commit")), "{failed}");
+    assert_eq!(metadata(), committed, "the commit was rolled back");
+    assert_eq!(p.lake.read(&p.keys_table()).await.message_ids(), loaded);
+
+    let after = p.post_keys("after", 1).await;
+    let done = run_to_end("succeeded").await;
+    assert_eq!(done["rows"], 3, "the rolled-back rows and the new one, not the landed ones again: {done}");
+    assert_eq!(
+        p.lake.read(&p.keys_table()).await.message_ids(),
+        sorted([first, answer_lost, rolled_back, after].concat())
+    );
+    let text = sink.metrics().await;
+    assert_eq!((runs(&text, "manual", "success"), runs(&text, "manual", "failure")), (2.0, 2.0));
+    assert!(sink.stop().await, "the sink stops cleanly on SIGTERM");
+}

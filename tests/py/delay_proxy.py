@@ -22,6 +22,17 @@ that file, as a JSON object:
 
 SIGUSR1 cuts every connection at once, dropping the answers the proxy still holds: the
 broker has written those requests, the client never hears so, and must resend them.
+
+In front of an Iceberg SQL catalog on PostgreSQL (reached without TLS: the proxy reads
+the statements), two signals break the next table commit. iceberg-catalog-sql commits a
+table with `UPDATE iceberg_tables SET metadata_location = <new>, ... WHERE
+metadata_location = <current>` in a transaction of its own; the proxy knows that
+statement by its parameters, which carry a metadata location at least twice (creating a
+table carries one), and then waits for the transaction's `COMMIT`:
+- SIGUSR2: the `COMMIT` reaches the server, which commits; the proxy drops its answer and
+  cuts the connection. The commit has happened, the client never hears so.
+- SIGHUP: the proxy cuts the connection instead of passing the `COMMIT` on. The server
+  rolls the `UPDATE` back, although the client had its answer.
 """
 
 import asyncio
@@ -118,9 +129,38 @@ class Link:
 
     def __init__(self, *writers):
         self.writers, self.cut = writers, False
+        self.commit_fault = None  # the fault of the table commit under way on this link
+        self.commit_sent = False  # its COMMIT passed on; the answer is to be lost
+
+    def abort(self):
+        self.cut = True
+        for writer in self.writers:
+            writer.transport.abort()
+
+    def forwards(self, data):
+        """Client to server: False (and the link cut) for a chunk not to pass."""
+        if self.commit_fault is None and commit_faults and is_catalog_commit(data):
+            self.commit_fault = commit_faults.pop(0)
+        elif self.commit_fault and b"COMMIT" in data:
+            if self.commit_fault == "break":
+                print("delay_proxy: cut a connection before its COMMIT", file=sys.stderr, flush=True)
+                self.abort()
+                return False
+            self.commit_sent = True
+        return True
+
+    def keeps(self, data):
+        """Server to client: False (and the link cut) for an answer to be lost."""
+        if self.commit_sent and b"COMMIT" in data:
+            print("delay_proxy: lost the answer to a COMMIT", file=sys.stderr, flush=True)
+            self.abort()
+            return False
+        return True
 
 
 links = set()
+# What happens to the next table commits: "lose answer" (SIGUSR2) or "break" (SIGHUP).
+commit_faults = []
 
 
 def cut_all():
@@ -128,14 +168,17 @@ def cut_all():
     back, as when the link to the broker breaks: a client must resend what it had in
     flight, and the broker may already have written it."""
     for link in list(links):
-        link.cut = True
-        for writer in link.writers:
-            writer.transport.abort()
+        link.abort()
 
 
-async def pipe(link, reader, writer, delay, seen=None):
+def is_catalog_commit(data):
+    return data.count(b".metadata.json") >= 2
+
+
+async def pipe(link, reader, writer, delay, seen=None, keeps=None):
     """Copies reader to writer, each chunk `delay` seconds after it arrived, in order,
-    until `link` is cut; `seen(chunk)` is called as a chunk is written."""
+    until `link` is cut; `seen(chunk)` is called as a chunk is written, and a chunk for
+    which `keeps(chunk)` is false is not written."""
     queue = asyncio.Queue()
 
     async def release():
@@ -144,7 +187,7 @@ async def pipe(link, reader, writer, delay, seen=None):
                 due, data = item
                 if (wait := due - time.monotonic()) > 0:
                     await asyncio.sleep(wait)
-                if link.cut:
+                if link.cut or (keeps and not keeps(data)):
                     break
                 if seen:
                     seen(data)
@@ -171,8 +214,8 @@ async def handle(client_reader, client_writer):
     links.add(link)
     c = Connection() if stats_file is not None else None
     await asyncio.gather(
-        pipe(link, client_reader, upstream_writer, 0, c and c.request),
-        pipe(link, upstream_reader, client_writer, delay, c and c.answered),
+        pipe(link, client_reader, upstream_writer, 0, c and c.request, link.forwards),
+        pipe(link, upstream_reader, client_writer, delay, c and c.answered, link.keeps),
     )
     links.discard(link)
     if c:
@@ -190,6 +233,8 @@ async def main():
         write_stats()
         writer = asyncio.create_task(write_stats_often())  # noqa: F841 (kept while serving)
     asyncio.get_running_loop().add_signal_handler(signal.SIGUSR1, cut_all)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGUSR2, commit_faults.append, "lose answer")
+    asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, commit_faults.append, "break")
     server = await asyncio.start_server(handle, "127.0.0.1", listen_port)
     async with server:
         await server.serve_forever()

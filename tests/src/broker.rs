@@ -109,9 +109,7 @@ impl Broker {
     /// answers it still holds: the broker has written those requests, and the clients must
     /// resend them without knowing.
     pub fn cut_proxy_connections(proxy: &tokio::process::Child) {
-        let pid = proxy.id().expect("the delay proxy is running");
-        let status = Command::new("kill").args(["-USR1", &pid.to_string()]).status().expect("kill");
-        assert!(status.success(), "kill -USR1 {pid}: {status}");
+        tools::signal_proxy(proxy, "-USR1");
     }
 
     fn proxy_stats_path(&self) -> PathBuf {

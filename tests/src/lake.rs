@@ -52,8 +52,40 @@ impl TestLake {
         }
     }
 
+    /// This PostgreSQL catalog's URI through a relay on 127.0.0.1:`port`
+    /// (tests/py/delay_proxy.py), without TLS so that the relay can read what passes.
+    pub fn uri_through(&self, port: u16) -> String {
+        let db = self.postgres_db.as_deref().expect("a PostgreSQL catalog");
+        format!("postgres://postgres@127.0.0.1:{port}/{db}?sslmode=disable")
+    }
+
+    /// This catalog as its clients reach it through a relay ([`TestLake::uri_through`]).
+    /// What the tests read themselves (pyiceberg, psql) still goes straight to the server.
+    pub fn through(mut self, port: u16) -> Self {
+        self.uri = self.uri_through(port);
+        self
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
+    }
+
+    /// Where a PostgreSQL catalog says `table` (`<namespace>.<name>`) keeps its metadata
+    /// now, read from iceberg-catalog-sql's own `iceberg_tables`.
+    pub fn metadata_location(&self, table: &str) -> String {
+        let db = self.postgres_db.as_deref().expect("a PostgreSQL catalog");
+        let (namespace, name) = table.rsplit_once('.').expect("<namespace>.<name>");
+        let sql = format!(
+            "SELECT metadata_location FROM iceberg_tables WHERE catalog_name = '{}' AND table_namespace = '{namespace}' \
+             AND table_name = '{name}'",
+            self.name
+        );
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tA", "-c", &sql])
+            .output()
+            .expect("psql (PostgreSQL client) runs");
+        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
     /// The table read with pyiceberg (tests/py/read_table.py).

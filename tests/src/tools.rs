@@ -65,6 +65,15 @@ pub async fn delay_proxy(
     proxy
 }
 
+/// Sends the delay proxy `proxy` a signal (`kill <signal>`): `-USR1` cuts every connection
+/// through it, `-USR2` makes it lose the answer to the next Iceberg catalog commit
+/// (tests/py/delay_proxy.py).
+pub fn signal_proxy(proxy: &tokio::process::Child, signal: &str) {
+    let pid = proxy.id().expect("the delay proxy is running");
+    let status = std::process::Command::new("kill").args([signal, &pid.to_string()]).status().expect("kill");
+    assert!(status.success(), "kill {signal} {pid}: {status}");
+}
+
 /// What a finished command printed.
 #[derive(Debug)]
 pub struct Output {

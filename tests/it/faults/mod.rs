@@ -185,3 +185,56 @@ async fn faults_ingest_stopped_under_traffic_loses_nothing() {
     rig.conclude(&report, &[&sink], "ingest stopped", started).await;
     assert!(!report.refused.is_empty(), "no request failed while ingest was down: {:?}", report.answers);
 }
+
+/// The production catalog, PostgreSQL, failing under traffic while sink replicas load:
+/// three table commits are cut off at their `COMMIT`, twice after PostgreSQL committed
+/// and once before (each run cannot know the outcome, and fails), then the catalog is cut
+/// off twice for 3 s
+/// (connections break mid-run, new ones are refused until it is back), and a third
+/// replica starts during the second outage and joins once it can reach the catalog. Every
+/// webhook answered 200 is in the table once.
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_a_postgres_catalog_cutting_commits_and_going_away_loses_nothing() {
+    let started = Instant::now();
+    let mut rig = Rig::start_on_postgres(false).await;
+    let first = rig.sink().await;
+    let traffic = rig.traffic("catalog", LOAD);
+    traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+    let second = rig.sink().await;
+    for (n, lose_answer) in [true, false, true].into_iter().enumerate() {
+        if lose_answer {
+            rig.lose_next_commit_answer();
+        } else {
+            rig.break_next_commit();
+        }
+        eventually(Duration::from_secs(60), "a run failing in the commit cut off", || async {
+            (rig.sink_log_lines(&["run failed", "catalog: commit"]) > n).then_some(())
+        })
+        .await;
+    }
+    let mut third = None;
+    for outage in 0..2 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        rig.cut_catalog().await;
+        if outage == 1 {
+            third = Some(rig.sink_starting().await);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        rig.restore_catalog().await;
+    }
+    let third = third.expect("a replica started during the outage");
+    let table = rig.p.keys_table();
+    eventually(Duration::from_secs(90), "the replica started during the outage to load rows", || async {
+        let scrape = hooklake_tests::http::client().get(format!("{}/metrics", third.admin)).send().await.ok()?;
+        let text = scrape.status().is_success().then_some(scrape.text().await.ok()?)?;
+        (hooklake_tests::metrics::value(&text, "hooklake_sink_rows_written_total", &[("table", &table)])? > 0.0)
+            .then_some(())
+    })
+    .await;
+    assert!(second.stop().await, "the second replica stops cleanly on SIGTERM");
+    traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+    let report = traffic.stop().await;
+    let failed = runs(&first, "failure").await + runs(&third, "failure").await;
+    rig.conclude(&report, &[&first, &third], &format!("a PostgreSQL catalog failing ({failed} failed runs)"), started)
+        .await;
+}

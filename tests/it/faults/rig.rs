@@ -12,6 +12,7 @@ use hooklake_tests::{
     lake::TestLake,
     metrics,
     sink::SinkService,
+    tools,
     traffic::{Load, Target, Traffic, TrafficReport},
 };
 
@@ -28,15 +29,76 @@ pub struct Rig {
     pub p: Pipeline,
     pub ingest: IngestProcess,
     sinks: std::sync::atomic::AtomicUsize,
+    /// A PostgreSQL catalog's relay (tests/py/delay_proxy.py): its port, and the relay
+    /// while it runs.
+    catalog_relay: Option<(u16, Option<tokio::process::Child>)>,
 }
 
 impl Rig {
-    /// The pipeline on the suite's broker, or with `own_broker` on one the test may kill.
+    /// The pipeline on the suite's broker, or with `own_broker` on one the test may kill,
+    /// with a SQLite catalog.
     pub async fn start(own_broker: bool) -> Self {
+        Self::start_with(own_broker, TestLake::sqlite(), None).await
+    }
+
+    /// [`Rig::start`] with a PostgreSQL catalog, as in production, which the sinks reach
+    /// through a relay the test can stop ([`Rig::cut_catalog`]) or have break a commit
+    /// at its `COMMIT` ([`Rig::lose_next_commit_answer`], [`Rig::break_next_commit`]).
+    pub async fn start_on_postgres(own_broker: bool) -> Self {
+        let port = free_port();
+        let relay = tools::delay_proxy(port, 5432, Duration::ZERO, None).await;
+        Self::start_with(own_broker, TestLake::postgres().through(port), Some((port, Some(relay)))).await
+    }
+
+    async fn start_with(
+        own_broker: bool,
+        lake: TestLake,
+        catalog_relay: Option<(u16, Option<tokio::process::Child>)>,
+    ) -> Self {
         let broker = if own_broker { TestBroker::Own(Broker::start()) } else { TestBroker::get() };
-        let p = Pipeline::start_partitioned(broker, TestLake::sqlite(), SCHEDULE, None, PARTITIONS).await;
+        let p = Pipeline::start_partitioned(broker, lake, SCHEDULE, None, PARTITIONS).await;
         let ingest = IngestProcess::start(&p.config, &p.lake.path().join("ingest.log")).await;
-        Self { p, ingest, sinks: Default::default() }
+        Self { p, ingest, sinks: Default::default(), catalog_relay }
+    }
+
+    /// Stops the catalog's relay: connections through it break, new ones are refused.
+    pub async fn cut_catalog(&mut self) {
+        let (_, relay) = self.catalog_relay.as_mut().expect("a rig on PostgreSQL");
+        if let Some(mut relay) = relay.take() {
+            relay.kill().await.expect("the catalog relay stops");
+        }
+    }
+
+    /// Starts the catalog's relay again.
+    pub async fn restore_catalog(&mut self) {
+        let (port, relay) = self.catalog_relay.as_mut().expect("a rig on PostgreSQL");
+        if relay.is_none() {
+            *relay = Some(tools::delay_proxy(*port, 5432, Duration::ZERO, None).await);
+        }
+    }
+
+    /// The next table commit's `COMMIT` reaches PostgreSQL, which commits, but its answer
+    /// is lost and its connection cut.
+    pub fn lose_next_commit_answer(&self) {
+        tools::signal_proxy(self.running_relay(), "-USR2");
+    }
+
+    /// The next table commit's connection is cut before its `COMMIT` reaches PostgreSQL,
+    /// which rolls it back.
+    pub fn break_next_commit(&self) {
+        tools::signal_proxy(self.running_relay(), "-HUP");
+    }
+
+    fn running_relay(&self) -> &tokio::process::Child {
+        self.catalog_relay.as_ref().and_then(|(_, r)| r.as_ref()).expect("the catalog relay running")
+    }
+
+    /// Lines of every sink's log that contain each of `parts`.
+    pub fn sink_log_lines(&self, parts: &[&str]) -> usize {
+        (0..self.sinks.load(std::sync::atomic::Ordering::Relaxed))
+            .filter_map(|n| std::fs::read_to_string(self.p.lake.path().join(format!("sink-{n}.log"))).ok())
+            .map(|log| log.lines().filter(|l| parts.iter().all(|p| l.contains(p))).count())
+            .sum()
     }
 
     /// Clients posting keyed webhooks with ids `<tag>-c<client>-<n>` to the ingest process.
@@ -49,6 +111,14 @@ impl Rig {
         let n = self.sinks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let log = self.p.lake.path().join(format!("sink-{n}.log"));
         SinkService::start_logged(&self.p.config, free_port(), Some(&log)).await
+    }
+
+    /// [`Rig::sink`], returning as soon as the process answers `/livez`: it may still be
+    /// waiting for its catalog.
+    pub async fn sink_starting(&self) -> SinkService {
+        let n = self.sinks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let log = self.p.lake.path().join(format!("sink-{n}.log"));
+        SinkService::start_waiting(&self.p.config, free_port(), Some(&log)).await
     }
 
     /// The broker of this test's own (see [`Rig::start`]).

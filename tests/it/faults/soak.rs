@@ -5,6 +5,9 @@
 //! ingest stopped and restarted, a second sink replica joining and leaving. Then traffic
 //! stops, the sink catches up, and the figures are printed; a lost or duplicated row, or
 //! an offset out of place, fails it. `SOAK_SEED` replays a run's choice of faults.
+//! `SOAK_CATALOG=postgres` puts the catalog on PostgreSQL behind a relay, whose faults
+//! replace the SQLite catalog's lock: the catalog cut off for seconds, and a table
+//! commit cut off at its `COMMIT`, after PostgreSQL committed it or before.
 
 use std::{
     collections::BTreeMap,
@@ -23,6 +26,17 @@ const FAULTS: [&str; 6] = [
     "broker killed",
     "warehouse unavailable",
     "catalog locked",
+    "ingest stopped",
+    "replica joined and left",
+];
+/// With a PostgreSQL catalog, "catalog locked" gives way to these three.
+const POSTGRES_FAULTS: [&str; 8] = [
+    "sink killed",
+    "broker killed",
+    "warehouse unavailable",
+    "catalog cut off",
+    "commit answer lost",
+    "commit broken",
     "ingest stopped",
     "replica joined and left",
 ];
@@ -53,10 +67,19 @@ fn env_u64(name: &str) -> Option<u64> {
 async fn soak() {
     let seconds = env_u64("SOAK_SECONDS").unwrap_or(600);
     let seed = env_u64("SOAK_SEED").unwrap_or_else(hooklake_tests::unix_now).max(1);
-    println!("soak: {seconds} s, seed {seed} (SOAK_SEED={seed} replays the faults)");
+    let postgres = match std::env::var("SOAK_CATALOG").as_deref() {
+        Ok("postgres") => true,
+        Ok("sqlite") | Err(_) => false,
+        Ok(other) => panic!("SOAK_CATALOG={other}: sqlite or postgres"),
+    };
+    let faults: &[&str] = if postgres { &POSTGRES_FAULTS } else { &FAULTS };
+    println!(
+        "soak: {seconds} s, seed {seed} (SOAK_SEED={seed} replays the faults), the catalog on {}",
+        if postgres { "PostgreSQL" } else { "SQLite" }
+    );
     let mut rng = Rng(seed);
     let started = Instant::now();
-    let mut rig = Rig::start(true).await;
+    let mut rig = if postgres { Rig::start_on_postgres(true).await } else { Rig::start(true).await };
     let mut sink = rig.sink().await;
     let traffic = rig.traffic("soak", LOAD);
     traffic.wait_accepted(100, Duration::from_secs(60)).await;
@@ -64,7 +87,7 @@ async fn soak() {
     let until = started + Duration::from_secs(seconds);
     while Instant::now() < until {
         tokio::time::sleep(rng.secs(2, 8)).await;
-        let kind = FAULTS[rng.below(FAULTS.len() as u64) as usize];
+        let kind = faults[rng.below(faults.len() as u64) as usize];
         println!("[{:>4}s] {kind}", started.elapsed().as_secs());
         sink = inject(kind, &mut rig, sink, &mut rng).await;
         *injected.entry(kind).or_default() += 1;
@@ -108,6 +131,20 @@ async fn inject(kind: &str, rig: &mut Rig, sink: SinkService, rng: &mut Rng) -> 
             }
         }
         "catalog locked" => lock_catalog(&rig.catalog_db(), rng.secs(1, 4)).await,
+        "catalog cut off" => {
+            rig.cut_catalog().await;
+            tokio::time::sleep(rng.secs(1, 6)).await;
+            rig.restore_catalog().await;
+        }
+        // Each is consumed by the next table commit; a run fails with it within seconds.
+        "commit answer lost" => {
+            rig.lose_next_commit_answer();
+            tokio::time::sleep(rng.secs(2, 4)).await;
+        }
+        "commit broken" => {
+            rig.break_next_commit();
+            tokio::time::sleep(rng.secs(2, 4)).await;
+        }
         "ingest stopped" => {
             assert!(rig.ingest.terminate().await, "ingest exits 0 on SIGTERM:\n{}", rig.ingest.log());
             tokio::time::sleep(rng.secs(1, 3)).await;
