@@ -95,10 +95,23 @@ impl Rig {
 
     /// Lines of every sink's log that contain each of `parts`.
     pub fn sink_log_lines(&self, parts: &[&str]) -> usize {
+        self.sink_logs().iter().map(|log| log.lines().filter(|l| parts.iter().all(|p| l.contains(p))).count()).sum()
+    }
+
+    /// The logs of the sinks started so far ([`Rig::sink`], [`Rig::sink_starting`]).
+    fn sink_logs(&self) -> Vec<String> {
         (0..self.sinks.load(std::sync::atomic::Ordering::Relaxed))
-            .filter_map(|n| std::fs::read_to_string(self.p.lake.path().join(format!("sink-{n}.log"))).ok())
-            .map(|log| log.lines().filter(|l| parts.iter().all(|p| l.contains(p))).count())
-            .sum()
+            .filter_map(|n| std::fs::read_to_string(self.sink_log(n)).ok())
+            .collect()
+    }
+
+    fn sink_log(&self, n: usize) -> std::path::PathBuf {
+        self.p.lake.path().join(format!("sink-{n}.log"))
+    }
+
+    /// Where the next sink started logs.
+    fn next_sink_log(&self) -> std::path::PathBuf {
+        self.sink_log(self.sinks.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Clients posting keyed webhooks with ids `<tag>-c<client>-<n>` to the ingest process.
@@ -108,17 +121,13 @@ impl Rig {
 
     /// Starts one more `hooklake sink` service (a replica in the same consumer group).
     pub async fn sink(&self) -> SinkService {
-        let n = self.sinks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = self.p.lake.path().join(format!("sink-{n}.log"));
-        SinkService::start_logged(&self.p.config, free_port(), Some(&log)).await
+        SinkService::start_logged(&self.p.config, free_port(), Some(&self.next_sink_log())).await
     }
 
     /// [`Rig::sink`], returning as soon as the process answers `/livez`: it may still be
     /// waiting for its catalog.
     pub async fn sink_starting(&self) -> SinkService {
-        let n = self.sinks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let log = self.p.lake.path().join(format!("sink-{n}.log"));
-        SinkService::start_waiting(&self.p.config, free_port(), Some(&log)).await
+        SinkService::start_waiting(&self.p.config, free_port(), Some(&self.next_sink_log())).await
     }
 
     /// The broker of this test's own (see [`Rig::start`]).
@@ -160,8 +169,9 @@ impl Rig {
         if audit.is_clean() {
             return;
         }
-        let logs: Vec<String> = (0..self.sinks.load(std::sync::atomic::Ordering::Relaxed))
-            .filter_map(|n| std::fs::read_to_string(self.p.lake.path().join(format!("sink-{n}.log"))).ok())
+        let logs: Vec<String> = self
+            .sink_logs()
+            .into_iter()
             .flat_map(|log| {
                 log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).map(str::to_owned).collect::<Vec<_>>()
             })
