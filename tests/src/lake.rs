@@ -40,7 +40,7 @@ impl TestLake {
     /// A fresh database on the local PostgreSQL server, dropped afterwards.
     pub fn postgres() -> Self {
         let db = unique("hooklake_it");
-        psql(&format!("CREATE DATABASE \"{db}\""));
+        psql("postgres", &format!("CREATE DATABASE \"{db}\""));
         let dir = tempfile::tempdir().expect("temp dir");
         Self {
             name: "hooklake".into(),
@@ -80,12 +80,7 @@ impl TestLake {
              AND table_name = '{name}'",
             self.name
         );
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tA", "-c", &sql])
-            .output()
-            .expect("psql (PostgreSQL client) runs");
-        assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        psql(db, &sql)
     }
 
     /// The table read with pyiceberg (tests/py/read_table.py).
@@ -100,17 +95,21 @@ impl TestLake {
 impl Drop for TestLake {
     fn drop(&mut self) {
         if let Some(db) = &self.postgres_db {
-            let _ = std::panic::catch_unwind(|| psql(&format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)")));
+            let _ = std::panic::catch_unwind(|| {
+                psql("postgres", &format!("DROP DATABASE IF EXISTS \"{db}\" WITH (FORCE)"))
+            });
         }
     }
 }
 
-fn psql(sql: &str) {
+/// Runs `sql` in the local PostgreSQL server's database `db`; its rows, unaligned.
+fn psql(db: &str, sql: &str) -> String {
     let out = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-tA", "-c", sql])
         .output()
         .expect("psql (PostgreSQL client) runs");
     assert!(out.status.success(), "psql {sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// What pyiceberg read.
