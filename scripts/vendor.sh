@@ -8,7 +8,7 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-CRATES=(rdkafka-sys tansu-storage iceberg-catalog-sql)
+CRATES=(rdkafka-sys tansu-storage tansu-broker iceberg-catalog-sql)
 
 # Sets VERSION, SHA256 (the .crate's sha256 as crates.io publishes it: the `cksum` of this
 # version in the registry index) and PRUNE: what the build does not read, relative to the
@@ -45,6 +45,14 @@ crate_settings() {
       SHA256=720d2ed8e6010c70f7f06e5af5a7274ebbf6e42fdcd9e46de542b10dc4d2f35d
       # the crate's own lock file, and its integration tests (they run tansu's memory
       # storage, not the SQLite storage the patch changes)
+      PRUNE=(Cargo.lock Cargo.toml.orig tests)
+      ;;
+    tansu-broker)
+      VERSION=0.6.0
+      SHA256=93c1e91b40c2a706dfdbe9a795c08c70918c874ad23f6e0e87564cc0a180e720
+      # the crate's own lock file, its original manifest, and its integration tests (they
+      # need a PostgreSQL with tansu's credentials; hooklake's suite tests the coordinator
+      # through `hooklake broker`)
       PRUNE=(Cargo.lock Cargo.toml.orig tests)
       ;;
     iceberg-catalog-sql)

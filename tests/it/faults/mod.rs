@@ -1,9 +1,10 @@
 //! The pipeline under faults, black box (issue 16): clients post webhooks to the real
 //! `hooklake ingest` while `hooklake sink` services load them on their schedule, and a
-//! fault is injected — runs failing half-way, a competing writer, a second replica, the
-//! broker killed, ingest stopped. Once traffic stopped and the sink caught up, every
-//! webhook answered 200 must be in the table exactly once and the rows' Kafka positions
-//! must cover each partition up to its high watermark once (`hooklake_tests::audit`).
+//! fault is injected — runs failing half-way, a competing writer, a second replica, sink
+//! services killed, the broker killed, ingest stopped. Once traffic stopped and the sink
+//! caught up, every webhook answered 200 must be in the table exactly once and the rows'
+//! Kafka positions must cover each partition up to its high watermark once
+//! (`hooklake_tests::audit`).
 
 mod rig;
 mod soak;
@@ -13,11 +14,11 @@ use std::time::{Duration, Instant};
 use hooklake_tests::{
     eventually,
     faults::{TableDirs, freeze, lock_catalog},
-    sink,
+    sink::{self, SinkService},
     traffic::Load,
 };
 
-use self::rig::{Rig, rows_written, runs};
+use self::rig::{Rig, assigned, rows_written, runs};
 
 /// How long each scenario posts.
 const TRAFFIC: Duration = Duration::from_secs(20);
@@ -127,9 +128,8 @@ async fn faults_a_replica_joining_and_leaving_loses_nothing() {
 /// service (as a restarted pod would) loads what is left.
 ///
 /// The killed processes are `sink --once` runs, which own every partition without joining
-/// the consumer group: a service member SIGKILLed in a run left its successor on tansu
-/// with an empty assignment for 10 minutes (see docs/operations.md, known limitations),
-/// which would test tansu's group coordinator rather than the sink's commits.
+/// the consumer group, so each kill lands at its failpoint whatever the group does;
+/// `faults_sink_services_killed_hand_their_partitions_over` kills group members.
 #[tokio::test(flavor = "multi_thread")]
 async fn faults_sinks_killed_mid_run_under_traffic_lose_nothing() {
     use hooklake_sink::failpoint::{AFTER_FILES, AFTER_TABLE_COMMIT, BEFORE_FILES};
@@ -144,6 +144,55 @@ async fn faults_sinks_killed_mid_run_under_traffic_lose_nothing() {
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
     let report = traffic.stop().await;
     rig.conclude(&report, &[&survivor], "sinks killed mid-run (5 kills)", started).await;
+}
+
+/// Sink services are killed (SIGKILL) under traffic as a pod dies, without leaving the
+/// consumer group: the newer of two replicas, whose partitions the older one must take
+/// over; then that one, alone, with its successor started 5 s later, while the broker
+/// still counts the killed one as the group's leader. Each time, once the killed member's
+/// session (10 s here) has expired, the member left owns every partition and loads the
+/// rest. On tansu 0.6.0 as published, the survivor kept its old share and the killed
+/// member's partitions were read by nobody, and the successor formed the group with an
+/// empty assignment (vendor/README.md, `tansu-broker`).
+#[tokio::test(flavor = "multi_thread")]
+async fn faults_sink_services_killed_hand_their_partitions_over() {
+    let started = Instant::now();
+    let mut rig = Rig::start(false).await;
+    // Heartbeats far more often than the session expires, as with the defaults (3 s and
+    // 45 s), so that a member does not lose its session for one heartbeat answered with
+    // "rebalance in progress".
+    rig.kafka_property("session.timeout.ms", "10000");
+    rig.kafka_property("heartbeat.interval.ms", "1000");
+    let first = rig.sink().await;
+    let traffic = rig.traffic("handover", LOAD);
+    traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+    owns_all(&first, "the first replica").await;
+    let table = rig.p.keys_table();
+    let second = rig.sink().await;
+    eventually(Duration::from_secs(60), "the second replica to load rows", || async {
+        (rows_written(&second, &table).await > 0.0).then_some(())
+    })
+    .await;
+    second.kill().await;
+    owns_all(&first, "the replica left after the second was killed").await;
+    traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+    first.kill().await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let successor = rig.sink().await;
+    owns_all(&successor, "the successor of the last replica killed").await;
+    traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
+    let report = traffic.stop().await;
+    rig.conclude(&report, &[&successor], "sink services killed (2 kills)", started).await;
+}
+
+/// Waits until `sink`'s latest assignment holds every partition of the pipeline's topics.
+async fn owns_all(sink: &SinkService, who: &str) {
+    // The pipeline's two source topics.
+    const EVERY_PARTITION: u32 = 2 * rig::PARTITIONS;
+    eventually(Duration::from_secs(60), &format!("{who} to own every partition ({EVERY_PARTITION})"), || async {
+        (assigned(sink) == Some(EVERY_PARTITION)).then_some(())
+    })
+    .await;
 }
 
 /// The broker is killed (SIGKILL) for 8 s under traffic and restarted on its data:

@@ -11,7 +11,7 @@ use hooklake_tests::{
     ingest_process::IngestProcess,
     lake::TestLake,
     metrics,
-    sink::SinkService,
+    sink::{self, SinkService},
     tools,
     traffic::{Load, Target, Traffic, TrafficReport},
 };
@@ -114,6 +114,12 @@ impl Rig {
         self.sink_log(self.sinks.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Sets `kafka.properties."<key>"` in the configuration of the sinks started after it.
+    pub fn kafka_property(&mut self, key: &str, value: &str) {
+        self.p.test_config = self.p.test_config.clone().kafka_property(key, value);
+        self.p.config = sink::write_config(&self.p.lake.path(), &self.p.test_config.to_toml());
+    }
+
     /// Clients posting keyed webhooks with ids `<tag>-c<client>-<n>` to the ingest process.
     pub fn traffic(&self, tag: &str, load: Load) -> Traffic {
         Traffic::start(&Target::new(&self.ingest.url("keys"), "x-api-key", &self.p.api_key, tag), load)
@@ -197,4 +203,12 @@ pub async fn runs(sink: &SinkService, outcome: &str) -> f64 {
 /// `hooklake_sink_rows_written_total` of `table`.
 pub async fn rows_written(sink: &SinkService, table: &str) -> f64 {
     metrics::value(&sink.metrics().await, "hooklake_sink_rows_written_total", &[("table", table)]).unwrap_or(0.0)
+}
+
+/// How many partitions a sink service's latest assignment held (the last "partitions
+/// assigned" line of its log).
+pub fn assigned(sink: &SinkService) -> Option<u32> {
+    let log = sink.log();
+    let line = log.lines().rev().find(|l| l.contains("partitions assigned"))?;
+    line.split("partitions=").nth(1)?.split_whitespace().next()?.parse().ok()
 }
