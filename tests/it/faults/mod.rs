@@ -110,10 +110,7 @@ async fn faults_a_replica_joining_and_leaving_loses_nothing() {
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
     let second = rig.sink().await;
     let table = rig.p.keys_table();
-    eventually(Duration::from_secs(60), "the second replica to load rows", || async {
-        (rows_written(&second, &table).await > 0.0).then_some(())
-    })
-    .await;
+    loads_rows(&second, &table, "the second replica to load rows", Duration::from_secs(60)).await;
     tokio::time::sleep(TRAFFIC / 2).await;
     assert!(second.stop().await, "the second replica stops cleanly on SIGTERM");
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
@@ -169,10 +166,7 @@ async fn faults_sink_services_killed_hand_their_partitions_over() {
     owns_all(&first, "the first replica").await;
     let table = rig.p.keys_table();
     let second = rig.sink().await;
-    eventually(Duration::from_secs(60), "the second replica to load rows", || async {
-        (rows_written(&second, &table).await > 0.0).then_some(())
-    })
-    .await;
+    loads_rows(&second, &table, "the second replica to load rows", Duration::from_secs(60)).await;
     second.kill().await;
     owns_all(&first, "the replica left after the second was killed").await;
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
@@ -183,6 +177,11 @@ async fn faults_sink_services_killed_hand_their_partitions_over() {
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
     let report = traffic.stop().await;
     rig.conclude(&report, &[&successor], "sink services killed (2 kills)", started).await;
+}
+
+/// Waits up to `timeout` until `sink` has written rows to `table` (`what` names the wait).
+async fn loads_rows(sink: &SinkService, table: &str, what: &str, timeout: Duration) {
+    eventually(timeout, what, || async { (rows_written(sink, table).await > 0.0).then_some(()) }).await;
 }
 
 /// Waits until `sink`'s latest assignment holds every partition of the pipeline's topics.
@@ -273,10 +272,7 @@ async fn faults_a_postgres_catalog_cutting_commits_and_going_away_loses_nothing(
     let third = third.expect("a replica started during the outage");
     let table = rig.p.keys_table();
     // (Until it has started, its /metrics answers 503 and holds no such series.)
-    eventually(Duration::from_secs(90), "the replica started during the outage to load rows", || async {
-        (rows_written(&third, &table).await > 0.0).then_some(())
-    })
-    .await;
+    loads_rows(&third, &table, "the replica started during the outage to load rows", Duration::from_secs(90)).await;
     assert!(second.stop().await, "the second replica stops cleanly on SIGTERM");
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
     let report = traffic.stop().await;
