@@ -107,6 +107,7 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     let Some(sink) = admin.sink.get() else { return admin.starting_answer() };
+    sink.publish_assignment();
     ([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], sink.ctx.metrics.render()).into_response()
 }
 

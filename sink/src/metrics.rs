@@ -17,6 +17,7 @@ pub const OFFSETS_AHEAD_PARTITIONS: &str = "hooklake_sink_offsets_ahead_partitio
 pub const OFFSET_GAPS_TOTAL: &str = "hooklake_sink_offset_gaps_total";
 pub const RECORDS_EXPIRED_TOTAL: &str = "hooklake_sink_records_expired_total";
 pub const COMMIT_CONFLICTS_TOTAL: &str = "hooklake_sink_commit_conflicts_total";
+pub const ASSIGNED_PARTITIONS: &str = "hooklake_sink_assigned_partitions";
 
 #[derive(Clone, Debug)]
 pub struct SinkMetrics {
@@ -35,6 +36,7 @@ pub struct SinkMetrics {
     pub offset_gaps: IntCounterVec,
     pub expired: IntCounterVec,
     pub conflicts: IntCounterVec,
+    pub assigned: IntGaugeVec,
 }
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -84,6 +86,11 @@ impl SinkMetrics {
                 "Table commits refused because another writer committed first, by what the run did next",
                 &["table", "outcome"],
             ),
+            assigned: gauge(
+                ASSIGNED_PARTITIONS,
+                "Partitions of the topic this instance holds (its share of the consumer group)",
+                &["topic"],
+            ),
         };
         let collectors: Vec<Box<dyn prometheus::core::Collector>> = vec![
             Box::new(m.lag_messages.clone()),
@@ -100,6 +107,7 @@ impl SinkMetrics {
             Box::new(m.offset_gaps.clone()),
             Box::new(m.expired.clone()),
             Box::new(m.conflicts.clone()),
+            Box::new(m.assigned.clone()),
         ];
         for c in collectors {
             m.registry.register(c).expect("names are unique");
@@ -118,6 +126,7 @@ impl SinkMetrics {
             }
             m.lag_seconds.with_label_values(&[topic]);
             m.offsets_ahead.with_label_values(&[topic]);
+            m.assigned.with_label_values(&[topic]);
         }
         for trigger in ["manual", "schedule", "lag"] {
             for outcome in ["success", "failure"] {
@@ -162,6 +171,7 @@ mod tests {
             "hooklake_sink_records_expired_total{topic=\"hooklake.orders\"} 0",
             "hooklake_sink_commit_conflicts_total{outcome=\"rebased\",table=\"raw.shop.orders\"} 0",
             "hooklake_sink_commit_conflicts_total{outcome=\"replanned\",table=\"raw.shop.orders\"} 0",
+            "hooklake_sink_assigned_partitions{topic=\"hooklake.orders\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }

@@ -126,6 +126,17 @@ impl Sink {
         (total, Duration::from_millis(oldest as u64))
     }
 
+    /// Sets `hooklake_sink_assigned_partitions` from the group consumer's assignment as it
+    /// is now. Called at each scrape, so the gauge follows every rebalance: a partition
+    /// that no replica holds shows in the sum over replicas, not only later in the lag.
+    pub fn publish_assignment(&self) {
+        let assignment = self.ctx.consumer.assignment();
+        for r in &self.ctx.settings.routes {
+            let held = assignment.partitions.iter().filter(|(topic, _)| *topic == r.topic).count();
+            self.ctx.metrics.assigned.with_label_values(&[&r.topic]).set(held as i64);
+        }
+    }
+
     /// Runs `f` with the (blocking) lag probe on a blocking thread.
     async fn with_probe<T: Send + 'static>(
         &self,

@@ -167,6 +167,13 @@ async fn faults_sink_services_killed_hand_their_partitions_over() {
     let table = rig.p.keys_table();
     let second = rig.sink().await;
     loads_rows(&second, &table, "the second replica to load rows", Duration::from_secs(60)).await;
+    // The two gauges add up to every partition, each replica holding a share: what an
+    // operator's sum over replicas (the HooklakeSinkPartitionsUnassigned alert) sees.
+    eventually(Duration::from_secs(60), "the two replicas to share every partition", || async {
+        let (a, b) = (assigned(&first).await, assigned(&second).await);
+        (a > 0 && b > 0 && a + b == EVERY_PARTITION).then_some(())
+    })
+    .await;
     second.kill().await;
     owns_all(&first, "the replica left after the second was killed").await;
     traffic.wait_accepted(FLOWING, FLOW_TIMEOUT).await;
@@ -184,12 +191,14 @@ async fn loads_rows(sink: &SinkService, table: &str, what: &str, timeout: Durati
     eventually(timeout, what, || async { (rows_written(sink, table).await > 0.0).then_some(()) }).await;
 }
 
-/// Waits until `sink`'s latest assignment holds every partition of the pipeline's topics.
+/// Every partition of the pipeline's two source topics.
+const EVERY_PARTITION: u32 = 2 * rig::PARTITIONS;
+
+/// Waits until `sink` holds every partition of the pipeline's topics (its
+/// `hooklake_sink_assigned_partitions` gauges).
 async fn owns_all(sink: &SinkService, who: &str) {
-    // The pipeline's two source topics.
-    const EVERY_PARTITION: u32 = 2 * rig::PARTITIONS;
     eventually(Duration::from_secs(60), &format!("{who} to own every partition ({EVERY_PARTITION})"), || async {
-        (assigned(sink) == Some(EVERY_PARTITION)).then_some(())
+        (assigned(sink).await == EVERY_PARTITION).then_some(())
     })
     .await;
 }

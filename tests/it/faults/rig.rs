@@ -205,10 +205,9 @@ pub async fn rows_written(sink: &SinkService, table: &str) -> f64 {
     metrics::value(&sink.metrics().await, "hooklake_sink_rows_written_total", &[("table", table)]).unwrap_or(0.0)
 }
 
-/// How many partitions a sink service's latest assignment held (the last "partitions
-/// assigned" line of its log).
-pub fn assigned(sink: &SinkService) -> Option<u32> {
-    let log = sink.log();
-    let line = log.lines().rev().find(|l| l.contains("partitions assigned"))?;
-    line.split("partitions=").nth(1)?.split_whitespace().next()?.parse().ok()
+/// How many partitions a sink service holds now, over all its topics, as its
+/// `hooklake_sink_assigned_partitions` gauges say.
+pub async fn assigned(sink: &SinkService) -> u32 {
+    let text = sink.metrics().await;
+    metrics::samples(&text, "hooklake_sink_assigned_partitions").iter().map(|(_, v)| *v as u32).sum()
 }
