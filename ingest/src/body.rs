@@ -13,6 +13,8 @@ use flate2::read::{MultiGzDecoder, ZlibDecoder};
 use http::{HeaderMap, header};
 use http_body_util::BodyExt;
 
+use crate::in_flight::Taken;
+
 /// How a body was compressed by the sender.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContentEncoding {
@@ -45,6 +47,9 @@ pub enum BodyError {
     TimedOut,
     /// The compressed stream is corrupt.
     Corrupt(String),
+    /// `ingest.max_in_flight_bytes` had no room for the bytes that arrived (or for the
+    /// inflated form of a compressed body).
+    NoRoom,
 }
 
 /// How much of an oversized body is read and discarded so that the connection stays
@@ -61,28 +66,27 @@ fn declared_length(headers: &HeaderMap) -> Option<u64> {
     headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
 }
 
-/// How many bytes of body a request may come to hold, reserved from
-/// `ingest.max_in_flight_bytes` before its body is read: its Content-Length, or `limit`
-/// when it declares none (a chunked body) or more (it is cut off at `limit`); for a
-/// compressed body `limit` more, for its inflated form. Once the body is decoded the
-/// request keeps only its size.
-pub fn reservation(headers: &HeaderMap, limit: usize) -> usize {
-    let declared = declared_length(headers).map_or(limit, |len| len.min(limit as u64) as usize);
-    match ContentEncoding::from_headers(headers) {
-        Ok(ContentEncoding::Identity) => declared,
-        // An unsupported encoding is refused (415) before its body is read.
-        _ => declared + limit,
-    }
+/// The body bytes a request announces: its Content-Length, at most `limit` (a larger one
+/// is refused at the cap); 0 for a chunked body, which announces none. Checked against the
+/// free room of `ingest.max_in_flight_bytes` before the body is read, so that a body that
+/// cannot fit is turned away unsent. Nothing is reserved for it: a request holds room only
+/// for the bytes that have arrived ([`read_limited`]), so a client that announces a large
+/// body and sends it slowly holds only what it sent.
+pub fn announced(headers: &HeaderMap, limit: usize) -> usize {
+    declared_length(headers).map_or(0, |len| len.min(limit as u64) as usize)
 }
 
-/// Reads the whole body if it is at most `limit` bytes and arrives before `deadline`.
+/// Reads the whole body if it is at most `limit` bytes and arrives before `deadline`,
+/// growing `room` by each frame's bytes as they arrive ([`BodyError::NoRoom`] when
+/// `ingest.max_in_flight_bytes` has none left).
 pub async fn read_limited(
     headers: &HeaderMap,
     body: Body,
     limit: usize,
     deadline: Instant,
+    room: &mut Taken<'_>,
 ) -> Result<Bytes, BodyError> {
-    tokio::time::timeout_at(deadline, read_within_limit(headers, body, limit, deadline))
+    tokio::time::timeout_at(deadline, read_within_limit(headers, body, limit, deadline, room))
         .await
         .unwrap_or(Err(BodyError::TimedOut))
 }
@@ -92,6 +96,7 @@ async fn read_within_limit(
     body: Body,
     limit: usize,
     deadline: Instant,
+    room: &mut Taken<'_>,
 ) -> Result<Bytes, BodyError> {
     // Draining never takes the answer past the deadline.
     let drain_until = deadline.min(Instant::now() + DRAIN_TIME);
@@ -113,6 +118,9 @@ async fn read_within_limit(
         if received.len() + data.len() > limit {
             let budget = drain_budget(limit).saturating_sub(received.len() + data.len());
             return Err(BodyError::TooLarge { drained: drain(body, budget, drain_until).await });
+        }
+        if !room.try_grow(data.len()) {
+            return Err(BodyError::NoRoom);
         }
         received = if received.is_empty() {
             // A body in one frame (most webhooks) is kept as hyper read it, without a copy.
@@ -190,6 +198,7 @@ mod tests {
     use futures::StreamExt;
 
     use super::*;
+    use crate::in_flight::Budget;
 
     fn gzip(data: &[u8]) -> Bytes {
         let mut e = GzEncoder::new(Vec::new(), Compression::best());
@@ -216,9 +225,12 @@ mod tests {
         let body = Body::from_stream(futures::stream::iter(chunks));
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_LENGTH, "10".parse().unwrap());
-        assert_eq!(read_limited(&headers, body, 1000, later()).await, Err(BodyError::TooLarge { drained: true }));
+        assert_eq!(
+            read_limited(&headers, body, 1000, later(), &mut ROOMY.share()).await,
+            Err(BodyError::TooLarge { drained: true })
+        );
         let body = Body::from(vec![b'x'; 1000]);
-        assert_eq!(read_limited(&HeaderMap::new(), body, 1000, later()).await.unwrap().len(), 1000);
+        assert_eq!(read_limited(&HeaderMap::new(), body, 1000, later(), &mut ROOMY.share()).await.unwrap().len(), 1000);
     }
 
     #[tokio::test]
@@ -226,13 +238,51 @@ mod tests {
         let chunks: Vec<Result<Bytes, std::io::Error>> =
             [&b"{\"a\":"[..], b"[1,", b"2]}"].into_iter().map(|c| Ok(Bytes::from_static(c))).collect();
         let body = Body::from_stream(futures::stream::iter(chunks));
-        assert_eq!(&read_limited(&HeaderMap::new(), body, 100, later()).await.unwrap()[..], br#"{"a":[1,2]}"#);
-        let empty = read_limited(&HeaderMap::new(), Body::empty(), 100, later()).await.unwrap();
+        assert_eq!(
+            &read_limited(&HeaderMap::new(), body, 100, later(), &mut ROOMY.share()).await.unwrap()[..],
+            br#"{"a":[1,2]}"#
+        );
+        let empty = read_limited(&HeaderMap::new(), Body::empty(), 100, later(), &mut ROOMY.share()).await.unwrap();
         assert!(empty.is_empty());
     }
 
     fn later() -> Instant {
         Instant::now() + Duration::from_secs(10)
+    }
+
+    /// Room enough for any body: for the tests that are not about `max_in_flight_bytes`.
+    static ROOMY: Budget = Budget::new(usize::MAX);
+
+    /// A body holds room for the bytes that arrived, frame by frame, not for what it
+    /// announces; a frame that does not fit is refused and takes nothing.
+    #[tokio::test]
+    async fn a_body_holds_room_for_the_bytes_that_arrived() {
+        let budget = Budget::new(1000);
+        let (send, chunks) = futures::channel::mpsc::unbounded::<Result<Bytes, std::io::Error>>();
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONTENT_LENGTH, "900".parse().unwrap());
+        let reading = tokio::spawn(async move {
+            let mut room = budget.share();
+            let got = read_limited(&headers, Body::from_stream(chunks), 1000, later(), &mut room).await;
+            (got.map(|b| b.len()), budget.in_use())
+        });
+        send.unbounded_send(Ok(Bytes::from(vec![b'x'; 400]))).unwrap();
+        send.unbounded_send(Ok(Bytes::from(vec![b'x'; 500]))).unwrap();
+        drop(send);
+        assert_eq!(reading.await.unwrap(), (Ok(900), 900));
+
+        let budget = Budget::new(1000);
+        let other = budget.try_take(600).unwrap();
+        let mut room = budget.share();
+        let chunks: Vec<Result<Bytes, std::io::Error>> =
+            vec![Ok(Bytes::from(vec![b'x'; 300])), Ok(Bytes::from(vec![b'x'; 200]))];
+        let got =
+            read_limited(&HeaderMap::new(), Body::from_stream(futures::stream::iter(chunks)), 1000, later(), &mut room)
+                .await;
+        assert_eq!(got, Err(BodyError::NoRoom));
+        assert_eq!(budget.in_use(), 900, "the first frame is held, the second refused");
+        drop((room, other));
+        assert_eq!(budget.in_use(), 0);
     }
 
     #[tokio::test]
@@ -241,7 +291,7 @@ mod tests {
         let stalled = futures::stream::iter([first]).chain(futures::stream::pending());
         let started = Instant::now();
         let deadline = started + Duration::from_millis(300);
-        let got = read_limited(&HeaderMap::new(), Body::from_stream(stalled), 100, deadline).await;
+        let got = read_limited(&HeaderMap::new(), Body::from_stream(stalled), 100, deadline, &mut ROOMY.share()).await;
         assert_eq!(got, Err(BodyError::TimedOut));
         let took = started.elapsed();
         assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "{took:?}");
@@ -274,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn a_body_reserves_what_it_declares_or_the_cap() {
+    fn a_body_announces_its_content_length_up_to_the_cap() {
         let headers = |pairs: &[(header::HeaderName, &str)]| {
             let mut h = HeaderMap::new();
             for (k, v) in pairs {
@@ -283,14 +333,11 @@ mod tests {
             h
         };
         let len = |n: &'static str| (header::CONTENT_LENGTH, n);
-        assert_eq!(reservation(&headers(&[len("700")]), 1000), 700);
-        assert_eq!(reservation(&headers(&[len("0")]), 1000), 0);
-        assert_eq!(reservation(&headers(&[len("5000")]), 1000), 1000, "refused at the cap");
-        assert_eq!(reservation(&headers(&[]), 1000), 1000, "chunked: up to the cap");
-        let gzip = (header::CONTENT_ENCODING, "gzip");
-        assert_eq!(reservation(&headers(&[len("300"), gzip.clone()]), 1000), 1300, "and its inflated form");
-        assert_eq!(reservation(&headers(&[gzip]), 1000), 2000);
-        assert_eq!(reservation(&headers(&[len("300"), (header::CONTENT_ENCODING, "identity")]), 1000), 300);
+        assert_eq!(announced(&headers(&[len("700")]), 1000), 700);
+        assert_eq!(announced(&headers(&[len("0")]), 1000), 0);
+        assert_eq!(announced(&headers(&[len("5000")]), 1000), 1000, "refused at the cap");
+        assert_eq!(announced(&headers(&[]), 1000), 0, "chunked: announces nothing");
+        assert_eq!(announced(&headers(&[len("300"), (header::CONTENT_ENCODING, "gzip")]), 1000), 300);
     }
 
     #[test]

@@ -13,18 +13,24 @@ pub struct Budget {
 }
 
 impl Budget {
-    pub fn new(capacity: usize) -> Self {
+    pub const fn new(capacity: usize) -> Self {
         Self { capacity, used: AtomicUsize::new(0) }
     }
 
     /// Takes `amount`, or nothing when the requests in flight leave less than that.
     pub fn try_take(&self, amount: usize) -> Option<Taken<'_>> {
-        self.used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
-                used.checked_add(amount).filter(|&total| total <= self.capacity)
-            })
-            .ok()?;
-        Some(Taken { budget: self, amount })
+        let mut share = self.share();
+        share.try_grow(amount).then_some(share)
+    }
+
+    /// A share of nothing, to grow with [`Taken::try_grow`] as a request's body arrives.
+    pub fn share(&self) -> Taken<'_> {
+        Taken { budget: self, amount: 0 }
+    }
+
+    /// How much is free now. Only a hint: other requests may take it a moment later.
+    pub fn available(&self) -> usize {
+        self.capacity.saturating_sub(self.in_use())
     }
 
     /// How much the requests in flight hold now (for `/metrics`).
@@ -45,6 +51,22 @@ pub struct Taken<'a> {
 }
 
 impl Taken<'_> {
+    /// Adds `amount` to the share if the budget has room for it; false (and nothing taken)
+    /// when it has not.
+    pub fn try_grow(&mut self, amount: usize) -> bool {
+        let budget = self.budget;
+        let grown = budget
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(amount).filter(|&total| total <= budget.capacity)
+            })
+            .is_ok();
+        if grown {
+            self.amount += amount;
+        }
+        grown
+    }
+
     /// Gives back all but `keep` (nothing when the share is `keep` or less).
     pub fn shrink_to(&mut self, keep: usize) {
         if keep < self.amount {
@@ -89,6 +111,24 @@ mod tests {
         drop(second);
         assert_eq!(b.in_use(), 0);
         assert!(b.try_take(101).is_none() && b.try_take(100).is_some());
+    }
+
+    #[test]
+    fn a_share_grows_while_there_is_room() {
+        let b = Budget::new(100);
+        let other = b.try_take(30).unwrap();
+        let mut share = b.share();
+        assert_eq!((b.in_use(), b.available()), (30, 70));
+        assert!(share.try_grow(50));
+        assert!(!share.try_grow(21), "30 + 50 + 21 is past 100");
+        assert_eq!((b.in_use(), share.amount()), (80, 50), "a refused growth takes nothing");
+        assert!(share.try_grow(20));
+        assert_eq!(b.available(), 0);
+        share.shrink_to(5);
+        drop(other);
+        assert_eq!((b.in_use(), b.available()), (5, 95));
+        drop(share);
+        assert_eq!(b.in_use(), 0);
     }
 
     /// Threads taking and giving back at once never hold more than the capacity together,

@@ -66,8 +66,10 @@ pub struct AppState<P> {
     pub retry_after: Duration,
     /// `ingest.max_in_flight` slots; a request without one gets 503 `overloaded`.
     pub in_flight: Budget,
-    /// `ingest.max_in_flight_bytes`: each request reserves room for its body
-    /// ([`body::reservation`]) before reading it; one that finds none gets 503 `overloaded`.
+    /// `ingest.max_in_flight_bytes`: each request holds room for the body bytes that have
+    /// arrived, and for a compressed body's inflated form while it is inflated; one that
+    /// finds none, or announces a body larger than the room left ([`body::announced`]),
+    /// gets 503 `overloaded`.
     pub in_flight_bytes: Budget,
     /// `ingest.record_headers`: records carry hooklake's three headers.
     pub record_headers: bool,
@@ -182,16 +184,18 @@ async fn handle_named<P: Publisher>(
 
 async fn handle<P: Publisher>(state: &AppState<P>, route: &Route, request: Request) -> Response {
     let started = Instant::now();
-    // Bodies are read only by requests holding a slot and room for their body: this bounds
-    // the memory bodies take, however many clients send at once.
+    // Bodies are read only by requests holding a slot, and each byte only with room for
+    // it: this bounds the memory bodies take, however many clients send at once. Room is
+    // taken as the bytes arrive, not for what a request announces, so clients that announce
+    // large bodies and send them slowly hold only what they sent, not the room of others.
     let overloaded = |limit| IngestError::Overloaded { limit, retry_after: state.retry_after };
     let Some(_slot) = state.in_flight.try_take(1) else {
         return rejected(state, &route.source.name, overloaded(InFlightLimit::Requests), started);
     };
-    let wanted = body::reservation(request.headers(), state.max_body_bytes).min(state.in_flight_bytes.capacity());
-    let Some(mut room) = state.in_flight_bytes.try_take(wanted) else {
+    if body::announced(request.headers(), state.max_body_bytes) > state.in_flight_bytes.available() {
         return rejected(state, &route.source.name, overloaded(InFlightLimit::BodyBytes), started);
-    };
+    }
+    let mut room = state.in_flight_bytes.share();
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
     let outcome = tokio::time::timeout_at(deadline, accept(state, route, request, deadline, &mut room))
         .await
@@ -232,7 +236,7 @@ fn accepted_response(message_id: &str) -> Response {
 }
 
 /// The steps of one request; returns the `message_id` once Kafka acknowledged. `room` is
-/// the request's reservation of `ingest.max_in_flight_bytes`.
+/// the request's share of `ingest.max_in_flight_bytes`.
 async fn accept<P: Publisher>(
     state: &AppState<P>,
     route: &Route,
@@ -245,13 +249,18 @@ async fn accept<P: Publisher>(
     let (parts, body) = request.into_parts();
     let checked = source.verifier.check(&parts.headers, received)?;
     let encoding = check_content_headers(&parts.headers)?;
-    let raw = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline)
+    let raw = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline, room)
         .await
         .map_err(|e| body_error(e, state))?;
+    // Inflating takes no longer than the CPU needs, so room for its largest output is
+    // held only that long.
+    if encoding != ContentEncoding::Identity && !room.try_grow(state.max_body_bytes) {
+        return Err(body_error(BodyError::NoRoom, state));
+    }
     let decoded =
         body::decode_off_worker(encoding, raw, state.max_body_bytes).await.map_err(|e| body_error(e, state))?;
     // From here on the request holds its decoded body (and copies of it): the rest of its
-    // reservation goes back.
+    // room goes back.
     room.shrink_to(decoded.len());
     route.metrics.body_bytes.observe(decoded.len() as f64);
     let verified = checked.verify(decoded)?;
@@ -295,6 +304,9 @@ fn body_error<P>(e: BodyError, state: &AppState<P>) -> IngestError {
         BodyError::Corrupt(detail) => IngestError::MalformedJson(detail),
         BodyError::Read(detail) => IngestError::MalformedJson(format!("the body could not be read: {detail}")),
         BodyError::TimedOut => IngestError::BodyTimeout,
+        BodyError::NoRoom => {
+            IngestError::Overloaded { limit: InFlightLimit::BodyBytes, retry_after: state.retry_after }
+        }
     }
 }
 
@@ -357,9 +369,10 @@ mod tests {
         }
     }
 
-    /// A compressed body reserves its own length and room for its inflated form before it
-    /// is read; once inflated, the request keeps only the inflated size while it waits for
-    /// the broker; answered, it gives everything back.
+    /// A compressed body holds room for the bytes that arrived, not for what it announces,
+    /// then for its inflated form while it is inflated; once inflated, the request keeps
+    /// only the inflated size while it waits for the broker; answered, it gives everything
+    /// back.
     #[tokio::test]
     async fn a_compressed_body_keeps_only_its_inflated_size_once_decoded() {
         let text = "[ingest]\nmax_body_bytes = 4096\nmax_in_flight_bytes = 16384\n\
@@ -383,7 +396,7 @@ mod tests {
             .unwrap();
         let call = tokio::spawn(Webhooks::new(state.clone()).answer(request));
         send.unbounded_send(Ok(Bytes::copy_from_slice(&gz[..10]))).unwrap();
-        until("reserved while the body is read", || state.in_flight_bytes.in_use() == gz.len() + 4096).await;
+        until("the bytes that arrived held while the body is read", || state.in_flight_bytes.in_use() == 10).await;
         assert_eq!(state.in_flight.in_use(), 1);
         send.unbounded_send(Ok(Bytes::copy_from_slice(&gz[10..]))).unwrap();
         drop(send);

@@ -1,6 +1,7 @@
 //! Slow and hostile clients against a real ingest and broker: a stalled body is the
 //! client's 408, one request at its deadline does not fail the others, stalled request
-//! heads are closed, in-flight requests and body bytes are capped, bodies up to the default 1 MiB cap
+//! heads are closed, in-flight requests and body bytes are capped (slow senders holding only
+//! the bytes they sent), bodies up to the default 1 MiB cap
 //! reach Kafka, one missing topic fails only its own source, and SIGTERM ends the
 //! process in time even with a client holding a half-sent request.
 
@@ -26,6 +27,8 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+
+use base64::{Engine, engine::general_purpose::STANDARD};
 
 use crate::common::{Secrets, config, topic_prefix};
 
@@ -230,10 +233,17 @@ async fn requests_beyond_max_in_flight_get_503_overloaded() {
     ingest.stop().await;
 }
 
-/// `ingest.max_in_flight_bytes` counts bodies, not requests: many small requests are in
-/// flight at once, while a body that does not fit beside them gets 503 `overloaded` before
-/// it is read. A body without a Content-Length (chunked) reserves the whole cap. Every
-/// request answered 200 is on the topic, once.
+/// `hooklake_ingest_in_flight_requests` and `hooklake_ingest_in_flight_body_bytes`.
+async fn in_flight(ingest: &TestIngest) -> (i64, i64) {
+    let text = ingest.metrics().await;
+    let gauge = |name| metrics::value(&text, name, &[]).unwrap_or(-1.0) as i64;
+    (gauge("hooklake_ingest_in_flight_requests"), gauge("hooklake_ingest_in_flight_body_bytes"))
+}
+
+/// `ingest.max_in_flight_bytes` counts the body bytes that arrived, not requests: many
+/// small requests are in flight at once, while a body that announces more than the room
+/// left gets 503 `overloaded` before it is read, and a chunked body whose next bytes do not
+/// fit gets it while it is read. Every request answered 200 is on the topic, once.
 #[tokio::test(flavor = "multi_thread")]
 async fn bodies_beyond_max_in_flight_bytes_get_503_overloaded_small_ones_fit() {
     const BUDGET: usize = 8192; // twice the suite's 4 KiB cap
@@ -242,28 +252,23 @@ async fn bodies_beyond_max_in_flight_bytes_get_503_overloaded_small_ones_fit() {
     let config = suite_config(&broker.bootstrap(), &prefix).ingest("max_in_flight_bytes", BUDGET as i64);
     let ingest = TestIngest::start(&config.to_toml()).await;
     ready(&ingest).await;
-    let gauges = || async {
-        let text = ingest.metrics().await;
-        let gauge = |name| metrics::value(&text, name, &[]).unwrap_or(-1.0) as i64;
-        (gauge("hooklake_ingest_in_flight_requests"), gauge("hooklake_ingest_in_flight_body_bytes"))
-    };
     let small = |n: usize| format!("{{\"n\":\"{n:0>90}\"}}").into_bytes();
     assert_eq!(small(0).len(), 98);
 
-    // 50 small bodies, held half-sent: 50 requests in flight, 4,900 bytes reserved.
+    // 50 small bodies, held with 90 of their 98 bytes sent: 50 requests, 4,500 bytes.
     let mut held = Vec::new();
     for n in 0..SMALL {
         let body = small(n);
         let mut c = RawConn::connect(&ingest.addr).await;
         c.write(head(body.len()).as_bytes()).await;
-        c.write(&body[..10]).await;
+        c.write(&body[..90]).await;
         held.push((c, body));
     }
     eventually(Duration::from_secs(5), "50 requests in flight", || async {
-        (gauges().await == (SMALL as i64, (SMALL * 98) as i64)).then_some(())
+        (in_flight(&ingest).await == (SMALL as i64, (SMALL * 90) as i64)).then_some(())
     })
     .await;
-    // A full-size body does not fit beside them; it is turned away unread.
+    // A full-size body does not fit in the 3,692 bytes left; it is turned away unread.
     let big = body_of(4096);
     let mut c = RawConn::connect(&ingest.addr).await;
     c.write(head(big.len()).as_bytes()).await;
@@ -277,37 +282,125 @@ async fn bodies_beyond_max_in_flight_bytes_get_503_overloaded_small_ones_fit() {
     let resp = http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(small(SMALL)).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     for (mut c, body) in held.drain(..) {
-        c.write(&body[10..]).await;
+        c.write(&body[90..]).await;
         assert_eq!(c.read_response().await.unwrap().status, 200);
     }
-    eventually(Duration::from_secs(5), "everything given back", || async { (gauges().await == (0, 0)).then_some(()) })
-        .await;
+    eventually(Duration::from_secs(5), "everything given back", || async {
+        (in_flight(&ingest).await == (0, 0)).then_some(())
+    })
+    .await;
 
-    // A chunked body declares no length: it reserves the whole 4 KiB cap.
+    // Chunked bodies announce no length: they hold what they sent, here 4,095 bytes each.
+    let full = body_of(4096);
     let mut chunked = Vec::new();
     for _ in 0..2 {
         let mut c = RawConn::connect(&ingest.addr).await;
-        c.write(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"n\":\r\n")
-            .await;
+        let mut first = b"POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\nfff\r\n".to_vec();
+        first.extend_from_slice(&full[..4095]);
+        first.extend_from_slice(b"\r\n");
+        c.write(&first).await;
         chunked.push(c);
     }
-    eventually(Duration::from_secs(5), "two chunked bodies hold the budget", || async {
-        (gauges().await == (2, BUDGET as i64)).then_some(())
+    eventually(Duration::from_secs(5), "two chunked bodies hold 8,190 bytes", || async {
+        (in_flight(&ingest).await == (2, 8190)).then_some(())
     })
     .await;
+    // 2 bytes are left: a small body is turned away unread, a third chunked one once its
+    // first chunk arrives.
     let resp =
         http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(small(SMALL + 1)).send().await.unwrap();
     assert_eq!(resp.status(), 503);
+    let mut third = RawConn::connect(&ingest.addr).await;
+    third.write(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n5\r\n{\"n\":\r\n").await;
+    let resp = third.read_response().await.expect("an answer once the chunk arrived");
+    assert_eq!((resp.status, resp.json()["error"].as_str()), (503, Some("overloaded")));
+    assert_eq!(resp.header("connection"), Some("close"));
     for mut c in chunked {
-        c.write(b"1\r\n7\r\n1\r\n}\r\n0\r\n\r\n").await;
+        c.write(b"1\r\n}\r\n0\r\n\r\n").await;
         assert_eq!(c.read_response().await.unwrap().status, 200);
     }
-    assert_eq!(ingest.rejected("open", "overloaded").await, 2.0);
+    assert_eq!(ingest.rejected("open", "overloaded").await, 3.0);
     let resp =
         http::client().post(ingest.url("open")).header(JSON.0, JSON.1).body(small(SMALL + 2)).send().await.unwrap();
     assert_eq!(resp.status(), 200, "room is given back");
     // 50 held + 1 small + 2 chunked + 1 after: each answered 200 once on the topic.
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), (SMALL + 4) as i64);
+    ingest.stop().await;
+}
+
+/// Clients that announce bodies, compressed, of the whole cap or of unknown length
+/// (chunked), with well-formed but wrong Standard Webhooks signatures, then send a few bytes
+/// and stall: each holds the 4 bytes it sent, not what it announced, so webhooks signed
+/// with the standardwebhooks library meanwhile are all answered 200 and on the topic, and
+/// each slow client gets its 408 at the deadline. (Until 2026-12-07 room was reserved for
+/// what a request announced, twice the cap for a compressed one: two such clients filled
+/// this budget, and 128 the default 256 MiB (with the default 1 MiB cap), turning every
+/// other request away with 503 `overloaded` for as long as they stalled.)
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_senders_hold_only_the_bytes_they_sent() {
+    const BUDGET: usize = 16384; // four times the suite's 4 KiB cap
+    const SLOW: usize = 8;
+    const SIGNED: usize = 20;
+    let (broker, prefix, secrets) = (TestBroker::get(), topic_prefix(), Secrets::fresh());
+    let config = config(&broker.bootstrap(), &prefix, &secrets).ingest("max_in_flight_bytes", BUDGET as i64);
+    let ingest = TestIngest::start(&config.to_toml()).await;
+    ready(&ingest).await;
+    let now = hooklake_tests::unix_now();
+    let forged = format!("v1,{}", STANDARD.encode([0u8; 32]));
+    let mut slow = Vec::new();
+    for n in 0..SLOW {
+        let (framing, first): (&str, &[u8]) = if n % 2 == 0 {
+            ("content-length: 4096", b"\x1f\x8b\x08\x00")
+        } else {
+            ("transfer-encoding: chunked", b"4\r\n\x1f\x8b\x08\x00\r\n")
+        };
+        let head = format!(
+            "POST /webhook/std HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n\
+             {framing}\r\nwebhook-id: slow-{n}\r\nwebhook-timestamp: {now}\r\nwebhook-signature: {forged}\r\n\r\n"
+        );
+        let mut c = RawConn::connect(&ingest.addr).await;
+        c.write(head.as_bytes()).await;
+        c.write(first).await;
+        slow.push(c);
+    }
+    eventually(Duration::from_secs(5), "the slow senders in flight, holding 4 bytes each", || async {
+        (in_flight(&ingest).await == (SLOW as i64, (SLOW * 4) as i64)).then_some(())
+    })
+    .await;
+
+    let payloads: Vec<String> = (0..SIGNED).map(|n| format!(r#"{{"type":"signed","n":{n}}}"#)).collect();
+    let requests: Vec<serde_json::Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(n, payload)| {
+            serde_json::json!({"lib": "standardwebhooks", "secret": secrets.whsec_new, "msg_id": format!("signed-{n}"),
+                "timestamp": now, "payload": payload})
+        })
+        .collect();
+    let signed = python::sign(&serde_json::Value::Array(requests)).await;
+    let sends = payloads.into_iter().zip(signed).map(|(payload, headers)| {
+        let url = ingest.url("std");
+        async move {
+            let mut request = http::client().post(url).header(JSON.0, JSON.1).body(payload);
+            for (name, value) in &headers {
+                request = request.header(name.as_str(), value.as_str().unwrap());
+            }
+            request.send().await.unwrap().status().as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    assert_eq!(statuses, vec![200; SIGNED], "signed webhooks while the slow senders stall");
+
+    for mut c in slow {
+        let resp = c.read_response().await.expect("the slow sender's answer");
+        assert_eq!((resp.status, resp.json()["error"].as_str()), (408, Some("body_timeout")));
+    }
+    eventually(Duration::from_secs(5), "everything given back", || async {
+        (in_flight(&ingest).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(ingest.rejected("std", "overloaded").await, 0.0);
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.std")), SIGNED as i64);
     ingest.stop().await;
 }
 
