@@ -1,9 +1,9 @@
 //! Slow and hostile clients against a real ingest and broker: a stalled body is the
 //! client's 408, one request at its deadline does not fail the others, stalled request
-//! heads are closed, in-flight requests and body bytes are capped (slow senders holding only
-//! the bytes they sent), bodies up to the default 1 MiB cap
-//! reach Kafka, one missing topic fails only its own source, and SIGTERM ends the
-//! process in time even with a client holding a half-sent request.
+//! heads are closed, in-flight requests and body bytes are capped (slow senders hold only
+//! the bytes they sent), bodies up to the default 1 MiB cap reach Kafka, one missing
+//! topic fails only its own source, and SIGTERM ends the process in time even with a
+//! client holding a half-sent request.
 
 use std::{
     io::Write,
@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use base64::{Engine, engine::general_purpose::STANDARD};
 use hooklake_tests::{
     broker::TestBroker,
     config::{Auth, Source, TestConfig},
@@ -27,8 +28,6 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
-
-use base64::{Engine, engine::general_purpose::STANDARD};
 
 use crate::common::{Secrets, config, topic_prefix};
 
