@@ -106,9 +106,15 @@ impl<P: Publisher> AppState<P> {
             record_headers: config.ingest.record_headers,
         })
     }
+}
 
+impl<P> AppState<P> {
     fn unavailable(&self, reason: impl Into<String>) -> IngestError {
         IngestError::Unavailable { reason: reason.into(), retry_after: self.retry_after }
+    }
+
+    fn overloaded(&self, limit: InFlightLimit) -> IngestError {
+        IngestError::Overloaded { limit, retry_after: self.retry_after }
     }
 }
 
@@ -188,12 +194,11 @@ async fn handle<P: Publisher>(state: &AppState<P>, route: &Route, request: Reque
     // it: this bounds the memory bodies take, however many clients send at once. Room is
     // taken as the bytes arrive, not for what a request announces, so clients that announce
     // large bodies and send them slowly hold only what they sent, not the room of others.
-    let overloaded = |limit| IngestError::Overloaded { limit, retry_after: state.retry_after };
     let Some(_slot) = state.in_flight.try_take(1) else {
-        return rejected(state, &route.source.name, overloaded(InFlightLimit::Requests), started);
+        return rejected(state, &route.source.name, state.overloaded(InFlightLimit::Requests), started);
     };
     if body::announced(request.headers(), state.max_body_bytes) > state.in_flight_bytes.available() {
-        return rejected(state, &route.source.name, overloaded(InFlightLimit::BodyBytes), started);
+        return rejected(state, &route.source.name, state.overloaded(InFlightLimit::BodyBytes), started);
     }
     let mut room = state.in_flight_bytes.share();
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
@@ -304,9 +309,7 @@ fn body_error<P>(e: BodyError, state: &AppState<P>) -> IngestError {
         BodyError::Corrupt(detail) => IngestError::MalformedJson(detail),
         BodyError::Read(detail) => IngestError::MalformedJson(format!("the body could not be read: {detail}")),
         BodyError::TimedOut => IngestError::BodyTimeout,
-        BodyError::NoRoom => {
-            IngestError::Overloaded { limit: InFlightLimit::BodyBytes, retry_after: state.retry_after }
-        }
+        BodyError::NoRoom => state.overloaded(InFlightLimit::BodyBytes),
     }
 }
 
