@@ -139,6 +139,10 @@ def check_ingest(r, workload, spec, c, config, where, expect, p: Problems) -> No
     p.check(idle > NGINX_UPSTREAM_KEEPALIVE, where,
             f"ingest.header_read_timeout {idle:g}s (also ingest's keep-alive idle limit) must exceed"
             f" ingress-nginx's upstream keep-alive of {NGINX_UPSTREAM_KEEPALIVE}s")
+    at_cap = duration_seconds(ingest.get("at_cap_timeout", "2s"))
+    p.check(at_cap > NGINX_UPSTREAM_KEEPALIVE, where,
+            f"ingest.at_cap_timeout {at_cap:g}s (ingest's keep-alive idle limit at max_connections) must exceed"
+            f" ingress-nginx's upstream keep-alive of {NGINX_UPSTREAM_KEEPALIVE}s")
     check_ingress(r, workload, c, http_port, byte_size(ingest.get("max_body_bytes", 1 << 20)), deadline, where, p)
     hpas = [h for h in r.all("HorizontalPodAutoscaler") if h["spec"]["scaleTargetRef"]["name"] == workload["metadata"]["name"]
             and h["spec"]["scaleTargetRef"]["kind"] == "Deployment"]

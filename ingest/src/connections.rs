@@ -4,6 +4,13 @@
 //! most `max_connections` are open, and shutdown stops accepting, lets the requests in
 //! flight finish, and closes whatever is still open at a deadline.
 //!
+//! At the cap, a connection that arrives is accepted and held until a slot frees, and
+//! while one is held the listener is [`Phase::AtCap`]: connections with no request in
+//! progress that start none within `at_cap_timeout` are closed to make room (stalled
+//! heads, kept-alive connections left idle), so that clients which connect and stall
+//! cannot keep the others out for a whole `header_read_timeout`. The webhook handler
+//! reads the same phase to cut bodies that are slow to arrive ([`ListenerPhase`]).
+//!
 //! HTTP/1.1 only: hyper-util's HTTP/1-or-2 detection reads the first bytes with no timer,
 //! so a client that sends a few bytes and stalls would hold its connection forever.
 //!
@@ -16,7 +23,7 @@ use std::{
     future::Future,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -37,6 +44,7 @@ use tokio::{
     net::{TcpListener, TcpSocket, TcpStream},
     sync::{OwnedSemaphorePermit, Semaphore, watch},
     task::JoinSet,
+    time::Instant,
 };
 
 pub use hooklake_schemas::kafka::MAX_REQUEST_HEAD_BYTES;
@@ -67,8 +75,63 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// While the listener is [`Phase::AtCap`], a connection that starts no request within
+    /// this time is closed.
+    pub at_cap_timeout: Duration,
     /// After shutdown began, connections still open this long are closed.
     pub drain: Duration,
+}
+
+/// What a listener tells its connections and the requests they carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Accepting: every connection that arrived has a slot.
+    Serving,
+    /// All `max_connections` slots are taken and another connection is waiting for one.
+    AtCap,
+    /// Shutdown began: no more connections are accepted.
+    Stopping,
+}
+
+/// A listener's [`Phase`], shared by the accept loop that sets it, the connections and the
+/// requests that read it. Changes are rare (a flood that fills the cap and ends, a
+/// shutdown), so each wakes every reader; a request that never waits for its body never
+/// subscribes.
+#[derive(Debug, Clone)]
+pub struct ListenerPhase(Arc<watch::Sender<Phase>>);
+
+impl Default for ListenerPhase {
+    fn default() -> Self {
+        Self(Arc::new(watch::Sender::new(Phase::Serving)))
+    }
+}
+
+impl ListenerPhase {
+    /// Only the accept loop sets the phase, so reading it first keeps the common case to a
+    /// read.
+    fn set(&self, phase: Phase) {
+        if *self.0.borrow() != phase {
+            self.0.send_replace(phase);
+        }
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Phase> {
+        self.0.subscribe()
+    }
+
+    /// Resolves once the listener is at its cap at or after `at`; never while it is not.
+    pub async fn at_cap_after(&self, at: Instant) {
+        let mut phase = self.subscribe();
+        loop {
+            if phase.wait_for(|p| *p == Phase::AtCap).await.is_err() {
+                return std::future::pending().await;
+            }
+            tokio::time::sleep_until(at).await;
+            if *phase.borrow_and_update() == Phase::AtCap {
+                return;
+            }
+        }
+    }
 }
 
 /// What a listener reports.
@@ -93,7 +156,7 @@ impl ConnectionMetrics {
 
 /// The `reason` label values of [`ConnectionMetrics::closed`], as [`close_reason`] picks them.
 pub const CLOSE_REASONS: &[&str] =
-    &["head_timeout", "idle_timeout", "head_too_large", "malformed_request", "incomplete_request", "io"];
+    &["head_timeout", "idle_timeout", "at_cap", "head_too_large", "malformed_request", "incomplete_request", "io"];
 
 /// Why hyper ended a connection with `error`. A header read timeout on a connection that
 /// never had a request is a client that connected and did not send a whole head in time
@@ -135,16 +198,17 @@ pub fn router_service(
     move |request| service.call(request)
 }
 
-/// Serves `service` on `listener` until `shutdown` resolves, then drains (see the module docs).
+/// Serves `service` on `listener` until `shutdown` resolves, then drains (see the module
+/// docs). `phase` is set here and read by the connections and by whoever else holds it.
 pub async fn serve(
     listener: TcpListener,
     service: impl HttpService,
     limits: ConnectionLimits,
     metrics: ConnectionMetrics,
+    phase: ListenerPhase,
     shutdown: impl Future<Output = ()>,
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let (stop, stopping) = watch::channel(false);
     let mut connections = JoinSet::new();
     let mut builder = http1::Builder::new();
     builder
@@ -160,14 +224,9 @@ pub async fn serve(
         .half_close(true);
     tokio::pin!(shutdown);
     loop {
-        // At the cap, new connections wait in the kernel's backlog until one closes.
-        let slot = tokio::select! {
-            () = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
         let stream = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = accept(&listener, &phase) => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot accept a connection");
@@ -176,14 +235,44 @@ pub async fn serve(
                 }
             },
         };
+        // At the cap the connection is held, unserved, until a slot frees; the ones after
+        // it wait in the kernel's backlog.
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                phase.set(Phase::AtCap);
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+                }
+            }
+        };
         while connections.try_join_next().is_some() {}
         let held = (slot, OpenGuard::new(metrics.open.clone()));
+        let served = serve_connection(&builder, stream, service.clone(), &phase, limits.at_cap_timeout, held);
         let closed = metrics.closed.clone();
-        connections.spawn(serve_connection(&builder, stream, service.clone(), stopping.clone(), held, closed));
+        connections.spawn(async move {
+            if let Some(reason) = served.await {
+                closed.with_label_values(&[reason]).inc();
+            }
+        });
     }
     drop(listener);
-    let _ = stop.send(true);
+    phase.set(Phase::Stopping);
     drain(connections, limits.drain).await;
+}
+
+/// The next connection. The listener is back to [`Phase::Serving`] as soon as no
+/// connection is waiting to be accepted.
+async fn accept(listener: &TcpListener, phase: &ListenerPhase) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        let polled = listener.poll_accept(cx);
+        if polled.is_pending() {
+            phase.set(Phase::Serving);
+        }
+        polled
+    })
+    .await
 }
 
 /// Waits up to `limit` for the connections to finish their requests, then closes the rest.
@@ -198,45 +287,124 @@ async fn drain(mut connections: JoinSet<()>, limit: Duration) {
 /// What a connection holds until it closes: its slot under the cap, and its count.
 type Held = (OwnedSemaphorePermit, OpenGuard);
 
-/// Serves one connection. On `stopping`, a connection that never got a whole request head
-/// closes at once (hyper's graceful shutdown would wait for its head); the others finish
-/// the request they are handling, if any, and close.
+/// Serves one connection; the reason it was closed when that was not the client's doing
+/// or an answer's ([`CLOSE_REASONS`]).
+///
+/// On [`Phase::Stopping`], a connection that never got a whole request head closes at
+/// once (hyper's graceful shutdown would wait for its head); the others finish the
+/// request they are handling, if any, and close. On [`Phase::AtCap`], a connection that
+/// starts no request for `at_cap_timeout` is closed (`at_cap`): one stalled in its head,
+/// or kept alive and idle. One with a request in progress stays: its body is bounded by the
+/// handler, its wait for the broker by the response deadline.
 fn serve_connection(
     builder: &http1::Builder,
     stream: TcpStream,
     service: impl HttpService,
-    mut stopping: watch::Receiver<bool>,
+    phase: &ListenerPhase,
+    at_cap_timeout: Duration,
     held: Held,
-    closed: IntCounterVec,
-) -> impl Future<Output = ()> + Send + 'static {
+) -> impl Future<Output = Option<&'static str>> + Send + 'static {
     let _ = stream.set_nodelay(true);
-    let started = Arc::new(AtomicBool::new(false));
+    let requests = Arc::new(Requests::default());
     let service = {
-        let started = started.clone();
+        let requests = requests.clone();
         service_fn(move |request| {
-            started.store(true, Ordering::Relaxed);
-            service(request)
+            let in_progress = requests.start();
+            let answer = service(request);
+            async move {
+                let answered = answer.await;
+                drop(in_progress);
+                answered
+            }
         })
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut phase = phase.subscribe();
     async move {
         let _held = held;
         tokio::pin!(conn);
         let served = tokio::select! {
             served = conn.as_mut() => served,
-            () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
-                if !started.load(Ordering::Relaxed) {
-                    return;
+            end = until_ended(&mut phase, &requests, at_cap_timeout) => match end {
+                Ended::AtCap => return Some("at_cap"),
+                Ended::Stopping if requests.none_yet() => return None,
+                Ended::Stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
                 }
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+            },
         };
-        if let Err(e) = served {
-            let reason = close_reason(&e, started.load(Ordering::Relaxed));
-            closed.with_label_values(&[reason]).inc();
-            tracing::debug!(error = %e, reason, "connection ended with an error");
+        let e = served.err()?;
+        let reason = close_reason(&e, !requests.none_yet());
+        tracing::debug!(error = %e, reason, "connection ended with an error");
+        Some(reason)
+    }
+}
+
+/// Why a connection is ended by the listener rather than by hyper.
+enum Ended {
+    AtCap,
+    Stopping,
+}
+
+/// Resolves when the listener stops, or when it has been at its cap for `at_cap_timeout`
+/// during which the connection had no request in progress and started none.
+async fn until_ended(phase: &mut watch::Receiver<Phase>, requests: &Requests, at_cap_timeout: Duration) -> Ended {
+    loop {
+        let Ok(now) = phase.wait_for(|p| *p != Phase::Serving).await.map(|p| *p) else {
+            return Ended::Stopping;
+        };
+        if now == Phase::Stopping {
+            return Ended::Stopping;
         }
+        let before = requests.count();
+        tokio::select! {
+            () = tokio::time::sleep(at_cap_timeout) => {}
+            stopping = phase.wait_for(|p| *p == Phase::Stopping) => {
+                drop(stopping);
+                return Ended::Stopping;
+            }
+        }
+        let after = requests.count();
+        if after == before && Requests::idle(after) && *phase.borrow_and_update() == Phase::AtCap {
+            return Ended::AtCap;
+        }
+    }
+}
+
+/// A connection's requests, counted twice: once when a request head has arrived and its
+/// answer is being made, and again when that answer is done (or given up). An even count
+/// is a connection with no request in progress, and an unchanged one over some time is one
+/// that started none meanwhile.
+#[derive(Debug, Default)]
+struct Requests(AtomicU64);
+
+impl Requests {
+    /// A request began; it is in progress until the guard is dropped.
+    fn start(self: &Arc<Self>) -> InProgress {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        InProgress(self.clone())
+    }
+
+    fn count(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    fn none_yet(&self) -> bool {
+        self.count() == 0
+    }
+
+    fn idle(count: u64) -> bool {
+        count.is_multiple_of(2)
+    }
+}
+
+/// A request in progress on its connection ([`Requests::start`]).
+struct InProgress(Arc<Requests>);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.0.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -266,29 +434,35 @@ mod tests {
     const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: t\r\n\r\n";
 
     async fn start(max_connections: usize) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-        let (addr, stop, server, _) = start_with(max_connections, Duration::from_secs(30)).await;
+        let (addr, stop, server, _) =
+            start_with(max_connections, Duration::from_secs(30), Duration::from_secs(30)).await;
         (addr, stop, server)
     }
 
     async fn start_with(
         max_connections: usize,
         header_read_timeout: Duration,
+        at_cap_timeout: Duration,
     ) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>, ConnectionMetrics) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let limits = ConnectionLimits { header_read_timeout, max_connections, drain: Duration::from_secs(30) };
-        let router = Router::new().route("/", get(|| async { "hi" })).route(
-            "/slow",
-            get(|| async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
+        let limits =
+            ConnectionLimits { header_read_timeout, max_connections, at_cap_timeout, drain: Duration::from_secs(30) };
+        let slow = |millis| {
+            get(move || async move {
+                tokio::time::sleep(Duration::from_millis(millis)).await;
                 "hi"
-            }),
-        );
+            })
+        };
+        let router =
+            Router::new().route("/", get(|| async { "hi" })).route("/slow", slow(300)).route("/slower", slow(1000));
         let (stop, mut stopped) = watch::channel(false);
         let metrics = ConnectionMetrics::unexported();
-        let server = tokio::spawn(serve(listener, router_service(router), limits, metrics.clone(), async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }));
+        let phase = ListenerPhase::default();
+        let server =
+            tokio::spawn(serve(listener, router_service(router), limits, metrics.clone(), phase, async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }));
         (addr, stop, server, metrics)
     }
 
@@ -297,7 +471,7 @@ mod tests {
     /// not HTTP (400) and one cut off in its head.
     #[tokio::test]
     async fn connections_hyper_ends_are_counted_by_reason() {
-        let (addr, _stop, _server, metrics) = start_with(16, Duration::from_millis(500)).await;
+        let (addr, _stop, _server, metrics) = start_with(16, Duration::from_millis(500), Duration::from_secs(30)).await;
         let connect = || TcpStream::connect(&addr);
         let mut stalled = connect().await.unwrap();
         stalled.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
@@ -357,17 +531,52 @@ mod tests {
         assert_eq!(answer(&mut stream, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
     }
 
+    /// At the cap, a connection with a request in progress keeps its slot, however long
+    /// the listener stays at the cap; once idle for `at_cap_timeout` it makes room.
     #[tokio::test]
-    async fn at_max_connections_the_next_one_waits_for_a_slot() {
-        let (addr, _stop, _server) = start(1).await;
+    async fn at_max_connections_the_next_one_waits_for_a_busy_one() {
+        let (addr, _stop, _server, metrics) = start_with(1, Duration::from_secs(30), Duration::from_millis(100)).await;
         let mut first = TcpStream::connect(&addr).await.unwrap();
-        first.write_all(GET).await.unwrap();
-        assert_eq!(answer(&mut first, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        first.write_all(b"GET /slower HTTP/1.1\r\nhost: t\r\n\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
         let mut second = TcpStream::connect(&addr).await.unwrap();
         second.write_all(GET).await.unwrap();
-        assert_eq!(answer(&mut second, Duration::from_millis(500)).await, None, "served beyond the cap");
-        drop(first);
+        assert_eq!(answer(&mut second, Duration::from_millis(300)).await, None, "served beyond the cap");
+        assert_eq!(answer(&mut first, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
         assert_eq!(answer(&mut second, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        assert_eq!(metrics.closed.with_label_values(&["at_cap"]).get(), 1);
+    }
+
+    /// At the cap with a connection waiting, connections that start no request within
+    /// `at_cap_timeout` (one stalled in its head, one kept alive and idle) are closed long
+    /// before `header_read_timeout`, and the waiting one is served. Below the cap nothing is
+    /// closed early.
+    #[tokio::test]
+    async fn at_the_cap_connections_without_a_request_make_room() {
+        let (addr, _stop, _server, metrics) = start_with(2, Duration::from_secs(30), Duration::from_millis(300)).await;
+        let mut idle = TcpStream::connect(&addr).await.unwrap();
+        idle.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut idle, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        let mut stalled = TcpStream::connect(&addr).await.unwrap();
+        stalled.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        // Both stay open below the cap.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(metrics.open.get(), 2);
+        assert_eq!(metrics.closed.with_label_values(&["at_cap"]).get(), 0);
+
+        let waiting = std::time::Instant::now();
+        let mut third = TcpStream::connect(&addr).await.unwrap();
+        third.write_all(GET).await.unwrap();
+        assert_eq!(answer(&mut third, Duration::from_secs(5)).await.as_deref(), Some("HTTP/1.1 200"));
+        let served_after = waiting.elapsed();
+        assert!(served_after < Duration::from_secs(5), "{served_after:?}");
+        for (name, stream) in [("idle", idle), ("stalled", stalled)] {
+            let mut rest = Vec::new();
+            let closed = tokio::time::timeout(Duration::from_secs(2), { stream }.read_to_end(&mut rest)).await;
+            assert!(matches!(closed, Ok(Ok(_)) | Ok(Err(_))), "{name}: {closed:?}");
+        }
+        assert_eq!(metrics.closed.with_label_values(&["at_cap"]).get(), 2);
+        assert_eq!(metrics.closed.with_label_values(&["head_timeout"]).get(), 0);
     }
 
     #[tokio::test]

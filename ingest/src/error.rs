@@ -31,9 +31,11 @@ pub enum IngestError {
     #[error("{0}")]
     MalformedJson(String),
     /// The client sent the request head but not its whole body in time: its fault, not
-    /// ours, so 408 rather than 503. The rest of the body was not read.
-    #[error("the body did not arrive within the response deadline")]
-    BodyTimeout,
+    /// ours, so 408 rather than 503. The rest of the body was not read. In time is within
+    /// the response deadline, or within `at_cap` (`ingest.at_cap_timeout`) while every
+    /// connection is taken and others wait.
+    #[error("{}", body_timeout_detail(*at_cap))]
+    BodyTimeout { at_cap: Option<Duration> },
     /// Kafka (or the schema registry) cannot take the record in time: retry later.
     #[error("{reason}")]
     Unavailable { reason: String, retry_after: Duration },
@@ -47,6 +49,16 @@ pub enum IngestError {
     /// The broker refuses the record as too large even though the body was within the limit.
     #[error("{0}")]
     RecordTooLarge(String),
+}
+
+fn body_timeout_detail(at_cap: Option<Duration>) -> String {
+    match at_cap {
+        None => "the body did not arrive within the response deadline".into(),
+        Some(limit) => format!(
+            "the body did not arrive within {} ms of the request head while every connection was taken",
+            limit.as_millis()
+        ),
+    }
 }
 
 /// Which in-flight limit turned a request away (503 `overloaded`).
@@ -85,7 +97,7 @@ impl IngestError {
             Self::UnknownSource(_) => StatusCode::NOT_FOUND,
             Self::BodyTooLarge { .. } | Self::RecordTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Unavailable { .. } | Self::Overloaded { .. } | Self::TopicMissing { .. } => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -101,7 +113,7 @@ impl IngestError {
             Self::UnknownSource(_) => "unknown_source",
             Self::BodyTooLarge { .. } | Self::RecordTooLarge(_) => "body_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
-            Self::BodyTimeout => "body_timeout",
+            Self::BodyTimeout { .. } => "body_timeout",
             Self::Unavailable { .. } => "unavailable",
             Self::Overloaded { .. } => "overloaded",
             Self::TopicMissing { .. } => "topic_missing",
@@ -123,7 +135,7 @@ impl IntoResponse for IngestError {
                 // The body was not read: the connection cannot carry another request.
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
-            Self::BodyTooLarge { close_connection: true, .. } | Self::BodyTimeout => {
+            Self::BodyTooLarge { close_connection: true, .. } | Self::BodyTimeout { .. } => {
                 headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
             }
             _ => {}

@@ -50,6 +50,7 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const ADMIN_LIMITS: ConnectionLimits = ConnectionLimits {
     header_read_timeout: Duration::from_secs(10),
     max_connections: 64,
+    at_cap_timeout: Duration::from_secs(2),
     drain: Duration::from_secs(1),
 };
 
@@ -139,6 +140,7 @@ pub async fn serve<P: Publisher>(
         ADMIN_LIMITS,
         // Admin connections are not exported.
         connections::ConnectionMetrics::unexported(),
+        connections::ListenerPhase::default(),
         async move {
             let _ = admin_stopped.wait_for(|stop| *stop).await;
         },
@@ -157,11 +159,13 @@ pub async fn serve<P: Publisher>(
     let limits = ConnectionLimits {
         header_read_timeout: i.header_read_timeout.get(),
         max_connections: i.max_connections as usize,
+        at_cap_timeout: i.at_cap_timeout.get(),
         drain: i.response_deadline.get(),
     };
     let webhooks = server::Webhooks::new(state.clone());
     let service = move |request| webhooks.answer(request);
-    connections::serve(listeners.http, service, limits, state.metrics.connections.clone(), async move {
+    let metrics = state.metrics.connections.clone();
+    connections::serve(listeners.http, service, limits, metrics, state.phase.clone(), async move {
         shutdown.await;
         draining.store(true, Ordering::SeqCst);
         tracing::info!("shutting down: finishing in-flight requests");

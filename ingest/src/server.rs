@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::{
     body::{self, BodyError, ContentEncoding},
+    connections::ListenerPhase,
     error::{InFlightLimit, IngestError},
     in_flight::{Budget, Taken},
     metrics::{IngestMetrics, SourceMetrics, UNKNOWN_SOURCE_LABEL},
@@ -73,6 +74,11 @@ pub struct AppState<P> {
     pub in_flight_bytes: Budget,
     /// `ingest.record_headers`: records carry hooklake's three headers.
     pub record_headers: bool,
+    /// The webhook listener's phase, which it sets: at its cap, a body still arriving
+    /// `at_cap_timeout` after its head gets 408 `body_timeout`.
+    pub phase: ListenerPhase,
+    /// `ingest.at_cap_timeout`.
+    pub at_cap_timeout: Duration,
 }
 
 impl<P: Publisher> AppState<P> {
@@ -104,6 +110,8 @@ impl<P: Publisher> AppState<P> {
             in_flight: Budget::new(config.ingest.max_in_flight() as usize),
             in_flight_bytes: Budget::new(config.ingest.max_in_flight_bytes.get() as usize),
             record_headers: config.ingest.record_headers,
+            phase: ListenerPhase::default(),
+            at_cap_timeout: config.ingest.at_cap_timeout.get(),
         })
     }
 }
@@ -202,7 +210,7 @@ async fn handle<P: Publisher>(state: &AppState<P>, route: &Route, request: Reque
     }
     let mut room = state.in_flight_bytes.share();
     let deadline = started + state.response_deadline.saturating_sub(DEADLINE_MARGIN);
-    let outcome = tokio::time::timeout_at(deadline, accept(state, route, request, deadline, &mut room))
+    let outcome = tokio::time::timeout_at(deadline, accept(state, route, request, started, deadline, &mut room))
         .await
         .unwrap_or_else(|_| Err(state.unavailable("no answer within the response deadline")));
     match outcome {
@@ -240,12 +248,13 @@ fn accepted_response(message_id: &str) -> Response {
     ([(http::header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-/// The steps of one request; returns the `message_id` once Kafka acknowledged. `room` is
-/// the request's share of `ingest.max_in_flight_bytes`.
+/// The steps of one request, whose head arrived at `started`; returns the `message_id` once
+/// Kafka acknowledged. `room` is the request's share of `ingest.max_in_flight_bytes`.
 async fn accept<P: Publisher>(
     state: &AppState<P>,
     route: &Route,
     request: Request,
+    started: Instant,
     deadline: Instant,
     room: &mut Taken<'_>,
 ) -> Result<String, IngestError> {
@@ -254,9 +263,15 @@ async fn accept<P: Publisher>(
     let (parts, body) = request.into_parts();
     let checked = source.verifier.check(&parts.headers, received)?;
     let encoding = check_content_headers(&parts.headers)?;
-    let raw = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline, room)
-        .await
-        .map_err(|e| body_error(e, state))?;
+    let read = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline, room);
+    // Most bodies are in when the head is: the phase is read only by a body still awaited.
+    let raw = tokio::select! {
+        biased;
+        raw = read => raw.map_err(|e| body_error(e, state))?,
+        () = state.phase.at_cap_after(started + state.at_cap_timeout) => {
+            return Err(IngestError::BodyTimeout { at_cap: Some(state.at_cap_timeout) });
+        }
+    };
     // Inflating takes no longer than the CPU needs, so room for its largest output is
     // held only that long.
     if encoding != ContentEncoding::Identity && !room.try_grow(state.max_body_bytes) {
@@ -308,7 +323,7 @@ fn body_error<P>(e: BodyError, state: &AppState<P>) -> IngestError {
         }
         BodyError::Corrupt(detail) => IngestError::MalformedJson(detail),
         BodyError::Read(detail) => IngestError::MalformedJson(format!("the body could not be read: {detail}")),
-        BodyError::TimedOut => IngestError::BodyTimeout,
+        BodyError::TimedOut => IngestError::BodyTimeout { at_cap: None },
         BodyError::NoRoom => state.overloaded(InFlightLimit::BodyBytes),
     }
 }
@@ -467,6 +482,7 @@ mod tests {
         let limits = ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 8,
+            at_cap_timeout: Duration::from_secs(2),
             drain: Duration::ZERO,
         };
         let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -476,6 +492,7 @@ mod tests {
             move |request| webhooks.answer(request),
             limits,
             ConnectionMetrics::unexported(),
+            state.phase.clone(),
             async {
                 let _ = stopped.await;
             },

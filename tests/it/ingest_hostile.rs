@@ -1,7 +1,7 @@
 //! Slow and hostile clients against a real ingest and broker: a stalled body is the
 //! client's 408, one request at its deadline does not fail the others, stalled request
 //! heads are closed, in-flight requests and body bytes are capped (slow senders hold only
-//! the bytes they sent), bodies up to the default 1 MiB cap reach Kafka, one missing
+//! the bytes they sent), clients stalling on every connection make room at the cap, bodies up to the default 1 MiB cap reach Kafka, one missing
 //! topic fails only its own source, and SIGTERM ends the process in time even with a
 //! client holding a half-sent request.
 
@@ -400,6 +400,111 @@ async fn slow_senders_hold_only_the_bytes_they_sent() {
     .await;
     assert_eq!(ingest.rejected("std", "overloaded").await, 0.0);
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.std")), SIGNED as i64);
+    ingest.stop().await;
+}
+
+/// Clients that take every one of `max_connections` and stall: heads stalled half-way,
+/// kept-alive connections left idle, and bodies announced with a well-formed but wrong
+/// signature and sent a few bytes at a time. With `header_read_timeout` 30 s and the
+/// response deadline 10 s they would keep every other client out for 10 s or more (as they
+/// did until 2026-12-07); at the cap ingest holds the next connection and closes the stalled
+/// and idle ones, and answers the slow bodies 408, after `at_cap_timeout` (1 s), so webhooks
+/// signed by the standardwebhooks library, sent by clients that give up after 6 s, are all
+/// answered 200 and on the topic once.
+#[tokio::test(flavor = "multi_thread")]
+async fn stalling_clients_at_the_cap_make_room_for_webhooks() {
+    const CAP: usize = 8;
+    const SIGNED: usize = 20;
+    let (broker, prefix, secrets) = (TestBroker::get(), topic_prefix(), Secrets::fresh());
+    let config = config(&broker.bootstrap(), &prefix, &secrets)
+        .ingest("max_connections", CAP as i64)
+        .ingest("header_read_timeout", "30s")
+        .ingest("at_cap_timeout", "1s");
+    let ingest = TestIngest::start(&config.to_toml()).await;
+    ready(&ingest).await;
+    let now = hooklake_tests::unix_now();
+    let forged = format!("v1,{}", STANDARD.encode([0u8; 32]));
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        let mut s = TcpStream::connect(&ingest.addr).await.unwrap();
+        s.write_all(b"POST /webhook/open HTTP/1.1\r\nhost: t\r\ncontent-ty").await.unwrap();
+        stalled.push(s);
+    }
+    let mut idle = Vec::new();
+    for n in 0..2 {
+        let mut c = RawConn::connect(&ingest.addr).await;
+        c.post("/webhook/open", &[JSON], format!(r#"{{"idle":{n}}}"#).as_bytes()).await;
+        assert_eq!(c.read_response().await.unwrap().status, 200);
+        idle.push(c);
+    }
+    let mut slow = Vec::new();
+    for n in 0..3 {
+        let head = format!(
+            "POST /webhook/std HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\ncontent-length: 4000\r\n\
+             webhook-id: slow-{n}\r\nwebhook-timestamp: {now}\r\nwebhook-signature: {forged}\r\n\r\n"
+        );
+        let mut c = RawConn::connect(&ingest.addr).await;
+        c.write(head.as_bytes()).await;
+        c.write(br#"{"type":"#).await;
+        slow.push(c);
+    }
+    eventually(Duration::from_secs(5), "every connection taken, the slow bodies in flight", || async {
+        let text = ingest.metrics().await;
+        let open = metrics::value(&text, "hooklake_ingest_open_connections", &[]);
+        (open == Some(CAP as f64) && in_flight(&ingest).await.0 == 3).then_some(())
+    })
+    .await;
+
+    let payloads: Vec<String> = (0..SIGNED).map(|n| format!(r#"{{"type":"signed","n":{n}}}"#)).collect();
+    let requests: Vec<serde_json::Value> = payloads
+        .iter()
+        .enumerate()
+        .map(|(n, payload)| {
+            serde_json::json!({"lib": "standardwebhooks", "secret": secrets.whsec_new, "msg_id": format!("cap-{n}"),
+                "timestamp": now, "payload": payload})
+        })
+        .collect();
+    let signed = python::sign(&serde_json::Value::Array(requests)).await;
+    let impatient = reqwest::Client::builder().timeout(Duration::from_secs(6)).build().unwrap();
+    let sent = Instant::now();
+    let sends = payloads.into_iter().zip(signed).map(|(payload, headers)| {
+        let (client, url) = (impatient.clone(), ingest.url("std"));
+        async move {
+            let mut request = client.post(url).header(JSON.0, JSON.1).body(payload);
+            for (name, value) in &headers {
+                request = request.header(name.as_str(), value.as_str().unwrap());
+            }
+            match request.send().await {
+                Ok(resp) => resp.status().as_u16().to_string(),
+                Err(e) => format!("{e:?}"),
+            }
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    let took = sent.elapsed();
+    eprintln!("{SIGNED} signed webhooks past {CAP} stalling clients answered in {took:?}");
+    assert_eq!(statuses, vec!["200"; SIGNED], "signed webhooks while stalling clients held every connection");
+
+    for mut c in slow {
+        let resp = c.read_response().await.expect("the slow sender's answer");
+        assert_eq!((resp.status, resp.json()["error"].as_str()), (408, Some("body_timeout")));
+        let detail = resp.json()["detail"].as_str().unwrap_or_default().to_owned();
+        assert!(detail.contains("while every connection was taken"), "{detail}");
+        assert_eq!(resp.header("connection"), Some("close"));
+    }
+    for s in stalled {
+        assert!(closed_after(s, sent, Duration::from_secs(5)).await.is_some(), "a stalled head still open");
+    }
+    for mut c in idle {
+        assert!(c.read_response().await.is_none(), "an idle connection got an answer");
+    }
+    let text = ingest.metrics().await;
+    let closed = |reason| metrics::value(&text, "hooklake_ingest_connections_closed_total", &[("reason", reason)]);
+    assert!(closed("at_cap") >= Some(5.0), "{:?}", closed("at_cap"));
+    assert_eq!(closed("head_timeout"), Some(0.0));
+    assert_eq!(ingest.rejected("std", "body_timeout").await, 3.0);
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.std")), SIGNED as i64);
+    assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), 2);
     ingest.stop().await;
 }
 

@@ -227,6 +227,12 @@ pub struct IngestConfig {
     /// Most open webhook connections; at the cap ingest stops accepting until one closes
     /// (new ones wait in the kernel's backlog).
     pub max_connections: u32,
+    /// While all `max_connections` are open and another connection waits, a connection
+    /// that starts no request within this time is closed to make room (one stalled in its
+    /// head, or kept alive and idle), and a request whose body has not fully arrived this
+    /// long after its head gets 408 `body_timeout`. At least 100ms, at most
+    /// `header_read_timeout`, which it replaces at the cap.
+    pub at_cap_timeout: HumanDuration,
     /// Most requests handled at once; beyond it requests get 503 `overloaded` at once.
     /// Unset: `max_connections` (an HTTP/1.1 connection carries one request at a time, so
     /// then only `max_in_flight_bytes` turns requests away). Read it with
@@ -258,6 +264,7 @@ impl Default for IngestConfig {
             worker_threads: None,
             header_read_timeout: HumanDuration::from_secs(10),
             max_connections: 1024,
+            at_cap_timeout: HumanDuration::from_secs(2),
             max_in_flight: None,
             max_in_flight_bytes: ByteSize(256 << 20),
             record_headers: false,
@@ -542,6 +549,12 @@ impl Config {
         }
         if i.max_connections == 0 {
             return Err(ConfigError::invalid("ingest.max_connections", "must be at least 1"));
+        }
+        if i.at_cap_timeout.get() < std::time::Duration::from_millis(100) || i.at_cap_timeout > i.header_read_timeout {
+            return Err(ConfigError::invalid(
+                "ingest.at_cap_timeout",
+                "must be at least 100ms and at most ingest.header_read_timeout",
+            ));
         }
         if i.max_in_flight == Some(0) || i.max_in_flight() > i.max_connections {
             return Err(ConfigError::invalid(

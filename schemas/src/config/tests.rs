@@ -119,11 +119,15 @@ fn connection_limits_have_defaults_and_are_validated() {
     let e = env(&[("ORDERS_KEY", "k")]);
     let c = Config::from_toml(MINIMAL, &e).unwrap();
     assert_eq!(c.ingest.header_read_timeout.get().as_secs(), 10);
+    assert_eq!(c.ingest.at_cap_timeout.get().as_secs(), 2);
     assert_eq!((c.ingest.max_connections, c.ingest.max_in_flight, c.ingest.max_in_flight()), (1024, None, 1024));
     assert_eq!(c.ingest.max_in_flight_bytes.get(), 256 << 20);
     for (line, key) in [
         ("header_read_timeout = \"100ms\"", "ingest.header_read_timeout: must be at least 1s"),
         ("max_connections = 0", "ingest.max_connections: must be at least 1"),
+        ("at_cap_timeout = \"50ms\"", "ingest.at_cap_timeout: must be at least 100ms"),
+        ("at_cap_timeout = \"11s\"", "ingest.at_cap_timeout: must be at least 100ms and at most"),
+        ("header_read_timeout = \"1s\"", "ingest.at_cap_timeout: must be at least 100ms and at most"),
         ("max_in_flight = 0", "ingest.max_in_flight: must be at least 1"),
         ("max_connections = 10\nmax_in_flight = 11", "ingest.max_in_flight: must be at least 1"),
         ("max_in_flight_bytes = \"512KiB\"", "ingest.max_in_flight_bytes: must be at least ingest.max_body_bytes"),
