@@ -23,6 +23,8 @@ pub const PARTITIONS: u32 = 3;
 pub const SCHEDULE: &str = "every 1s";
 /// How long the sink gets to load the rest once traffic stopped and faults ended.
 pub const SETTLE: Duration = Duration::from_secs(180);
+/// `ingest.max_connections` of the rig's ingest: low enough for [`Rig::flood`] to fill.
+pub const MAX_CONNECTIONS: usize = 64;
 
 #[derive(Debug)]
 pub struct Rig {
@@ -57,7 +59,10 @@ impl Rig {
     ) -> Self {
         let broker = if own_broker { TestBroker::Own(Broker::start()) } else { TestBroker::get() };
         let p = Pipeline::start_partitioned(broker, lake, SCHEDULE, None, PARTITIONS).await;
-        let ingest = IngestProcess::start(&p.config, &p.lake.path().join("ingest.log")).await;
+        let at_cap =
+            p.test_config.clone().ingest("max_connections", MAX_CONNECTIONS as i64).ingest("at_cap_timeout", "1s");
+        let ingest_config = sink::write_config(&p.lake.path(), &at_cap.to_toml());
+        let ingest = IngestProcess::start(&ingest_config, &p.lake.path().join("ingest.log")).await;
         Self { p, ingest, sinks: Default::default(), catalog_relay }
     }
 
@@ -123,6 +128,28 @@ impl Rig {
     /// Clients posting keyed webhooks with ids `<tag>-c<client>-<n>` to the ingest process.
     pub fn traffic(&self, tag: &str, load: Load) -> Traffic {
         Traffic::start(&Target::new(&self.ingest.url("keys"), "x-api-key", &self.p.api_key, tag), load)
+    }
+
+    /// Opens `n` connections to ingest that stall, as a hostile client would: every other
+    /// one sends half a request head, the rest a whole head for the `keys` source with its
+    /// key and a body of which only the first bytes come. They hold their slots (the ones
+    /// beyond `ingest.max_connections` wait) until ingest closes them or they are dropped.
+    pub async fn flood(&self, n: usize) -> Vec<tokio::net::TcpStream> {
+        use tokio::io::AsyncWriteExt;
+        let body_head = format!(
+            "POST /webhook/keys HTTP/1.1\r\nhost: t\r\ncontent-type: application/json\r\nx-api-key: {}\r\n\
+             x-request-id: flood\r\ncontent-length: 1000\r\n\r\n{{\"a\":",
+            self.p.api_key
+        );
+        let mut streams = Vec::with_capacity(n);
+        for i in 0..n {
+            let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.ingest.port)).await else { continue };
+            let first: &[u8] =
+                if i % 2 == 0 { b"POST /webhook/keys HTTP/1.1\r\nhost: t\r\ncontent-ty" } else { body_head.as_bytes() };
+            let _ = s.write_all(first).await;
+            streams.push(s);
+        }
+        streams
     }
 
     /// Starts one more `hooklake sink` service (a replica in the same consumer group).

@@ -2,7 +2,9 @@
 //! pipeline of the fault tests under traffic for `SOAK_SECONDS` (default 600), with one
 //! fault at a time injected at random moments — the sink killed and restarted, the broker
 //! killed and restarted, the warehouse or the catalog unavailable for a few seconds,
-//! ingest stopped and restarted, a second sink replica joining and leaving. Then traffic
+//! ingest stopped and restarted, a second sink replica joining and leaving, ingest's
+//! connections flooded by clients that stall (during which webhooks must still be answered
+//! 200). Then traffic
 //! stops, the sink catches up, and the figures are printed; a lost or duplicated row, or
 //! an offset out of place, fails it. `SOAK_SEED` replays a run's choice of faults.
 //! `SOAK_CATALOG=postgres` puts the catalog on PostgreSQL behind a relay, whose faults
@@ -16,21 +18,27 @@ use std::{
 
 use hooklake_tests::{
     faults::{TableDirs, freeze, lock_catalog},
+    metrics,
     sink::SinkService,
+    traffic::Traffic,
 };
 
-use super::{LOAD, rig::Rig};
+use super::{
+    LOAD,
+    rig::{MAX_CONNECTIONS, Rig},
+};
 
-const FAULTS: [&str; 6] = [
+const FAULTS: [&str; 7] = [
     "sink killed",
     "broker killed",
     "warehouse unavailable",
     "catalog locked",
     "ingest stopped",
     "replica joined and left",
+    "connections flooded",
 ];
 /// With a PostgreSQL catalog, "catalog locked" gives way to these three.
-const POSTGRES_FAULTS: [&str; 8] = [
+const POSTGRES_FAULTS: [&str; 9] = [
     "sink killed",
     "broker killed",
     "warehouse unavailable",
@@ -39,6 +47,7 @@ const POSTGRES_FAULTS: [&str; 8] = [
     "commit broken",
     "ingest stopped",
     "replica joined and left",
+    "connections flooded",
 ];
 
 /// xorshift64*: reproducible from its seed, no dependency for it.
@@ -89,7 +98,7 @@ async fn soak() {
         tokio::time::sleep(rng.secs(2, 8)).await;
         let kind = faults[rng.below(faults.len() as u64) as usize];
         println!("[{:>4}s] {kind}", started.elapsed().as_secs());
-        sink = inject(kind, &mut rig, sink, &mut rng).await;
+        sink = inject(kind, &mut rig, sink, &traffic, &mut rng).await;
         *injected.entry(kind).or_default() += 1;
     }
     let report = traffic.stop().await;
@@ -112,7 +121,7 @@ async fn soak() {
 
 /// Injects one fault of `kind` and waits until it is over; returns the sink service
 /// (a new one when it was killed).
-async fn inject(kind: &str, rig: &mut Rig, sink: SinkService, rng: &mut Rng) -> SinkService {
+async fn inject(kind: &str, rig: &mut Rig, sink: SinkService, traffic: &Traffic, rng: &mut Rng) -> SinkService {
     match kind {
         "sink killed" => {
             sink.kill().await;
@@ -149,6 +158,22 @@ async fn inject(kind: &str, rig: &mut Rig, sink: SinkService, rng: &mut Rng) -> 
             assert!(rig.ingest.terminate().await, "ingest exits 0 on SIGTERM:\n{}", rig.ingest.log());
             tokio::time::sleep(rng.secs(1, 3)).await;
             rig.ingest.restart().await;
+        }
+        // Twice the cap: the rest wait in the backlog, and get in as ingest closes the ones
+        // holding slots after `at_cap_timeout` (1 s). The traffic goes on meanwhile.
+        "connections flooded" => {
+            let flood = rig.flood(2 * MAX_CONNECTIONS).await;
+            traffic.wait_accepted(20, Duration::from_secs(20)).await;
+            tokio::time::sleep(rng.secs(2, 6)).await;
+            drop(flood);
+            let text = hooklake_tests::http::get_text(&format!("{}/metrics", rig.ingest.admin())).await;
+            let closed = metrics::value(&text, "hooklake_ingest_connections_closed_total", &[("reason", "at_cap")]);
+            let cut = metrics::value(
+                &text,
+                "hooklake_ingest_rejected_total",
+                &[("source", "keys"), ("reason", "body_timeout")],
+            );
+            println!("       since ingest started: {closed:?} connections closed at the cap, {cut:?} bodies cut (408)");
         }
         "replica joined and left" => {
             let replica = rig.sink().await;
