@@ -24,6 +24,8 @@ pub const PRODUCER_QUEUE_MESSAGES: &str = "hooklake_ingest_producer_queue_messag
 pub const PRODUCER_QUEUE_CAPACITY: &str = "hooklake_ingest_producer_queue_capacity";
 /// Open webhook connections (bounded by `ingest.max_connections`).
 pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
+/// The bound of the gauge above, so alerts can compute a fill ratio.
+pub const MAX_CONNECTIONS: &str = "hooklake_ingest_max_connections";
 /// Requests being handled (bounded by `ingest.max_in_flight`).
 pub const IN_FLIGHT_REQUESTS: &str = "hooklake_ingest_in_flight_requests";
 /// Body bytes those requests reserved (bounded by `ingest.max_in_flight_bytes`).
@@ -77,6 +79,8 @@ pub struct IngestMetrics {
     pub produce_duration: Histogram,
     pub queue_messages: IntGauge,
     pub queue_capacity: IntGauge,
+    /// `ingest.max_connections`.
+    pub max_connections: IntGauge,
     /// Read from the in-flight limits when `/metrics` is scraped.
     pub in_flight_requests: IntGauge,
     pub in_flight_body_bytes: IntGauge,
@@ -161,6 +165,8 @@ impl IngestMetrics {
                 .expect("valid metric"),
             queue_capacity: IntGauge::new(PRODUCER_QUEUE_CAPACITY, "Most records that may wait for acknowledgement")
                 .expect("valid metric"),
+            max_connections: IntGauge::new(MAX_CONNECTIONS, "Most open webhook connections (ingest.max_connections)")
+                .expect("valid metric"),
             in_flight_requests: IntGauge::new(
                 IN_FLIGHT_REQUESTS,
                 "Requests being handled (at most ingest.max_in_flight)",
@@ -198,6 +204,7 @@ impl IngestMetrics {
             Box::new(m.produce_duration.clone()),
             Box::new(m.queue_messages.clone()),
             Box::new(m.queue_capacity.clone()),
+            Box::new(m.max_connections.clone()),
             Box::new(m.in_flight_requests.clone()),
             Box::new(m.in_flight_body_bytes.clone()),
             Box::new(m.connections.open.clone()),

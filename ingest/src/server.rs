@@ -99,6 +99,7 @@ impl<P: Publisher> AppState<P> {
             None => Framing::SingleObject,
         };
         metrics.queue_capacity.set(i64::from(config.ingest.producer_queue_messages));
+        metrics.max_connections.set(i64::from(config.ingest.max_connections));
         Ok(Self {
             sources,
             publisher,

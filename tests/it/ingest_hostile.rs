@@ -454,6 +454,8 @@ async fn stalling_clients_at_the_cap_make_room_for_webhooks() {
         (open == Some(CAP as f64) && in_flight(&ingest).await.0 == 3).then_some(())
     })
     .await;
+    let cap = metrics::value(&ingest.metrics().await, "hooklake_ingest_max_connections", &[]);
+    assert_eq!(cap, Some(CAP as f64), "the cap an alert divides by");
 
     let payloads: Vec<String> = (0..SIGNED).map(|n| format!(r#"{{"type":"signed","n":{n}}}"#)).collect();
     let requests: Vec<serde_json::Value> = payloads
