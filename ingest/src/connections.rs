@@ -29,6 +29,7 @@ use std::{
 };
 
 use axum::{Router, response::Response};
+use futures::future::BoxFuture;
 use hyper::{
     Request,
     body::Incoming,
@@ -37,7 +38,7 @@ use hyper::{
 };
 use hyper_util::{
     rt::{TokioIo, TokioTimer},
-    service::{TowerToHyperService, TowerToHyperServiceFuture},
+    service::TowerToHyperService,
 };
 use prometheus::{IntCounterVec, IntGauge};
 use tokio::{
@@ -176,26 +177,39 @@ fn close_reason(error: &hyper::Error, had_a_request: bool) -> &'static str {
     }
 }
 
-/// A listener's service: what answers each request of each connection.
-pub trait HttpService: Fn(Request<Incoming>) -> Self::Answer + Clone + Send + Sync + 'static {
+/// A listener's service: what answers each request of each connection. It holds the
+/// [`InProgress`] it is given until the answer is made (or given up): that is how the
+/// listener knows which connections have a request in progress. (Wrapping each answer in a
+/// future of the listener's own that holds it would copy the answer's future once more per
+/// request, about 430 instructions for ingest's 4 KiB handler: BENCHMARKS.md, "At the
+/// connection cap".)
+pub trait HttpService: Fn(Request<Incoming>, InProgress) -> Self::Answer + Clone + Send + Sync + 'static {
     type Answer: Future<Output = Result<Response, Infallible>> + Send + 'static;
 }
 
 impl<F, A> HttpService for F
 where
-    F: Fn(Request<Incoming>) -> A + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, InProgress) -> A + Clone + Send + Sync + 'static,
     A: Future<Output = Result<Response, Infallible>> + Send + 'static,
 {
     type Answer = A;
 }
 
-/// An axum router as a listener's service.
+/// An axum router as a listener's service (boxed: for the admin listener, whose requests
+/// are few).
 pub fn router_service(
     router: Router,
-) -> impl Fn(Request<Incoming>) -> TowerToHyperServiceFuture<Router, Request<Incoming>> + Clone + Send + Sync + 'static
+) -> impl Fn(Request<Incoming>, InProgress) -> BoxFuture<'static, Result<Response, Infallible>> + Clone + Send + Sync + 'static
 {
     let service = TowerToHyperService::new(router);
-    move |request| service.call(request)
+    move |request, in_progress| {
+        let answer = service.call(request);
+        Box::pin(async move {
+            let answered = answer.await;
+            drop(in_progress);
+            answered
+        })
+    }
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then drains (see the module
@@ -308,15 +322,7 @@ fn serve_connection(
     let requests = Arc::new(Requests::default());
     let service = {
         let requests = requests.clone();
-        service_fn(move |request| {
-            let in_progress = requests.start();
-            let answer = service(request);
-            async move {
-                let answered = answer.await;
-                drop(in_progress);
-                answered
-            }
-        })
+        service_fn(move |request| service(request, requests.start()))
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut phase = phase.subscribe();
@@ -399,8 +405,9 @@ impl Requests {
     }
 }
 
-/// A request in progress on its connection ([`Requests::start`]).
-struct InProgress(Arc<Requests>);
+/// A request in progress on its connection ([`Requests::start`]), until dropped.
+#[derive(Debug)]
+pub struct InProgress(Arc<Requests>);
 
 impl Drop for InProgress {
     fn drop(&mut self) {

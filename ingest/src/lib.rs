@@ -163,7 +163,7 @@ pub async fn serve<P: Publisher>(
         drain: i.response_deadline.get(),
     };
     let webhooks = server::Webhooks::new(state.clone());
-    let service = move |request| webhooks.answer(request);
+    let service = move |request, in_progress| webhooks.answer(request, in_progress);
     let metrics = state.metrics.connections.clone();
     connections::serve(listeners.http, service, limits, metrics, state.phase.clone(), async move {
         shutdown.await;

@@ -17,6 +17,7 @@ use axum::{
     routing::post,
 };
 use bytes::Bytes;
+use futures::FutureExt;
 use hooklake_schemas::{
     ConfluentCodec, EnvelopeRef,
     config::{Config, ConfigError},
@@ -156,11 +157,17 @@ impl<P: Publisher> Webhooks<P> {
         Self { state, router: TowerToHyperService::new(router) }
     }
 
-    /// The answer to `request`.
-    pub fn answer<B>(&self, request: http::Request<B>) -> impl Future<Output = Result<Response, Infallible>> + use<B, P>
+    /// The answer to `request`; `held` is dropped once it is made (the listener's
+    /// [`crate::connections::InProgress`]).
+    pub fn answer<B, H>(
+        &self,
+        request: http::Request<B>,
+        held: H,
+    ) -> impl Future<Output = Result<Response, Infallible>> + use<B, H, P>
     where
         B: HttpBody<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
+        H: Send + 'static,
     {
         let source = match *request.method() {
             Method::POST => {
@@ -174,6 +181,7 @@ impl<P: Publisher> Webhooks<P> {
             None => Err(self.router.call(request)),
         };
         async move {
+            let _held = held;
             match target {
                 Ok((state, route, request)) => Ok(handle(&state, &route, request).await),
                 Err(routed) => routed.await,
@@ -264,15 +272,23 @@ async fn accept<P: Publisher>(
     let (parts, body) = request.into_parts();
     let checked = source.verifier.check(&parts.headers, received)?;
     let encoding = check_content_headers(&parts.headers)?;
-    let read = body::read_limited(&parts.headers, body, state.max_body_bytes, deadline, room);
-    // Most bodies are in when the head is: the phase is read only by a body still awaited.
-    let raw = tokio::select! {
-        biased;
-        raw = read => raw.map_err(|e| body_error(e, state))?,
-        () = state.phase.at_cap_after(started + state.at_cap_timeout) => {
-            return Err(IngestError::BodyTimeout { at_cap: Some(state.at_cap_timeout) });
+    // Most bodies are in when the head is. Only a body still awaited races the listener's
+    // phase, boxed so that the common path's future stays as small as it was (hyper copies
+    // it once per request).
+    let raw = {
+        let mut read = std::pin::pin!(body::read_limited(&parts.headers, body, state.max_body_bytes, deadline, room));
+        match (&mut read).now_or_never() {
+            Some(raw) => raw,
+            None => tokio::select! {
+                biased;
+                raw = &mut read => raw,
+                () = Box::pin(state.phase.at_cap_after(started + state.at_cap_timeout)) => {
+                    return Err(IngestError::BodyTimeout { at_cap: Some(state.at_cap_timeout) });
+                }
+            },
         }
-    };
+    }
+    .map_err(|e| body_error(e, state))?;
     // Inflating takes no longer than the CPU needs, so room for its largest output is
     // held only that long.
     if encoding != ContentEncoding::Identity && !room.try_grow(state.max_body_bytes) {
@@ -413,7 +429,7 @@ mod tests {
             .header(http::header::CONTENT_LENGTH, gz.len())
             .body(Body::from_stream(chunks))
             .unwrap();
-        let call = tokio::spawn(Webhooks::new(state.clone()).answer(request));
+        let call = tokio::spawn(Webhooks::new(state.clone()).answer(request, ()));
         send.unbounded_send(Ok(Bytes::copy_from_slice(&gz[..10]))).unwrap();
         until("the bytes that arrived held while the body is read", || state.in_flight_bytes.in_use() == 10).await;
         assert_eq!(state.in_flight.in_use(), 1);
@@ -444,7 +460,7 @@ mod tests {
                 .header(http::header::CONTENT_TYPE, "application/json")
                 .body(Body::from(r#"{"type":"t"}"#))
                 .unwrap();
-            webhooks.answer(request)
+            webhooks.answer(request, ())
         };
         for path in ["/webhook/open", "/webhook/open?from=test", "/webhook/%6Fpen"] {
             let response = call("POST", path).await.unwrap();
@@ -490,7 +506,7 @@ mod tests {
         let webhooks = Webhooks::new(state.clone());
         tokio::spawn(serve(
             listener,
-            move |request| webhooks.answer(request),
+            move |request, in_progress| webhooks.answer(request, in_progress),
             limits,
             ConnectionMetrics::unexported(),
             state.phase.clone(),
