@@ -367,28 +367,11 @@ async fn slow_senders_hold_only_the_bytes_they_sent() {
     })
     .await;
 
-    let payloads: Vec<String> = (0..SIGNED).map(|n| format!(r#"{{"type":"signed","n":{n}}}"#)).collect();
-    let requests: Vec<serde_json::Value> = payloads
-        .iter()
-        .enumerate()
-        .map(|(n, payload)| {
-            serde_json::json!({"lib": "standardwebhooks", "secret": secrets.whsec_new, "msg_id": format!("signed-{n}"),
-                "timestamp": now, "payload": payload})
-        })
-        .collect();
-    let signed = python::sign(&serde_json::Value::Array(requests)).await;
-    let sends = payloads.into_iter().zip(signed).map(|(payload, headers)| {
-        let url = ingest.url("std");
-        async move {
-            let mut request = http::client().post(url).header(JSON.0, JSON.1).body(payload);
-            for (name, value) in &headers {
-                request = request.header(name.as_str(), value.as_str().unwrap());
-            }
-            request.send().await.unwrap().status().as_u16()
-        }
-    });
+    let client = http::client();
+    let signed = standard_webhooks(&secrets.whsec_new, "signed", SIGNED, now).await;
+    let sends = signed.into_iter().map(|webhook| post_signed(&client, ingest.url("std"), webhook));
     let statuses = futures::future::join_all(sends).await;
-    assert_eq!(statuses, vec![200; SIGNED], "signed webhooks while the slow senders stall");
+    assert_eq!(statuses, vec!["200"; SIGNED], "signed webhooks while the slow senders stall");
 
     for mut c in slow {
         let resp = c.read_response().await.expect("the slow sender's answer");
@@ -457,31 +440,10 @@ async fn stalling_clients_at_the_cap_make_room_for_webhooks() {
     let cap = metrics::value(&ingest.metrics().await, "hooklake_ingest_max_connections", &[]);
     assert_eq!(cap, Some(CAP as f64), "the cap an alert divides by");
 
-    let payloads: Vec<String> = (0..SIGNED).map(|n| format!(r#"{{"type":"signed","n":{n}}}"#)).collect();
-    let requests: Vec<serde_json::Value> = payloads
-        .iter()
-        .enumerate()
-        .map(|(n, payload)| {
-            serde_json::json!({"lib": "standardwebhooks", "secret": secrets.whsec_new, "msg_id": format!("cap-{n}"),
-                "timestamp": now, "payload": payload})
-        })
-        .collect();
-    let signed = python::sign(&serde_json::Value::Array(requests)).await;
+    let signed = standard_webhooks(&secrets.whsec_new, "cap", SIGNED, now).await;
     let impatient = reqwest::Client::builder().timeout(Duration::from_secs(6)).build().unwrap();
     let sent = Instant::now();
-    let sends = payloads.into_iter().zip(signed).map(|(payload, headers)| {
-        let (client, url) = (impatient.clone(), ingest.url("std"));
-        async move {
-            let mut request = client.post(url).header(JSON.0, JSON.1).body(payload);
-            for (name, value) in &headers {
-                request = request.header(name.as_str(), value.as_str().unwrap());
-            }
-            match request.send().await {
-                Ok(resp) => resp.status().as_u16().to_string(),
-                Err(e) => format!("{e:?}"),
-            }
-        }
-    });
+    let sends = signed.into_iter().map(|webhook| post_signed(&impatient, ingest.url("std"), webhook));
     let statuses = futures::future::join_all(sends).await;
     let took = sent.elapsed();
     eprintln!("{SIGNED} signed webhooks past {CAP} stalling clients answered in {took:?}");
@@ -508,6 +470,43 @@ async fn stalling_clients_at_the_cap_make_room_for_webhooks() {
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.std")), SIGNED as i64);
     assert_eq!(kafka::record_count(&broker.bootstrap(), &format!("{prefix}.open")), 2);
     ingest.stop().await;
+}
+
+/// `n` webhooks `{"type":"signed","n":<i>}` with ids `<prefix>-<i>`, signed by the
+/// standardwebhooks library with `secret` at `now`: each body with its headers.
+async fn standard_webhooks(
+    secret: &str,
+    prefix: &str,
+    n: usize,
+    now: u64,
+) -> Vec<(String, serde_json::Map<String, serde_json::Value>)> {
+    let payloads: Vec<String> = (0..n).map(|i| format!(r#"{{"type":"signed","n":{i}}}"#)).collect();
+    let requests = payloads
+        .iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            serde_json::json!({"lib": "standardwebhooks", "secret": secret, "msg_id": format!("{prefix}-{i}"),
+                "timestamp": now, "payload": payload})
+        })
+        .collect();
+    let signed = python::sign(&serde_json::Value::Array(requests)).await;
+    payloads.into_iter().zip(signed).collect()
+}
+
+/// POSTs a webhook of [`standard_webhooks`] to `url`; its status, or the client's error.
+async fn post_signed(
+    client: &reqwest::Client,
+    url: String,
+    (payload, headers): (String, serde_json::Map<String, serde_json::Value>),
+) -> String {
+    let mut request = client.post(url).header(JSON.0, JSON.1).body(payload);
+    for (name, value) in &headers {
+        request = request.header(name.as_str(), value.as_str().unwrap());
+    }
+    match request.send().await {
+        Ok(resp) => resp.status().as_u16().to_string(),
+        Err(e) => format!("{e:?}"),
+    }
 }
 
 /// A JSON body of exactly `len` bytes.
