@@ -76,9 +76,6 @@ pub fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
 pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
-    /// While the listener is [`Phase::AtCap`], a connection that starts no request within
-    /// this time is closed.
-    pub at_cap_timeout: Duration,
     /// After shutdown began, connections still open this long are closed.
     pub drain: Duration,
 }
@@ -95,33 +92,41 @@ pub enum Phase {
 }
 
 /// A listener's [`Phase`], shared by the accept loop that sets it, the connections and the
-/// requests that read it. Changes are rare (a flood that fills the cap and ends, a
-/// shutdown), so each wakes every reader; a request that never waits for its body never
-/// subscribes.
+/// requests that read it, with how long what owes the listener bytes may take while it is
+/// at its cap (`ingest.at_cap_timeout`): a connection its next request, a request its body.
+/// Changes are rare (a flood that fills the cap and ends, a shutdown), so each wakes every
+/// reader; a request that never waits for its body never subscribes.
 #[derive(Debug, Clone)]
-pub struct ListenerPhase(Arc<watch::Sender<Phase>>);
-
-impl Default for ListenerPhase {
-    fn default() -> Self {
-        Self(Arc::new(watch::Sender::new(Phase::Serving)))
-    }
+pub struct ListenerPhase {
+    phase: Arc<watch::Sender<Phase>>,
+    at_cap_timeout: Duration,
 }
 
 impl ListenerPhase {
+    pub fn new(at_cap_timeout: Duration) -> Self {
+        Self { phase: Arc::new(watch::Sender::new(Phase::Serving)), at_cap_timeout }
+    }
+
+    pub fn at_cap_timeout(&self) -> Duration {
+        self.at_cap_timeout
+    }
+
     /// Only the accept loop sets the phase, so reading it first keeps the common case to a
     /// read.
     fn set(&self, phase: Phase) {
-        if *self.0.borrow() != phase {
-            self.0.send_replace(phase);
+        if *self.phase.borrow() != phase {
+            self.phase.send_replace(phase);
         }
     }
 
     fn subscribe(&self) -> watch::Receiver<Phase> {
-        self.0.subscribe()
+        self.phase.subscribe()
     }
 
-    /// Resolves once the listener is at its cap at or after `at`; never while it is not.
-    pub async fn at_cap_after(&self, at: Instant) {
+    /// Resolves once the listener is at its cap `at_cap_timeout` or more after `since`;
+    /// never while it is not.
+    pub async fn at_cap_since(&self, since: Instant) {
+        let at = since + self.at_cap_timeout;
         let mut phase = self.subscribe();
         loop {
             if phase.wait_for(|p| *p == Phase::AtCap).await.is_err() {
@@ -263,13 +268,7 @@ pub async fn serve(
         };
         while connections.try_join_next().is_some() {}
         let held = (slot, OpenGuard::new(metrics.open.clone()));
-        let served = serve_connection(&builder, stream, service.clone(), &phase, limits.at_cap_timeout, held);
-        let closed = metrics.closed.clone();
-        connections.spawn(async move {
-            if let Some(reason) = served.await {
-                closed.with_label_values(&[reason]).inc();
-            }
-        });
+        connections.spawn(serve_connection(&builder, stream, service.clone(), &phase, held, metrics.closed.clone()));
     }
     drop(listener);
     phase.set(Phase::Stopping);
@@ -301,8 +300,8 @@ async fn drain(mut connections: JoinSet<()>, limit: Duration) {
 /// What a connection holds until it closes: its slot under the cap, and its count.
 type Held = (OwnedSemaphorePermit, OpenGuard);
 
-/// Serves one connection; the reason it was closed when that was not the client's doing
-/// or an answer's ([`CLOSE_REASONS`]).
+/// Serves one connection, counting it in `closed` under [`CLOSE_REASONS`] when it was
+/// closed by hyper's error or by the listener at its cap.
 ///
 /// On [`Phase::Stopping`], a connection that never got a whole request head closes at
 /// once (hyper's graceful shutdown would wait for its head); the others finish the
@@ -315,9 +314,9 @@ fn serve_connection(
     stream: TcpStream,
     service: impl HttpService,
     phase: &ListenerPhase,
-    at_cap_timeout: Duration,
     held: Held,
-) -> impl Future<Output = Option<&'static str>> + Send + 'static {
+    closed: IntCounterVec,
+) -> impl Future<Output = ()> + Send + 'static {
     let _ = stream.set_nodelay(true);
     let requests = Arc::new(Requests::default());
     let service = {
@@ -325,25 +324,29 @@ fn serve_connection(
         service_fn(move |request| service(request, requests.start()))
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
-    let mut phase = phase.subscribe();
+    let (mut phase, at_cap_timeout) = (phase.subscribe(), phase.at_cap_timeout);
     async move {
         let _held = held;
         tokio::pin!(conn);
         let served = tokio::select! {
             served = conn.as_mut() => served,
             end = until_ended(&mut phase, &requests, at_cap_timeout) => match end {
-                Ended::AtCap => return Some("at_cap"),
-                Ended::Stopping if requests.none_yet() => return None,
+                Ended::AtCap => {
+                    closed.with_label_values(&["at_cap"]).inc();
+                    return;
+                }
+                Ended::Stopping if requests.none_yet() => return,
                 Ended::Stopping => {
                     conn.as_mut().graceful_shutdown();
                     conn.await
                 }
             },
         };
-        let e = served.err()?;
-        let reason = close_reason(&e, !requests.none_yet());
-        tracing::debug!(error = %e, reason, "connection ended with an error");
-        Some(reason)
+        if let Err(e) = served {
+            let reason = close_reason(&e, !requests.none_yet());
+            closed.with_label_values(&[reason]).inc();
+            tracing::debug!(error = %e, reason, "connection ended with an error");
+        }
     }
 }
 
@@ -453,8 +456,7 @@ mod tests {
     ) -> (String, watch::Sender<bool>, tokio::task::JoinHandle<()>, ConnectionMetrics) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
-        let limits =
-            ConnectionLimits { header_read_timeout, max_connections, at_cap_timeout, drain: Duration::from_secs(30) };
+        let limits = ConnectionLimits { header_read_timeout, max_connections, drain: Duration::from_secs(30) };
         let slow = |millis| {
             get(move || async move {
                 tokio::time::sleep(Duration::from_millis(millis)).await;
@@ -465,7 +467,7 @@ mod tests {
             Router::new().route("/", get(|| async { "hi" })).route("/slow", slow(300)).route("/slower", slow(1000));
         let (stop, mut stopped) = watch::channel(false);
         let metrics = ConnectionMetrics::unexported();
-        let phase = ListenerPhase::default();
+        let phase = ListenerPhase::new(at_cap_timeout);
         let server =
             tokio::spawn(serve(listener, router_service(router), limits, metrics.clone(), phase, async move {
                 let _ = stopped.wait_for(|s| *s).await;

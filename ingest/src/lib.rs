@@ -50,9 +50,11 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 const ADMIN_LIMITS: ConnectionLimits = ConnectionLimits {
     header_read_timeout: Duration::from_secs(10),
     max_connections: 64,
-    at_cap_timeout: Duration::from_secs(2),
     drain: Duration::from_secs(1),
 };
+
+/// The admin port's `at_cap_timeout` ([`connections::ListenerPhase`]).
+const ADMIN_AT_CAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The two sockets ingest serves on.
 #[derive(Debug)]
@@ -140,7 +142,7 @@ pub async fn serve<P: Publisher>(
         ADMIN_LIMITS,
         // Admin connections are not exported.
         connections::ConnectionMetrics::unexported(),
-        connections::ListenerPhase::default(),
+        connections::ListenerPhase::new(ADMIN_AT_CAP_TIMEOUT),
         async move {
             let _ = admin_stopped.wait_for(|stop| *stop).await;
         },
@@ -159,7 +161,6 @@ pub async fn serve<P: Publisher>(
     let limits = ConnectionLimits {
         header_read_timeout: i.header_read_timeout.get(),
         max_connections: i.max_connections as usize,
-        at_cap_timeout: i.at_cap_timeout.get(),
         drain: i.response_deadline.get(),
     };
     let webhooks = server::Webhooks::new(state.clone());

@@ -76,10 +76,8 @@ pub struct AppState<P> {
     /// `ingest.record_headers`: records carry hooklake's three headers.
     pub record_headers: bool,
     /// The webhook listener's phase, which it sets: at its cap, a body still arriving
-    /// `at_cap_timeout` after its head gets 408 `body_timeout`.
+    /// `ingest.at_cap_timeout` after its head gets 408 `body_timeout`.
     pub phase: ListenerPhase,
-    /// `ingest.at_cap_timeout`.
-    pub at_cap_timeout: Duration,
 }
 
 impl<P: Publisher> AppState<P> {
@@ -112,8 +110,7 @@ impl<P: Publisher> AppState<P> {
             in_flight: Budget::new(config.ingest.max_in_flight() as usize),
             in_flight_bytes: Budget::new(config.ingest.max_in_flight_bytes.get() as usize),
             record_headers: config.ingest.record_headers,
-            phase: ListenerPhase::default(),
-            at_cap_timeout: config.ingest.at_cap_timeout.get(),
+            phase: ListenerPhase::new(config.ingest.at_cap_timeout.get()),
         })
     }
 }
@@ -282,8 +279,8 @@ async fn accept<P: Publisher>(
             None => tokio::select! {
                 biased;
                 raw = &mut read => raw,
-                () = Box::pin(state.phase.at_cap_after(started + state.at_cap_timeout)) => {
-                    return Err(IngestError::BodyTimeout { at_cap: Some(state.at_cap_timeout) });
+                () = Box::pin(state.phase.at_cap_since(started)) => {
+                    return Err(IngestError::BodyTimeout { at_cap: Some(state.phase.at_cap_timeout()) });
                 }
             },
         }
@@ -499,7 +496,6 @@ mod tests {
         let limits = ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             max_connections: 8,
-            at_cap_timeout: Duration::from_secs(2),
             drain: Duration::ZERO,
         };
         let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
