@@ -28,7 +28,7 @@ pub const OPEN_CONNECTIONS: &str = "hooklake_ingest_open_connections";
 pub const MAX_CONNECTIONS: &str = "hooklake_ingest_max_connections";
 /// Requests being handled (bounded by `ingest.max_in_flight`).
 pub const IN_FLIGHT_REQUESTS: &str = "hooklake_ingest_in_flight_requests";
-/// Body bytes those requests reserved (bounded by `ingest.max_in_flight_bytes`).
+/// Body bytes those requests hold (bounded by `ingest.max_in_flight_bytes`).
 pub const IN_FLIGHT_BODY_BYTES: &str = "hooklake_ingest_in_flight_body_bytes";
 /// Connections hyper ended before a request reached the router, by reason
 /// ([`crate::connections::CLOSE_REASONS`]).

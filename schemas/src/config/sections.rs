@@ -238,11 +238,11 @@ pub struct IngestConfig {
     /// then only `max_in_flight_bytes` turns requests away). Read it with
     /// [`IngestConfig::max_in_flight`].
     pub max_in_flight: Option<u32>,
-    /// Most body bytes held by the requests in flight: each reserves its Content-Length (or
-    /// `max_body_bytes` when it declares none, and `max_body_bytes` more for a compressed
-    /// body's inflated form) before its body is read; beyond it 503 `overloaded`. It bounds
-    /// the memory bodies can take (docs/design.md, "Limits") while many small webhooks are
-    /// in flight at once.
+    /// Most body bytes held by the requests in flight: each holds room for its body's bytes
+    /// as they arrive, and `max_body_bytes` more for a compressed body's inflated form while
+    /// it is inflated; a Content-Length larger than the room left, or bytes that find none,
+    /// get 503 `overloaded`. It bounds the memory bodies can take (docs/design.md, "Limits")
+    /// while many small webhooks are in flight at once.
     pub max_in_flight_bytes: ByteSize,
     /// Whether records carry the `hooklake-source`, `hooklake-message-id` and
     /// `content-type` headers. The envelope holds the same facts (its framing shows in its
