@@ -12,6 +12,10 @@
 //!     bridge: the peer, verifying the same signatures and producing to a topic of its own
 //!     on the same broker (BENCHMARKS.md says how it was built).
 //!
+//! The same executable serves two targets for tests/benches/wrk_peer.sh: `--serve-plain`
+//! (the plain axum server) and `--serve-floor` (ingest's envelope and publisher behind
+//! plain axum, with no checks: the floor under ingest's cost).
+//!
 //! Ingest runs with `ingest.worker_threads = 1` (`BENCH_INGEST_WORKERS`), as it shares the
 //! 2 cores with the generator and the broker. Below each level's lines, the mean latency,
 //! and for ingest the means of its own request and produce histograms: where the time goes.
@@ -43,12 +47,13 @@ use std::{
     time::{Duration, Instant},
 };
 
+use axum::response::IntoResponse;
 use base64::{Engine, engine::general_purpose::STANDARD};
 use bytes::Bytes;
 use hmac::Mac;
 use hooklake_ingest::publisher::{OutgoingRecord, future_record};
 use hooklake_schemas::{
-    WebhookEnvelope,
+    EnvelopeRef, WebhookEnvelope,
     config::{Config, Env},
     kafka::CONTENT_TYPE_SINGLE_OBJECT,
 };
@@ -78,6 +83,10 @@ fn main() {
         let port: u16 = args[i + 1].parse().expect("port");
         return serve_plain(port);
     }
+    if let Some(i) = args.iter().position(|a| a == "--serve-floor") {
+        let port: u16 = args[i + 1].parse().expect("port");
+        return serve_floor(port, &args[i + 2], &args[i + 3], &args[i + 4]);
+    }
     let quick = args.iter().any(|a| a == "--quick");
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     // tansu's memory storage first: the broker is then far from its limit, so the figures
@@ -99,6 +108,92 @@ fn serve_plain(port: u16) {
             axum::routing::post(|_body: Bytes| async { axum::Json(serde_json::json!({"message_id": "x"})) }),
         );
         // ingest's backlog, so that a burst of connections costs both the same.
+        let listener = hooklake_ingest::connections::listen(([127, 0, 0, 1], port).into()).expect("bind");
+        axum::serve(listener, app).await.expect("serve");
+    });
+}
+
+/// The floor under ingest (tests/benches/wrk_peer.sh, `BENCH_FLOOR`): what a bridge with
+/// ingest's delivery guarantees cannot avoid doing, and nothing else. It reads the body
+/// behind plain axum, wraps it in the envelope ingest writes (keyed by the request's
+/// `webhook-id`) and answers 200 only once ingest's own publisher (`KafkaPublisher`, the
+/// idempotent producer with ingest's settings from the config file) has the broker's ack,
+/// 503 when it has not within the response deadline. No signature is checked, no JSON
+/// read, no limit kept: the rate it reaches is the most ingest could reach on the same
+/// machine and broker if all of its own checks cost nothing.
+///
+/// With `producer` = `peer`, the same but produced as svix-bridge produces: librdkafka's
+/// defaults (acks=all, not idempotent, `linger.ms` 5) and no key (the sticky
+/// partitioner). That gives up what ingest keeps (no duplicate on a retried send, one
+/// partition per `message_id`), so it only measures what those guarantees cost here.
+fn serve_floor(port: u16, config_path: &str, source: &str, producer: &str) {
+    use hooklake_ingest::publisher::{KafkaPublisher, Publisher};
+    let config = Arc::new(
+        Config::from_toml(&std::fs::read_to_string(config_path).expect("config file"), &Env::new()).expect("config"),
+    );
+    let topic: Arc<str> =
+        config.sources.get(source).expect("the floor's source is configured").topic_for(source).into();
+    let deadline = config.ingest.response_deadline.get();
+    // One runtime thread per CPU of the affinity mask, as ingest's default.
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async move {
+        enum Producing {
+            Ingest(KafkaPublisher),
+            Peer(FutureProducer),
+        }
+        let producing = Arc::new(match producer {
+            "ingest" => {
+                let publisher = KafkaPublisher::new(config.clone()).expect("publisher");
+                publisher.check_ready().await.expect("the broker");
+                Producing::Ingest(publisher)
+            }
+            "peer" => Producing::Peer(
+                rdkafka::ClientConfig::new()
+                    .set("bootstrap.servers", &config.kafka.brokers)
+                    .create()
+                    .expect("producer"),
+            ),
+            other => panic!("--serve-floor: producer `ingest` or `peer`, not {other}"),
+        });
+        let answer = move |headers: http::HeaderMap, body: Bytes| {
+            let (producing, topic) = (producing.clone(), topic.clone());
+            async move {
+                let id = headers.get("webhook-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let Ok(payload) = std::str::from_utf8(&body) else {
+                    return http::StatusCode::BAD_REQUEST.into_response();
+                };
+                let envelope = EnvelopeRef {
+                    message_id: id,
+                    source: SOURCE,
+                    received_at_micros: chrono::Utc::now().timestamp_micros(),
+                    payload,
+                    event_type: None,
+                    headers: &[("content-type", "application/json")],
+                    verified_by: Some("standard_webhooks"),
+                };
+                let value = envelope.to_single_object();
+                let acked = match &*producing {
+                    Producing::Ingest(publisher) => {
+                        let record =
+                            OutgoingRecord::for_envelope(topic, &envelope, value, false, CONTENT_TYPE_SINGLE_OBJECT);
+                        publisher.publish(record, deadline).await.is_ok()
+                    }
+                    Producing::Peer(producer) => {
+                        match producer.send_result(rdkafka::producer::FutureRecord::<(), _>::to(&topic).payload(&value))
+                        {
+                            Ok(delivery) => matches!(delivery.await, Ok(Ok(_))),
+                            Err(_) => false,
+                        }
+                    }
+                };
+                if acked {
+                    axum::Json(serde_json::json!({ "message_id": id })).into_response()
+                } else {
+                    http::StatusCode::SERVICE_UNAVAILABLE.into_response()
+                }
+            }
+        };
+        let app = axum::Router::new().route("/webhook/{source}", axum::routing::post(answer));
         let listener = hooklake_ingest::connections::listen(([127, 0, 0, 1], port).into()).expect("bind");
         axum::serve(listener, app).await.expect("serve");
     });

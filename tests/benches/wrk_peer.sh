@@ -10,13 +10,19 @@
 #     [BENCH_PLAIN=target/release/deps/ingest-<hash>] [BENCH_LEVELS="64 256 1024"] \
 #     [BENCH_ROUNDS=2] [BENCH_SECONDS=10] [BENCH_SLICES=5] [BENCH_BROKER_DELAY_MS=20] \
 #     [BENCH_INGEST_PROPERTIES="linger.ms=10"] [BENCH_INGEST_WORKERS=1] [BENCH_IDS=1000] \
-#     [BENCH_BROKER_BIN=target/release/hooklake] [BENCH_PIN=1] tests/benches/wrk_peer.sh
+#     [BENCH_BROKER_BIN=target/release/hooklake] [BENCH_PIN=1] [BENCH_FLOOR=1|2] \
+#     tests/benches/wrk_peer.sh
 #
 # BENCH_PLAIN is the ingest benchmark's executable (`cargo bench -p hooklake-tests --bench
 # ingest --no-run` prints it); with it, its plain axum server (`--serve-plain`) runs as a
-# third target. Each target is warmed for 3 s at each level before its measured run. The
-# signature is made again before each run, so no request falls outside the 5-minute
-# tolerance of the Standard Webhooks scheme.
+# third target. BENCH_FLOOR=1 (with BENCH_PLAIN) adds its `--serve-floor` target too:
+# ingest's envelope and publisher (the idempotent producer with ingest's settings) behind
+# plain axum, answering after the ack and checking nothing, to a topic of its own: the most
+# ingest could reach here if its own checks cost nothing. BENCH_FLOOR=2 adds a second one,
+# `floor-peer`, that produces the same records as svix-bridge does (librdkafka's defaults,
+# not idempotent, no key): what ingest's delivery guarantees cost. Each target is warmed
+# for 3 s at each level before its measured run. The signature is made again before each
+# run, so no request falls outside the 5-minute tolerance of the Standard Webhooks scheme.
 #
 # BENCH_BROKER_DELAY_MS puts tests/py/delay_proxy.py between the broker and every client,
 # delaying each answer (acks included) by that many ms, as a cluster whose acks=all
@@ -141,6 +147,8 @@ auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
 [sources.peer]
 topic = "bench.peer"
 auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
+$([ "${BENCH_FLOOR:-0}" = 0 ] || printf '[sources.floor]\ntopic = "bench.floor"\nauth = { type = "none" }\n')
+$([ "${BENCH_FLOOR:-0}" != 2 ] || printf '[sources.floorpeer]\ntopic = "bench.floorpeer"\nauth = { type = "none" }\n')
 TOML
 "${pin_target[@]}" "$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
 pids+=("$!")
@@ -174,6 +182,19 @@ if [ -n "${BENCH_PLAIN:-}" ]; then
   "${pin_target[@]}" "$BENCH_PLAIN" --serve-plain "$plain_port" >"$work/plain.log" 2>&1 &
   pids+=("$!")
   targets+=("plain-axum:$plain_port:$!")
+fi
+if [ "${BENCH_FLOOR:-0}" != 0 ]; then
+  : "${BENCH_PLAIN:?BENCH_FLOOR needs BENCH_PLAIN (the ingest benchmark executable)}"
+  floors=("floor:floor:ingest")
+  [ "$BENCH_FLOOR" != 2 ] || floors+=("floor-peer:floorpeer:peer")
+  for f in "${floors[@]}"; do
+    IFS=: read -r name source producer <<<"$f"
+    port="$(free_port)"
+    "${pin_target[@]}" "$BENCH_PLAIN" --serve-floor "$port" "$work/ingest.toml" "$source" "$producer" \
+      >"$work/$name.log" 2>&1 &
+    pids+=("$!")
+    targets+=("$name:$port:$!")
+  done
 fi
 for t in "${targets[@]}"; do
   port="${t#*:}"
@@ -310,6 +331,7 @@ printf '%-12s %6s %6s %9s %9s %9s %8s %8s %8s %8s %6s %7s %7s\n' \
   target conns round 'req/s' 'p50 ms' 'p99 ms' 'wrk µs' 'srv µs' 'brk µs' 'sum µs' batch 'wait ms' 'rec/req'
 for conns in $LEVELS; do
   ratios=()
+  declare -A floor_ratios=()
   for round in $(seq "$ROUNDS"); do
     # Per target: answered and refused requests, CPU ticks of the target and the broker,
     # wrk's CPU in ms, and the worst slice's p50 and p99, summed or kept over the slices.
@@ -376,12 +398,24 @@ for conns in $LEVELS; do
       [ -z "${BENCH_BROKER_PERF:-}" ] || broker_profile "$BENCH_BROKER_PERF/$name-$conns-$round.data" "$broker_us"
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
+    for name in floor floor-peer; do
+      [ -z "${rate[$name]:-}" ] ||
+        floor_ratios[$name]+=" $(awk -v a="${rate[$name]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')"
+    done
     unset rate ok refused srv brk wrk_ms p50 p99 batch
   done
   echo "ingest ÷ svix-bridge at $conns connections: ${ratios[*]}"
+  for name in floor floor-peer; do
+    [ -z "${floor_ratios[$name]:-}" ] || echo "$name ÷ svix-bridge at $conns connections:${floor_ratios[$name]}"
+  done
+  unset floor_ratios
 done
 awk -v a="${best[ingest]}" -v b="${best[svix-bridge]}" \
   'BEGIN {printf "best: ingest %d req/s, svix-bridge %d req/s; best ÷ best %.2f\n", a, b, a / (b > 0 ? b : 1)}'
+for name in floor floor-peer; do
+  [ -z "${best[$name]:-}" ] || awk -v n="$name" -v a="${best[$name]}" -v b="${best[svix-bridge]}" \
+    'BEGIN {printf "best: %s %d req/s; %s ÷ svix-bridge best ÷ best %.2f\n", n, a, n, a / (b > 0 ? b : 1)}'
+done
 # Each target's peak resident memory over the whole run (VmHWM, kept by the kernel).
 peaks="peak RSS:"
 for t in "${targets[@]}"; do
