@@ -131,6 +131,17 @@ fi
 # runtime thread per CPU). Ingest creates its topics before it listens
 # (`kafka.create_topics`, `kafka.topic_partitions` = 3): the second source, never sent to,
 # is only there so that the peer's topic is made the same way.
+# The floor targets BENCH_FLOOR asks for, as name:source:producer: each serves one more
+# source of ingest's configuration (`--serve-floor` reads the same file).
+case "${BENCH_FLOOR:-0}" in
+  0) floors=() ;;
+  1) floors=("floor:floor:ingest") ;;
+  2) floors=("floor:floor:ingest" "floor-peer:floorpeer:peer") ;;
+  *) echo "BENCH_FLOOR: 0, 1 or 2, not $BENCH_FLOOR" >&2; exit 1 ;;
+esac
+floor_names=("${floors[@]%%:*}")
+[ "${#floors[@]}" = 0 ] || : "${BENCH_PLAIN:?BENCH_FLOOR needs BENCH_PLAIN (the ingest benchmark executable)}"
+
 ingest_port="$(free_port)" ingest_admin_port="$(free_port)"
 cat >"$work/ingest.toml" <<TOML
 [kafka]
@@ -147,8 +158,10 @@ auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
 [sources.peer]
 topic = "bench.peer"
 auth = { type = "standard_webhooks", secrets = ["whsec_$SECRET_B64"] }
-$([ "${BENCH_FLOOR:-0}" = 0 ] || printf '[sources.floor]\ntopic = "bench.floor"\nauth = { type = "none" }\n')
-$([ "${BENCH_FLOOR:-0}" != 2 ] || printf '[sources.floorpeer]\ntopic = "bench.floorpeer"\nauth = { type = "none" }\n')
+$(for f in "${floors[@]}"; do
+  IFS=: read -r _ source _ <<<"$f"
+  printf '[sources.%s]\ntopic = "bench.%s"\nauth = { type = "none" }\n' "$source" "$source"
+done)
 TOML
 "${pin_target[@]}" "$HOOKLAKE_BIN" ingest --config "$work/ingest.toml" >"$work/ingest.log" 2>&1 &
 pids+=("$!")
@@ -183,19 +196,14 @@ if [ -n "${BENCH_PLAIN:-}" ]; then
   pids+=("$!")
   targets+=("plain-axum:$plain_port:$!")
 fi
-if [ "${BENCH_FLOOR:-0}" != 0 ]; then
-  : "${BENCH_PLAIN:?BENCH_FLOOR needs BENCH_PLAIN (the ingest benchmark executable)}"
-  floors=("floor:floor:ingest")
-  [ "$BENCH_FLOOR" != 2 ] || floors+=("floor-peer:floorpeer:peer")
-  for f in "${floors[@]}"; do
-    IFS=: read -r name source producer <<<"$f"
-    port="$(free_port)"
-    "${pin_target[@]}" "$BENCH_PLAIN" --serve-floor "$port" "$work/ingest.toml" "$source" "$producer" \
-      >"$work/$name.log" 2>&1 &
-    pids+=("$!")
-    targets+=("$name:$port:$!")
-  done
-fi
+for f in "${floors[@]}"; do
+  IFS=: read -r name source producer <<<"$f"
+  port="$(free_port)"
+  "${pin_target[@]}" "$BENCH_PLAIN" --serve-floor "$port" "$work/ingest.toml" "$source" "$producer" \
+    >"$work/$name.log" 2>&1 &
+  pids+=("$!")
+  targets+=("$name:$port:$!")
+done
 for t in "${targets[@]}"; do
   port="${t#*:}"
   wait_port "${port%%:*}"
@@ -398,22 +406,21 @@ for conns in $LEVELS; do
       [ -z "${BENCH_BROKER_PERF:-}" ] || broker_profile "$BENCH_BROKER_PERF/$name-$conns-$round.data" "$broker_us"
     done
     ratios+=("$(awk -v a="${rate[ingest]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')")
-    for name in floor floor-peer; do
-      [ -z "${rate[$name]:-}" ] ||
-        floor_ratios[$name]+=" $(awk -v a="${rate[$name]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')"
+    for name in "${floor_names[@]}"; do
+      floor_ratios[$name]+=" $(awk -v a="${rate[$name]}" -v b="${rate[svix-bridge]}" 'BEGIN {printf "%.2f", a / (b > 0 ? b : 1)}')"
     done
     unset rate ok refused srv brk wrk_ms p50 p99 batch
   done
   echo "ingest ÷ svix-bridge at $conns connections: ${ratios[*]}"
-  for name in floor floor-peer; do
-    [ -z "${floor_ratios[$name]:-}" ] || echo "$name ÷ svix-bridge at $conns connections:${floor_ratios[$name]}"
+  for name in "${floor_names[@]}"; do
+    echo "$name ÷ svix-bridge at $conns connections:${floor_ratios[$name]}"
   done
   unset floor_ratios
 done
 awk -v a="${best[ingest]}" -v b="${best[svix-bridge]}" \
   'BEGIN {printf "best: ingest %d req/s, svix-bridge %d req/s; best ÷ best %.2f\n", a, b, a / (b > 0 ? b : 1)}'
-for name in floor floor-peer; do
-  [ -z "${best[$name]:-}" ] || awk -v n="$name" -v a="${best[$name]}" -v b="${best[svix-bridge]}" \
+for name in "${floor_names[@]}"; do
+  awk -v n="$name" -v a="${best[$name]}" -v b="${best[svix-bridge]}" \
     'BEGIN {printf "best: %s %d req/s; %s ÷ svix-bridge best ÷ best %.2f\n", n, a, n, a / (b > 0 ? b : 1)}'
 done
 # Each target's peak resident memory over the whole run (VmHWM, kept by the kernel).
